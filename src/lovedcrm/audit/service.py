@@ -1,0 +1,126 @@
+"""The audit trail: who did what, from where, with a before/after diff."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lovedcrm.audit.models import AuditLog
+from lovedcrm.core.context import request_meta_var
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, uuid.UUID | Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def diff(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``{"before": {...}, "after": {...}}`` limited to the keys whose values changed."""
+    before = before or {}
+    after = after or {}
+    keys = sorted(set(before) | set(after))
+    changed = [k for k in keys if before.get(k) != after.get(k)]
+    return {
+        "before": {k: _jsonable(before.get(k)) for k in changed if k in before},
+        "after": {k: _jsonable(after.get(k)) for k in changed if k in after},
+    }
+
+
+def _row(
+    *,
+    action: str,
+    resource_type: str,
+    resource_id: uuid.UUID | None,
+    organization_id: uuid.UUID | None,
+    user_id: uuid.UUID | None,
+    changes: Mapping[str, Any] | None,
+    success: bool,
+    failure_reason: str | None,
+    risk_score: int | None,
+) -> AuditLog:
+    meta = request_meta_var.get()
+    rid: uuid.UUID | None
+    try:
+        rid = uuid.UUID(meta.request_id) if meta.request_id else None
+    except ValueError:
+        rid = None  # a client-supplied id that is not a UUID stays in the logs only
+    return AuditLog(
+        organization_id=organization_id,
+        user_id=user_id,
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        ip_address=meta.ip_address,
+        user_agent=meta.user_agent,
+        request_id=rid,
+        changes=_jsonable(dict(changes or {})),
+        success=success,
+        failure_reason=failure_reason,
+        risk_score=risk_score,
+    )
+
+
+async def record(
+    session: AsyncSession,
+    *,
+    action: str,
+    resource_type: str,
+    resource_id: uuid.UUID | None = None,
+    organization_id: uuid.UUID | None = None,
+    user_id: uuid.UUID | None = None,
+    changes: Mapping[str, Any] | None = None,
+    success: bool = True,
+    failure_reason: str | None = None,
+    risk_score: int | None = None,
+) -> None:
+    """Write an audit row in the caller's transaction (it commits or rolls back with it)."""
+    session.add(
+        _row(
+            action=action,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            organization_id=organization_id,
+            user_id=user_id,
+            changes=changes,
+            success=success,
+            failure_reason=failure_reason,
+            risk_score=risk_score,
+        )
+    )
+
+
+async def record_detached(session: AsyncSession, **kwargs: Any) -> None:
+    """Write an audit row in its own transaction, so it survives the caller's rollback
+    (failed log-ins, refused actions). Only rows without a tenant or for the caller's tenant."""
+    async with AsyncSession(session.bind) as own, own.begin():
+        org = kwargs.get("organization_id")
+        if org is not None:
+            from lovedcrm.db.tenant import set_tenant
+
+            await set_tenant(own, org, kwargs.get("user_id"))
+        own.add(
+            _row(
+                **{
+                    "changes": None,
+                    "success": True,
+                    "failure_reason": None,
+                    "risk_score": None,
+                    "resource_id": None,
+                    "organization_id": None,
+                    "user_id": None,
+                    **kwargs,
+                }
+            )
+        )

@@ -1,0 +1,153 @@
+"""The ``lovedcrm`` command line: serve, worker, db upgrade/downgrade, demo, create-admin."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from lovedcrm.config import Settings, get_settings
+
+
+def _prepare(settings: Settings) -> str:
+    """Migrate to head as the owner and (re)apply the app role and grants."""
+    from lovedcrm.db.bootstrap import ensure_app_role
+    from lovedcrm.db.engine import owner_url
+    from lovedcrm.db.migrate import upgrade
+
+    owner = owner_url(settings).render_as_string(hide_password=False)
+    upgrade(owner)
+    password = settings.db_app_password.get_secret_value() if settings.db_app_password else None
+    ensure_app_role(owner, settings.db_app_role, password)
+    return owner
+
+
+@click.group()
+def main() -> None:
+    """Loved CRM."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--no-migrate", is_flag=True, help="Do not migrate the database at start.")
+@click.option("--demo/--no-demo", default=False, help="Load the demo organization if missing.")
+@click.option("--reload", is_flag=True, help="Reload on code changes (development).")
+def serve(host: str, port: int, no_migrate: bool, demo: bool, reload: bool) -> None:
+    """Serve the web app and the API."""
+    import uvicorn
+
+    settings = get_settings()
+    if not no_migrate:
+        _prepare(settings)
+    if demo:
+        from lovedcrm.demo import load_demo
+
+        asyncio.run(load_demo(settings))
+    uvicorn.run(
+        "lovedcrm.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        reload=reload,
+        proxy_headers=True,
+        log_config=None,
+    )
+
+
+@main.command()
+@click.option("--concurrency", default=4, show_default=True, type=int)
+def worker(concurrency: int) -> None:
+    """Run a background-job worker (the job engine lands with the jobs issue)."""
+    click.echo(
+        "The background job engine is not part of this release yet (see the jobs issue); "
+        "nothing to run.",
+        err=True,
+    )
+    sys.exit(2)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Migrate up (default: to head) and apply the app role's grants."""
+    settings = get_settings()
+    if revision == "head":
+        _prepare(settings)
+    else:
+        from lovedcrm.db.engine import owner_url
+        from lovedcrm.db.migrate import upgrade
+
+        upgrade(owner_url(settings).render_as_string(hide_password=False), revision)
+    click.echo(f"database at {revision}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@click.confirmation_option(prompt="Downgrading can drop data. Continue?")
+def db_downgrade(revision: str) -> None:
+    """Migrate down to REVISION (for example 'base' or '-1')."""
+    from lovedcrm.db.engine import owner_url
+    from lovedcrm.db.migrate import downgrade
+
+    downgrade(owner_url(get_settings()).render_as_string(hide_password=False), revision)
+    click.echo(f"database at {revision}")
+
+
+@db.command("current")
+def db_current() -> None:
+    """Print the current and head revisions."""
+    from lovedcrm.db.engine import owner_url
+    from lovedcrm.db.migrate import current_revision, head_revision
+
+    url = owner_url(get_settings()).render_as_string(hide_password=False)
+    click.echo(json.dumps({"current": current_revision(url), "head": head_revision()}))
+
+
+@main.command()
+def demo() -> None:
+    """Load the demo organization (once) and print its login."""
+    from lovedcrm.demo import load_demo
+
+    settings = get_settings()
+    _prepare(settings)
+    asyncio.run(load_demo(settings, announce=True))
+
+
+@main.command("create-admin")
+@click.option("--email", required=True)
+@click.option("--name", "full_name", required=True)
+@click.option("--organization", "organization_name", required=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+def create_admin(email: str, full_name: str, organization_name: str, password: str) -> None:
+    """Create a user who is the admin of a new organization."""
+    from lovedcrm.demo import create_admin_account
+
+    settings = get_settings()
+    _prepare(settings)
+    try:
+        org_slug = asyncio.run(
+            create_admin_account(settings, email, full_name, organization_name, password)
+        )
+    except Exception as exc:
+        detail = getattr(exc, "detail", str(exc))
+        raise click.ClickException(str(detail)) from exc
+    click.echo(f"admin {email} created for organization {org_slug}")
+
+
+@main.command("data-dir")
+def data_dir() -> None:
+    """Print the data directory."""
+    click.echo(Path(get_settings().data_dir).resolve())
+
+
+if __name__ == "__main__":
+    main()

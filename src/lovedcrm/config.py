@@ -1,0 +1,85 @@
+"""Typed settings, read from the environment with the prefix ``LOVEDCRM_``."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Placeholder secrets are accepted in development only; Settings refuses them elsewhere.
+_DEV_SECRET = "dev-insecure-secret-change-me-0123456789abcdef"  # noqa: S105 - refused outside dev
+_DEV_ENCRYPTION_KEY = "ZGV2LWluc2VjdXJlLWtleS1jaGFuZ2UtbWUtMDEyMzQ="  # 32 bytes, base64
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOVEDCRM_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    base_url: str = "http://127.0.0.1:8000"
+    data_dir: Path = Path("var")
+
+    # Unset: an embedded PostgreSQL is started under data_dir/postgres.
+    database_url: str | None = None
+    # The role the app connects as: no SUPERUSER, no BYPASSRLS. Created by the bootstrap.
+    db_app_role: str = "lovedcrm_app"
+    db_app_password: SecretStr | None = None
+    # Optional full URL for the app role (otherwise derived from database_url).
+    app_database_url: str | None = None
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+
+    secret_key: SecretStr = SecretStr(_DEV_SECRET)
+    # AES-256-GCM key for provider secrets, base64 of 32 bytes.
+    encryption_key: SecretStr = SecretStr(_DEV_ENCRYPTION_KEY)
+
+    access_token_minutes: int = 15
+    refresh_token_days: int = 30
+    web_session_days: int = 14
+    email_token_hours: int = 48
+    invitation_days: int = 7
+    cookie_secure: bool = False
+    login_max_failures: int = 10
+    login_failure_window_minutes: int = 15
+
+    # Mail: "console" logs, "file" writes .eml files under data_dir/mail, "smtp" sends.
+    mail_backend: Literal["console", "file", "smtp"] = "file"
+    mail_from: str = "Loved CRM <no-reply@lovedcrm.local>"
+    smtp_host: str = "localhost"
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_defaults(self) -> Settings:
+        if self.env == "production":
+            if self.secret_key.get_secret_value() == _DEV_SECRET:
+                raise ValueError("LOVEDCRM_SECRET_KEY must be set in production")
+            if self.encryption_key.get_secret_value() == _DEV_ENCRYPTION_KEY:
+                raise ValueError("LOVEDCRM_ENCRYPTION_KEY must be set in production")
+            if self.database_url is None:
+                raise ValueError("LOVEDCRM_DATABASE_URL must be set in production")
+        if len(self.secret_key.get_secret_value()) < 32:
+            raise ValueError("LOVEDCRM_SECRET_KEY must be at least 32 characters")
+        return self
+
+    @property
+    def embedded_pg_dir(self) -> Path:
+        return self.data_dir.resolve() / "postgres"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def generate_secret() -> str:
+    return secrets.token_urlsafe(48)

@@ -1,0 +1,128 @@
+"""ASGI middleware: request id + access log, and a request body size limit."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lovedcrm.core.context import RequestMeta, request_id_var, request_meta_var
+
+log = structlog.stdlib.get_logger("lovedcrm.http")
+_RID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
+
+
+class RequestContextMiddleware:
+    """Gives each request an id (a client's ``X-Request-ID`` is kept if well-formed), binds it
+    to the logs and the audit trail, echoes it back, and writes one access-log line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        incoming = headers.get("x-request-id", "")
+        rid = incoming if _RID.match(incoming) else str(uuid.uuid4())
+        client = scope.get("client")
+        meta = RequestMeta(
+            request_id=rid,
+            ip_address=client[0] if client else None,
+            user_agent=headers.get("user-agent"),
+        )
+        t_rid = request_id_var.set(rid)
+        t_meta = request_meta_var.set(meta)
+        structlog.contextvars.bind_contextvars(request_id=rid)
+        status = 500
+        started = time.perf_counter()
+
+        async def _send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, _send)
+        finally:
+            log.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+            structlog.contextvars.unbind_contextvars("request_id")
+            request_id_var.reset(t_rid)
+            request_meta_var.reset(t_meta)
+
+
+class BodySizeLimitMiddleware:
+    """Refuses bodies over ``max_bytes`` with 413, by Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _too_large(self, send: Send) -> None:
+        body = json.dumps(
+            {
+                "type": "https://lovedcrm.dev/problems/payload_too_large",
+                "title": "Content too large",
+                "status": 413,
+                "detail": f"The request body is larger than the limit of {self.max_bytes} bytes",
+                "code": "payload_too_large",
+                "request_id": request_id_var.get(),
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/problem+json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for k, v in scope["headers"]:
+            if k == b"content-length" and v.isdigit() and int(v) > self.max_bytes:
+                await self._too_large(send)
+                return
+        received = 0
+        started = False
+
+        async def _send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        class _TooLarge(Exception):
+            pass
+
+        async def _receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, _receive, _send)
+        except _TooLarge:
+            if not started:
+                await self._too_large(send)

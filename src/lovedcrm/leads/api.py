@@ -1,0 +1,74 @@
+"""JSON routes for leads (thin: rules in leads.service)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response, status
+
+from lovedcrm.auth.deps import Principal, Require, SessionDep
+from lovedcrm.leads import service
+from lovedcrm.leads.schemas import LeadIn, LeadOut, LeadPageOut, LeadStatus, LeadUpdateIn
+
+router = APIRouter(prefix="/api/v1/leads", tags=["leads"])
+Reader = Annotated[Principal, Depends(Require("leads:read"))]
+Writer = Annotated[Principal, Depends(Require("leads:write"))]
+Deleter = Annotated[Principal, Depends(Require("leads:delete"))]
+
+
+@router.get("", response_model=LeadPageOut, responses={400: {"description": "Invalid cursor"}})
+async def list_leads(
+    principal: Reader,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    stage_id: uuid.UUID | None = None,
+    assigned_to: uuid.UUID | None = None,
+    status: LeadStatus | None = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+) -> LeadPageOut:
+    page = await service.list_leads(
+        session,
+        principal,
+        limit=limit,
+        cursor=cursor,
+        stage_id=stage_id,
+        assigned_to=assigned_to,
+        status=status,
+        q=q,
+    )
+    return LeadPageOut(
+        items=[LeadOut.model_validate(i) for i in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.post("", response_model=LeadOut, status_code=status.HTTP_201_CREATED)
+async def create_lead(body: LeadIn, principal: Writer, session: SessionDep) -> LeadOut:
+    lead = await service.create_lead(session, principal, body.model_dump(exclude_unset=True))
+    return LeadOut.model_validate(lead)
+
+
+@router.get("/{lead_id}", response_model=LeadOut, responses={404: {"description": "Not found"}})
+async def get_lead(lead_id: uuid.UUID, principal: Reader, session: SessionDep) -> LeadOut:
+    return LeadOut.model_validate(await service.get_lead(session, principal, lead_id))
+
+
+@router.patch("/{lead_id}", response_model=LeadOut, responses={404: {"description": "Not found"}})
+async def update_lead(
+    lead_id: uuid.UUID, body: LeadUpdateIn, principal: Writer, session: SessionDep
+) -> LeadOut:
+    lead = await service.update_lead(
+        session, principal, lead_id, body.model_dump(exclude_unset=True)
+    )
+    return LeadOut.model_validate(lead)
+
+
+@router.delete(
+    "/{lead_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: {"description": "Not found"}},
+)
+async def delete_lead(lead_id: uuid.UUID, principal: Deleter, session: SessionDep) -> Response:
+    await service.delete_lead(session, principal, lead_id)
+    return Response(status_code=204)

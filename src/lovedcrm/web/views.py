@@ -1,0 +1,198 @@
+"""HTML pages for accounts: log-in, sign-up, log-out, password reset, email verification,
+invitations, the organization switcher and the home shell. Cookie sessions with CSRF.
+
+The pages call the same services as the JSON API; nothing here decides a business rule.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from lovedcrm.auth import service as auth_service
+from lovedcrm.auth.deps import CSRF_FIELD, SESSION_COOKIE, SessionDep, SettingsDep, get_principal
+from lovedcrm.auth.models import UserSession
+from lovedcrm.config import Settings
+from lovedcrm.core import security
+from lovedcrm.core.errors import AppError
+from lovedcrm.organizations import service as org_service
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+def _set_session_cookie(response: Response, settings: Settings, token: str) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=settings.web_session_days * 86400,
+        httponly=True,
+        secure=settings.cookie_secure,
+        samesite="lax",
+        path="/",
+    )
+
+
+def _render(request: Request, name: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, ctx, status_code=status_code)
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request) -> HTMLResponse:
+    return _render(request, "login.html", error=None, email="")
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login_submit(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    email: Annotated[str, Form(max_length=255)],
+    password: Annotated[str, Form(max_length=256)],
+) -> Response:
+    try:
+        _, issued = await auth_service.login(
+            session, settings, email=email, password=password, kind="web"
+        )
+    except AppError as exc:
+        return _render(request, "login.html", status_code=exc.status, error=exc.detail, email=email)
+    response = RedirectResponse("/", status_code=303)
+    _set_session_cookie(response, settings, issued.token)
+    return response
+
+
+@router.get("/signup", response_class=HTMLResponse)
+async def signup_page(request: Request) -> HTMLResponse:
+    return _render(request, "signup.html", error=None, form={})
+
+
+@router.post("/signup", response_class=HTMLResponse)
+async def signup_submit(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    full_name: Annotated[str, Form(max_length=255)],
+    email: Annotated[str, Form(max_length=255)],
+    password: Annotated[str, Form(max_length=256)],
+    organization_name: Annotated[str, Form(max_length=255)],
+) -> Response:
+    form = {"full_name": full_name, "email": email, "organization_name": organization_name}
+    try:
+        async with session.begin_nested():
+            user, org = await auth_service.signup(
+                session,
+                settings,
+                email=email,
+                password=password,
+                full_name=full_name,
+                organization_name=organization_name,
+            )
+            issued = await auth_service.open_session(
+                session, settings, user, kind="web", organization_id=org.id
+            )
+    except AppError as exc:
+        return _render(request, "signup.html", status_code=exc.status, error=exc.detail, form=form)
+    response = RedirectResponse("/", status_code=303)
+    _set_session_cookie(response, settings, issued.token)
+    return response
+
+
+async def _web_principal(request: Request, session: SessionDep, settings: SettingsDep) -> Any:
+    if not request.cookies.get(SESSION_COOKIE):
+        return None
+    try:
+        return await get_principal(request, session, settings, None)
+    except AppError:
+        return None
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    principal = await _web_principal(request, session, settings)
+    if principal is None:
+        return RedirectResponse("/login", status_code=303)
+    memberships = await auth_service.memberships_of(session, principal.user_id)
+    org = None
+    if principal.organization_id:
+        org = await org_service.get_organization_by_id(session, principal.organization_id)
+    user_session: UserSession = request.state.user_session
+    return _render(
+        request,
+        "home.html",
+        principal=principal,
+        org=org,
+        memberships=memberships,
+        csrf=security.csrf_token(settings, user_session.token_hash),
+    )
+
+
+@router.post("/logout")
+async def logout(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    principal = await _web_principal(request, session, settings)
+    if principal is not None and principal.session_id:
+        await auth_service.revoke_session(session, principal.session_id)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.post("/switch-organization")
+async def switch_organization(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    organization_id: Annotated[uuid.UUID, Form()],
+) -> Response:
+    principal = await _web_principal(request, session, settings)
+    if principal is None:
+        return RedirectResponse("/login", status_code=303)
+    await auth_service.switch_organization(session, request.state.user_session, organization_id)
+    return RedirectResponse("/", status_code=303)
+
+
+@router.get("/verify-email", response_class=HTMLResponse)
+async def verify_email_page(request: Request, session: SessionDep, token: str = "") -> HTMLResponse:
+    try:
+        await auth_service.verify_email(session, token)
+        return _render(
+            request,
+            "message.html",
+            title="Email confirmado",
+            message="Seu email foi confirmado. Obrigado!",
+        )
+    except AppError as exc:
+        return _render(
+            request,
+            "message.html",
+            status_code=exc.status,
+            title="Link inválido",
+            message=exc.detail,
+        )
+
+
+@router.get("/reset-password", response_class=HTMLResponse)
+async def reset_page(request: Request, token: str = "") -> HTMLResponse:
+    return _render(request, "reset.html", token=token, error=None)
+
+
+@router.post("/reset-password", response_class=HTMLResponse)
+async def reset_submit(
+    request: Request,
+    session: SessionDep,
+    token: Annotated[str, Form(max_length=200)],
+    new_password: Annotated[str, Form(max_length=256)],
+) -> Response:
+    try:
+        async with session.begin_nested():
+            await auth_service.reset_password(session, token, new_password)
+    except AppError as exc:
+        return _render(request, "reset.html", status_code=exc.status, token=token, error=exc.detail)
+    return RedirectResponse("/login", status_code=303)
+
+
+CSRF_FIELD_NAME = CSRF_FIELD

@@ -1,0 +1,130 @@
+"""Test fixtures: a fresh database per run, on the embedded server by default or on the
+server named by LOVEDCRM_DATABASE_URL (CI runs both). Tests connect as the app's own
+non-owner role, so row-level security is really exercised."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from lovedcrm.app import create_app
+from lovedcrm.config import Settings
+from lovedcrm.db.bootstrap import create_database, drop_database, ensure_app_role
+from lovedcrm.db.embedded import start_embedded
+from lovedcrm.db.engine import Database, as_psycopg
+from lovedcrm.db.engine import create_database as create_db_handle
+from lovedcrm.db.migrate import upgrade
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+IN_CI = os.environ.get("CI") == "true"
+
+
+def shared_path(relative: str) -> Path:
+    """A file under ../shared: skipped outside the workplace, a failure under CI."""
+    path = SHARED / relative
+    if not path.exists():
+        if IN_CI:
+            pytest.fail(f"{path} is missing under CI")
+        pytest.skip(f"{path} not present (../shared exists only in the Loved CRM workplace)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    raw = os.environ.get("LOVEDCRM_DATABASE_URL")
+    if not raw:
+        raw = start_embedded(ROOT / "var" / "test-postgres")
+    return as_psycopg(make_url(raw)).render_as_string(hide_password=False)
+
+
+def _with_db(url: str, name: str) -> str:
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def owner_url(server_url: str) -> Iterator[str]:
+    name = f"lovedcrm_test_{uuid.uuid4().hex[:10]}"
+    create_database(server_url, name)
+    url = _with_db(server_url, name)
+    upgrade(url)
+    ensure_app_role(url, "lovedcrm_app")
+    yield url
+    drop_database(server_url, name)
+
+
+@pytest.fixture
+def empty_database(server_url: str) -> Iterator[Callable[[], str]]:
+    made: list[str] = []
+
+    def _make() -> str:
+        name = f"lovedcrm_empty_{uuid.uuid4().hex[:10]}"
+        create_database(server_url, name)
+        made.append(name)
+        return _with_db(server_url, name)
+
+    yield _make
+    for name in made:
+        drop_database(server_url, name)
+
+
+@pytest.fixture(scope="session")
+def settings(owner_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(
+        env="test",
+        database_url=owner_url,
+        data_dir=tmp_path_factory.mktemp("data"),
+        mail_backend="file",
+        log_json=False,
+        log_level="WARNING",
+        secret_key="test-secret-key-0123456789abcdefghijklmnopqrstuv",  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture(scope="session")
+async def database(settings: Settings, owner_url: str) -> AsyncIterator[Database]:
+    db = create_db_handle(settings, owner=make_url(owner_url))
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings, database: Database) -> Any:
+    return create_app(settings, database=database)
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5555))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+def unique_email(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+PASSWORD = "s3nha-forte-demais"
+
+
+async def signup(client: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
+    body = {
+        "email": unique_email(),
+        "password": PASSWORD,
+        "full_name": "Ana Souza",
+        "organization_name": f"Org {uuid.uuid4().hex[:6]}",
+        **overrides,
+    }
+    r = await client.post("/api/v1/auth/signup", json=body)
+    assert r.status_code == 201, r.text
+    data: dict[str, Any] = r.json()
+    data["email"] = body["email"]
+    data["headers"] = {"Authorization": f"Bearer {data['tokens']['access_token']}"}
+    return data
