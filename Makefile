@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
+LINT_PATHS := src tests migrations $(wildcard benchmarks)
+
 .PHONY: run test install lint format clean-db
 
 run: install
@@ -22,13 +24,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 lint: install
-	$(BIN)/ruff check src tests migrations benchmarks
-	$(BIN)/ruff format --check src tests migrations benchmarks
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff format src tests migrations benchmarks
-	$(BIN)/ruff check --fix src tests migrations benchmarks
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
 
 clean-db:
 	rm -rf var/postgres var/test-postgres
