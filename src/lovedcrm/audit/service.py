@@ -6,12 +6,14 @@ import uuid
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit.models import AuditLog
 from lovedcrm.core.context import request_meta_var
+from lovedcrm.db.tenant import set_tenant
 
 
 def _jsonable(value: Any) -> Any:
@@ -38,42 +40,7 @@ def diff(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> d
     }
 
 
-def _row(
-    *,
-    action: str,
-    resource_type: str,
-    resource_id: uuid.UUID | None,
-    organization_id: uuid.UUID | None,
-    user_id: uuid.UUID | None,
-    changes: Mapping[str, Any] | None,
-    success: bool,
-    failure_reason: str | None,
-    risk_score: int | None,
-) -> AuditLog:
-    meta = request_meta_var.get()
-    rid: uuid.UUID | None
-    try:
-        rid = uuid.UUID(meta.request_id) if meta.request_id else None
-    except ValueError:
-        rid = None  # a client-supplied id that is not a UUID stays in the logs only
-    return AuditLog(
-        organization_id=organization_id,
-        user_id=user_id,
-        action=action,
-        resource_type=resource_type,
-        resource_id=resource_id,
-        ip_address=meta.ip_address,
-        user_agent=meta.user_agent,
-        request_id=rid,
-        changes=_jsonable(dict(changes or {})),
-        success=success,
-        failure_reason=failure_reason,
-        risk_score=risk_score,
-    )
-
-
-async def record(
-    session: AsyncSession,
+def _values(
     *,
     action: str,
     resource_type: str,
@@ -84,43 +51,49 @@ async def record(
     success: bool = True,
     failure_reason: str | None = None,
     risk_score: int | None = None,
-) -> None:
-    """Write an audit row in the caller's transaction (it commits or rolls back with it)."""
-    session.add(
-        _row(
-            action=action,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            organization_id=organization_id,
-            user_id=user_id,
-            changes=changes,
-            success=success,
-            failure_reason=failure_reason,
-            risk_score=risk_score,
-        )
-    )
+) -> dict[str, Any]:
+    meta = request_meta_var.get()
+    rid: uuid.UUID | None
+    try:
+        rid = uuid.UUID(meta.request_id) if meta.request_id else None
+    except ValueError:
+        rid = None  # a client-supplied id that is not a UUID stays in the logs only
+    return {
+        # Given here so the INSERT needs no RETURNING to learn the key.
+        "id": uuid.uuid4(),
+        "organization_id": organization_id,
+        "user_id": user_id,
+        "action": action,
+        "resource_type": resource_type,
+        "resource_id": resource_id,
+        "ip_address": meta.ip_address,
+        "user_agent": meta.user_agent,
+        "request_id": rid,
+        "changes": _jsonable(dict(changes or {})),
+        "success": success,
+        "failure_reason": failure_reason,
+        "risk_score": risk_score,
+    }
 
 
-async def record_detached(session: AsyncSession, **kwargs: Any) -> None:
+# A plain INSERT without RETURNING: RETURNING would have to pass the SELECT policy, which a
+# row without an organization (a failed log-in) never does for the app role.
+_TABLE = cast(Table, AuditLog.__table__)
+_INSERT = insert(_TABLE)
+
+
+async def record(session: AsyncSession, **fields: Any) -> None:
+    """Write an audit row in the caller's transaction (it commits or rolls back with it).
+    Fields: action, resource_type, resource_id, organization_id, user_id, changes, success,
+    failure_reason, risk_score."""
+    conn = await session.connection()  # Core, not the ORM: no RETURNING is added
+    await conn.execute(_INSERT.values(**_values(**fields)))
+
+
+async def record_detached(session: AsyncSession, **fields: Any) -> None:
     """Write an audit row in its own transaction, so it survives the caller's rollback
-    (failed log-ins, refused actions). Only rows without a tenant or for the caller's tenant."""
+    (failed log-ins, refused actions)."""
     async with AsyncSession(session.bind) as own, own.begin():
-        org = kwargs.get("organization_id")
-        if org is not None:
-            from lovedcrm.db.tenant import set_tenant
-
-            await set_tenant(own, org, kwargs.get("user_id"))
-        own.add(
-            _row(
-                **{
-                    "changes": None,
-                    "success": True,
-                    "failure_reason": None,
-                    "risk_score": None,
-                    "resource_id": None,
-                    "organization_id": None,
-                    "user_id": None,
-                    **kwargs,
-                }
-            )
-        )
+        await set_tenant(own, fields.get("organization_id"), fields.get("user_id"))
+        conn = await own.connection()
+        await conn.execute(_INSERT.values(**_values(**fields)))

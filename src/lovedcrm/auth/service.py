@@ -117,7 +117,8 @@ async def _insert_organization(session: AsyncSession, org: Organization) -> None
         except IntegrityError as exc:
             if "slug" not in str(exc.orig):
                 raise
-            session.expunge(org)
+            if org in session:  # the savepoint rollback usually expunged it already
+                session.expunge(org)
             org.slug = f"{base[:90]}-{attempt + 1}"
     raise Conflict("Could not find a free organization slug", code="slug_taken")
 

@@ -133,8 +133,11 @@ async def home(request: Request, session: SessionDep, settings: SettingsDep) -> 
 
 @router.post("/logout")
 async def logout(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    principal = await _web_principal(request, session, settings)
-    if principal is not None and principal.session_id:
+    if not request.cookies.get(SESSION_COOKIE):
+        return RedirectResponse("/login", status_code=303)
+    # Not _web_principal: a CSRF failure must refuse (403), or any site could log users out.
+    principal = await get_principal(request, session, settings, None)
+    if principal.session_id:
         await auth_service.revoke_session(session, principal.session_id)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
@@ -148,9 +151,9 @@ async def switch_organization(
     settings: SettingsDep,
     organization_id: Annotated[uuid.UUID, Form()],
 ) -> Response:
-    principal = await _web_principal(request, session, settings)
-    if principal is None:
+    if not request.cookies.get(SESSION_COOKIE):
         return RedirectResponse("/login", status_code=303)
+    await get_principal(request, session, settings, None)  # 403 on a CSRF failure
     await auth_service.switch_organization(session, request.state.user_session, organization_id)
     return RedirectResponse("/", status_code=303)
 

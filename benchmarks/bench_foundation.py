@@ -1,0 +1,178 @@
+"""Foundation benchmark: server time of the account and lead endpoints.
+
+Starts `lovedcrm serve` on a fresh database of the chosen server (embedded by default, or
+LOVEDCRM_DATABASE_URL), signs up one organization, creates LEADS leads through the API, then
+measures with CONCURRENCY clients over real HTTP on loopback:
+
+- POST /api/v1/auth/login     (dominated by argon2id, by design)
+- GET  /api/v1/auth/me        (JWT + session + membership look-ups, RLS on)
+- GET  /api/v1/leads?limit=50 (a page of leads under RLS)
+- GET  /healthz               (the bare process, for scale)
+
+Writes benchmarks/results/foundation.json. Bounded: a fixed number of requests per endpoint.
+Usage: .venv/bin/python benchmarks/bench_foundation.py [--requests 400] [--leads 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from lovedcrm.db.bootstrap import create_database, drop_database  # noqa: E402
+from lovedcrm.db.embedded import start_embedded  # noqa: E402
+from lovedcrm.db.engine import as_psycopg  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * p))], 2)
+
+
+async def _measure(
+    client: httpx.AsyncClient, method: str, url: str, n: int, conc: int, **kw: object
+) -> dict[str, float]:
+    times: list[float] = []
+    errors = 0
+    queue = list(range(n))
+
+    async def worker() -> None:
+        nonlocal errors
+        while queue:
+            queue.pop()
+            t = time.perf_counter()
+            r = await client.request(method, url, **kw)  # type: ignore[arg-type]
+            times.append((time.perf_counter() - t) * 1000)
+            if r.status_code >= 400:
+                errors += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(conc)))
+    wall = time.perf_counter() - started
+    return {
+        "requests": n,
+        "errors": errors,
+        "throughput_rps": round(n / wall, 1),
+        "p50_ms": _pct(times, 0.50),
+        "p95_ms": _pct(times, 0.95),
+        "mean_ms": round(statistics.fmean(times), 2),
+    }
+
+
+async def run(base: str, n: int, leads: int, conc: int) -> dict[str, object]:
+    async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
+        password = "bench-password-123"
+        r = await c.post(
+            "/api/v1/auth/signup",
+            json={
+                "email": email,
+                "password": password,
+                "full_name": "Bench",
+                "organization_name": "Bench",
+            },
+        )
+        r.raise_for_status()
+        headers = {"Authorization": f"Bearer {r.json()['tokens']['access_token']}"}
+        for i in range(leads):
+            (
+                await c.post(
+                    "/api/v1/leads",
+                    headers=headers,
+                    json={"full_name": f"Lead {i}", "company": "ACME"},
+                )
+            ).raise_for_status()
+        return {
+            "healthz": await _measure(c, "GET", "/healthz", n, conc),
+            "auth_me": await _measure(c, "GET", "/api/v1/auth/me", n, conc, headers=headers),
+            "leads_page_50": await _measure(
+                c, "GET", "/api/v1/leads?limit=50", n, conc, headers=headers
+            ),
+            "login": await _measure(
+                c,
+                "POST",
+                "/api/v1/auth/login",
+                max(20, n // 10),
+                min(conc, 4),
+                json={"email": email, "password": password},
+            ),
+        }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=400)
+    ap.add_argument("--leads", type=int, default=1000)
+    ap.add_argument("--concurrency", type=int, default=16)
+    args = ap.parse_args()
+
+    raw = os.environ.get("LOVEDCRM_DATABASE_URL") or start_embedded(ROOT / "var" / "bench-postgres")
+    server = as_psycopg(make_url(raw))
+    name = f"lovedcrm_bench_{uuid.uuid4().hex[:8]}"
+    create_database(server, name)
+    db_url = server.set(database=name).render_as_string(hide_password=False)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "LOVEDCRM_DATABASE_URL": db_url,
+        "LOVEDCRM_LOG_LEVEL": "WARNING",
+        "LOVEDCRM_DATA_DIR": tempfile.mkdtemp(),
+    }
+    proc = subprocess.Popen(  # one uvicorn process on loopback
+        [str(ROOT / ".venv/bin/lovedcrm"), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        results = asyncio.run(run(base, args.requests, args.leads, args.concurrency))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        drop_database(server, name)
+    out = {
+        "benchmark": "foundation",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "database": "external" if os.environ.get("LOVEDCRM_DATABASE_URL") else "embedded",
+        "params": vars(args),
+        "results": results,
+    }
+    path = ROOT / "benchmarks" / "results" / "foundation.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
