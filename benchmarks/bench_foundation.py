@@ -84,7 +84,7 @@ async def _measure(
 async def run(base: str, n: int, leads: int, conc: int) -> dict[str, object]:
     async with httpx.AsyncClient(base_url=base, timeout=30) as c:
         email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-        password = "bench-password-123"
+        password = "bench-password-123"  # noqa: S105 - a throwaway benchmark account
         r = await c.post(
             "/api/v1/auth/signup",
             json={
