@@ -100,29 +100,32 @@ class BodySizeLimitMiddleware:
             if k == b"content-length" and v.isdigit() and int(v) > self.max_bytes:
                 await self._too_large(send)
                 return
-        received = 0
-        started = False
-
-        async def _send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        class _TooLarge(Exception):
-            pass
-
-        async def _receive() -> Message:
-            nonlocal received
+        if any(k == b"content-length" for k, _ in scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+        # No length announced (chunked): read up to the limit first, then replay it, so the
+        # refusal is a clean 413 rather than a parse error half-way through a handler.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, _receive, _send)
-        except _TooLarge:
-            if not started:
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
                 await self._too_large(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def _replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, _replay, send)
