@@ -38,8 +38,13 @@ def main() -> None:
 @click.option("--reload", is_flag=True, help="Reload on code changes (development).")
 def serve(host: str, port: int, no_migrate: bool, demo: bool, reload: bool) -> None:
     """Serve the web app and the API."""
+    import os
+
     import uvicorn
 
+    # Links in mail and the demo banner point at where this server really listens.
+    os.environ.setdefault("LOVEDCRM_BASE_URL", f"http://{host}:{port}")
+    get_settings.cache_clear()
     settings = get_settings()
     if not no_migrate:
         _prepare(settings)

@@ -16,7 +16,7 @@ from lovedcrm.db.tenant import tenant_transaction
 from lovedcrm.leads import service as leads_service
 from lovedcrm.organizations.permissions import ROLE_PERMISSIONS, Role
 
-DEMO_EMAIL = "demo@lovedcrm.local"
+DEMO_EMAIL = "demo@example.com"
 
 _LEADS = [
     ("Mariana Costa", "Padaria Pão Dourado", "+5511987654321", "whatsapp", "4500.00"),

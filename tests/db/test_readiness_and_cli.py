@@ -68,7 +68,7 @@ def test_cli_upgrade_demo_and_create_admin(
     assert '"current": "0002"' in r.stdout
     first = run("demo")
     assert first.returncode == 0, first.stderr
-    assert "demo@lovedcrm.local" in first.stdout and "password:" in first.stdout
+    assert "demo@example.com" in first.stdout and "password:" in first.stdout
     again = run("demo")
     assert again.returncode == 0 and "password:" not in again.stdout  # printed only the first time
     r = run(

@@ -167,3 +167,19 @@ async def test_login_form_wrong_password_does_not_reveal_the_account(
         return re.sub(r'name="csrf_token"\s+value="[^"]*"', "", page)
 
     assert scrub(known.text, addr) == scrub(unknown.text, ghost)
+
+
+async def test_signup_form_refuses_a_bad_email_with_a_clear_message(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.post(
+        "/signup",
+        data={
+            "full_name": "Zé",
+            "email": "not-an-email",
+            "password": PASSWORD,
+            "organization_name": "Zé Ltda",
+        },
+    )
+    assert r.status_code == 422
+    assert "email" in r.text.lower() and "lovedcrm_session" not in r.headers.get("set-cookie", "")

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -67,6 +68,20 @@ PASSWORD_MIN = 10
 
 def normalize_email(email: str) -> str:
     return email.strip().lower()
+
+
+def valid_email(email: str) -> str:
+    """Normalised address, or ValidationFailed naming what is wrong (for every entry point,
+    forms included, not only the JSON API's schema)."""
+    try:
+        info = validate_email(email.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValidationFailed(
+            f"The email address is not valid: {exc}",
+            code="invalid_email",
+            extra={"errors": [{"field": "email", "message": str(exc)}]},
+        ) from exc
+    return info.normalized.lower()
 
 
 def check_password(password: str, *, email: str | None = None) -> None:
@@ -179,7 +194,7 @@ async def signup(
     phone: str | None = None,
     locale: str = "pt-BR",
 ) -> tuple[User, Organization]:
-    email = normalize_email(email)
+    email = valid_email(email)
     check_password(password, email=email)
     if await get_user_by_email(session, email) is not None:
         raise Conflict(

@@ -187,7 +187,7 @@ async def create_invitation(
     session: AsyncSession, settings: Settings, principal: Principal, *, email: str, role: str
 ) -> tuple[Invitation, str]:
     principal.require("members:manage")
-    email = auth_service.normalize_email(email)
+    email = auth_service.valid_email(email)
     role = Role(role).value
     org = await get_organization(session, principal)
     existing = await session.execute(
