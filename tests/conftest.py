@@ -82,6 +82,7 @@ def settings(owner_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settin
         database_url=owner_url,
         data_dir=tmp_path_factory.mktemp("data"),
         mail_backend="file",
+        embedded_worker=False,
         log_json=False,
         log_level="WARNING",
         secret_key="test-secret-key-0123456789abcdefghijklmnopqrstuv",  # type: ignore[arg-type]

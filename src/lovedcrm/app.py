@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -9,17 +11,41 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from lovedcrm.auth.api_keys import UsageFlusher
+from lovedcrm.auth.deps import SESSION_COOKIE
 from lovedcrm.config import Settings, get_settings
 from lovedcrm.core.errors import install_error_handlers
+from lovedcrm.core.idempotency import IdempotencyMiddleware
 from lovedcrm.core.logging import configure_logging
 from lovedcrm.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from lovedcrm.core.ratelimit import RateLimitHeadersMiddleware
 from lovedcrm.db.engine import Database, create_database
 
 API_DESCRIPTION = """
 Loved CRM's JSON API. Authenticate with `Authorization: Bearer <access token>` from
-`POST /api/v1/auth/login`. Every error is `application/problem+json` (RFC 9457) with a stable
-`code`.
+`POST /api/v1/auth/login`, or `Authorization: Bearer <API key>` (`lcrm_…`, from
+`/api/v1/api-keys`). Every error is `application/problem+json` (RFC 9457) with a stable
+`code`. Responses carry `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`; over
+the limit the answer is 429 with `Retry-After`. A POST with an `Idempotency-Key` header,
+retried with the same key and body, returns the first response (`Idempotent-Replayed: true`)
+and creates nothing new.
 """
+
+
+# Each module exposes ``router``; one line per module (HTML pages last).
+ROUTER_MODULES = [
+    "lovedcrm.core.health",
+    "lovedcrm.auth.api",
+    "lovedcrm.auth.api_keys_api",
+    "lovedcrm.organizations.api",
+    "lovedcrm.leads.api",
+    "lovedcrm.leads.activities_api",
+    "lovedcrm.pipeline.api",
+    "lovedcrm.messaging.templates_api",
+    "lovedcrm.jobs.api",
+    "lovedcrm.webhooks.api",
+    "lovedcrm.web.views",
+]
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
@@ -30,7 +56,21 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if getattr(app.state, "db", None) is None:
             app.state.db = create_database(settings)
+        worker, worker_task = None, None
+        if settings.embedded_worker:
+            from lovedcrm.jobs.engine import Worker
+
+            worker = Worker(
+                app.state.db, settings, concurrency=settings.embedded_worker_concurrency
+            )
+            worker_task = asyncio.create_task(worker.run())
+        usage = UsageFlusher(app.state.db, settings.api_key_usage_flush_seconds)
+        usage.start()
         yield
+        await usage.stop()  # the last API key usage counts
+        if worker is not None and worker_task is not None:
+            worker.stop()
+            await worker_task
         await app.state.db.dispose()
 
     app = FastAPI(
@@ -45,17 +85,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.settings = settings
     app.state.db = database
     install_error_handlers(app)
+    # Innermost first: RateLimit-* headers, then Idempotency-Key replay (inside the body limit).
+    app.add_middleware(RateLimitHeadersMiddleware)
+    app.add_middleware(IdempotencyMiddleware, session_cookie=SESSION_COOKIE)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
 
-    from lovedcrm.auth.api import router as auth_router
-    from lovedcrm.core.health import router as health_router
-    from lovedcrm.leads.api import router as leads_router
-    from lovedcrm.organizations.api import router as org_router
-    from lovedcrm.web.views import router as web_router
-
-    for router in (health_router, auth_router, org_router, leads_router, web_router):
-        app.include_router(router)
+    for module in ROUTER_MODULES:
+        app.include_router(importlib.import_module(module).router)
     static = Path(__file__).parent / "web" / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     return app

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 
 import click
@@ -36,7 +35,10 @@ def main() -> None:
 @click.option("--no-migrate", is_flag=True, help="Do not migrate the database at start.")
 @click.option("--demo/--no-demo", default=False, help="Load the demo organization if missing.")
 @click.option("--reload", is_flag=True, help="Reload on code changes (development).")
-def serve(host: str, port: int, no_migrate: bool, demo: bool, reload: bool) -> None:
+@click.option("--no-worker", is_flag=True, help="Do not run a job worker inside the server.")
+def serve(
+    host: str, port: int, no_migrate: bool, demo: bool, reload: bool, no_worker: bool
+) -> None:
     """Serve the web app and the API."""
     import os
 
@@ -44,6 +46,8 @@ def serve(host: str, port: int, no_migrate: bool, demo: bool, reload: bool) -> N
 
     # Links in mail and the demo banner point at where this server really listens.
     os.environ.setdefault("LOVEDCRM_BASE_URL", f"http://{host}:{port}")
+    if no_worker:
+        os.environ["LOVEDCRM_EMBEDDED_WORKER"] = "false"
     get_settings.cache_clear()
     settings = get_settings()
     if not no_migrate:
@@ -64,15 +68,30 @@ def serve(host: str, port: int, no_migrate: bool, demo: bool, reload: bool) -> N
 
 
 @main.command()
-@click.option("--concurrency", default=4, show_default=True, type=int)
-def worker(concurrency: int) -> None:
-    """Run a background-job worker (the job engine lands with the jobs issue)."""
-    click.echo(
-        "The background job engine is not part of this release yet (see the jobs issue); "
-        "nothing to run.",
-        err=True,
-    )
-    sys.exit(2)
+@click.option("--concurrency", default=8, show_default=True, type=int, help="Jobs run at once.")
+@click.option("--type", "types", multiple=True, help="Only these job types (repeatable).")
+def worker(concurrency: int, types: tuple[str, ...]) -> None:
+    """Run a background-job worker until SIGTERM/SIGINT (then finish or release its jobs)."""
+    asyncio.run(_run_worker(get_settings(), concurrency, types or None))
+
+
+async def _run_worker(settings: Settings, concurrency: int, types: tuple[str, ...] | None) -> None:
+    import signal
+
+    from lovedcrm.core.logging import configure_logging
+    from lovedcrm.db.engine import create_database
+    from lovedcrm.jobs.engine import Worker
+
+    configure_logging(settings.log_level, settings.log_json)
+    database = create_database(settings)
+    job_worker = Worker(database, settings, concurrency=concurrency, types=types)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, job_worker.stop)
+    try:
+        await job_worker.run()
+    finally:
+        await database.dispose()
 
 
 @main.group()

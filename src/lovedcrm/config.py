@@ -54,7 +54,24 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = True
 
+    # Outgoing webhooks. Private, loopback and link-local targets are refused (checked after
+    # DNS resolution, at delivery time) unless allowed; plain http only where allowed.
+    webhooks_allow_private_targets: bool = False
+    webhooks_allow_http: bool = False
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=20)
+    webhook_disable_after_failures: int = Field(default=15, ge=1)
+
+    # `lovedcrm serve` runs a job worker in-process unless this is false (or --no-worker).
+    embedded_worker: bool = True
+    embedded_worker_concurrency: int = 4
+    # Upper bound on jobs of one organization run in one transaction (handlers opt in).
+    worker_max_batch: int = Field(default=50, ge=1, le=500)
+
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Requests per hour for a signed-in user (API keys carry their own limit); 0 = no limit.
+    user_rate_limit_per_hour: int = Field(default=5000, ge=0)
+    # How often each process writes API keys' last_used_at / total_requests.
+    api_key_usage_flush_seconds: float = Field(default=5.0, gt=0)
     log_level: str = "INFO"
     log_json: bool = True
 

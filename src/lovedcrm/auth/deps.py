@@ -3,6 +3,12 @@
 Each request runs in ONE transaction (``SessionDep``). Authentication happens inside it and
 points it at the principal's organization, so every later query is under that tenant's
 row-level security.
+
+Credentials: a JWT access token or an API key (``lcrm_…``) as ``Authorization: Bearer``, or
+the web session cookie. API keys act for an organization, not for an account: they are
+accepted by organization routes (``Require(...)``, ``CurrentMember``) and refused with 403
+``api_keys_require_user`` by account routes (``CurrentPrincipal``). Every authenticated
+request is counted against its key's or user's hourly rate limit (``core/ratelimit.py``).
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lovedcrm.auth import api_keys
 from lovedcrm.auth import service as auth_service
 from lovedcrm.auth.models import User, UserSession
 from lovedcrm.config import Settings
-from lovedcrm.core import security
+from lovedcrm.core import ratelimit, security
 from lovedcrm.core.errors import Forbidden, Unauthorized
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import run_after_commit, set_tenant
@@ -33,7 +40,11 @@ CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
 _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
-bearer = HTTPBearer(auto_error=False, description="An access token (JWT) from /api/v1/auth/login")
+bearer = HTTPBearer(
+    auto_error=False,
+    description="An access token (JWT) from /api/v1/auth/login, or an API key (lcrm_…) "
+    "from /api/v1/api-keys",
+)
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -81,12 +92,22 @@ class Principal:
         return permission in self.permissions
 
     def require(self, permission: str) -> None:
-        if not self.can(permission):
+        if self.can(permission):
+            return
+        if self.via == "api_key":
             raise Forbidden(
-                f"You do not have the '{permission}' permission.",
-                code="permission_denied",
-                extra={"permission": permission},
+                f"This API key lacks the '{permission}' scope.",
+                code="insufficient_scope",
+                headers={
+                    "WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{permission}"'
+                },
+                extra={"scope": permission, "permission": permission},
             )
+        raise Forbidden(
+            f"You do not have the '{permission}' permission.",
+            code="permission_denied",
+            extra={"permission": permission},
+        )
 
     def org(self) -> uuid.UUID:
         if self.organization_id is None:
@@ -179,34 +200,89 @@ async def _from_cookie(
     return await _principal_for(session, user_session, user_session.active_organization_id, "web")
 
 
+async def _from_api_key(session: AsyncSession, raw: str) -> tuple[Principal, int]:
+    key, user = await api_keys.authenticate(session, raw)
+    scopes = frozenset(str(s) for s in key.scopes or [])
+    api_keys.record_usage(key.id, key.organization_id)
+    principal = Principal(
+        user=user,
+        organization_id=key.organization_id,
+        role=None,
+        permissions=api_keys.key_permissions(scopes),
+        via="api_key",
+        api_key_id=key.id,
+        scopes=scopes,
+    )
+    return principal, key.rate_limit_per_hour or api_keys.DEFAULT_RATE_LIMIT
+
+
+async def _count_request(request: Request, bucket: str, limit: int) -> None:
+    """One request against the hourly limit; 429 once it is spent. The state is left in
+    ``request.state`` for the RateLimit-* response headers."""
+    if limit <= 0:
+        return
+    state = await ratelimit.hit(get_database(request).app_engine, bucket, limit)
+    request.state.ratelimit = state
+    ratelimit.enforce(state)
+
+
+async def authenticate(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """Any credential: a JWT, an API key, or the web session cookie; then the rate limit.
+    Once per request: a second call (a route needing both kinds) reuses the first result."""
+    cached = getattr(request.state, "principal", None)
+    if isinstance(cached, Principal):
+        return cached
+    if credentials is not None and api_keys.looks_like_key(credentials.credentials):
+        principal, limit = await _from_api_key(session, credentials.credentials)
+        bucket = f"key:{principal.api_key_id}"
+    else:
+        if credentials is not None:
+            principal = await _from_jwt(session, settings, credentials.credentials)
+        elif cookie := request.cookies.get(SESSION_COOKIE):
+            principal = await _from_cookie(request, session, settings, cookie)
+        else:
+            raise Unauthorized(
+                "Authentication required: send 'Authorization: Bearer <token>'.",
+                code="not_authenticated",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        limit, bucket = settings.user_rate_limit_per_hour, f"user:{principal.user_id}"
+    await _count_request(request, bucket, limit)
+    request.state.principal = principal
+    return principal
+
+
 async def get_principal(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    if credentials is not None:
-        principal = await _from_jwt(session, settings, credentials.credentials)
-    elif cookie := request.cookies.get(SESSION_COOKIE):
-        principal = await _from_cookie(request, session, settings, cookie)
-    else:
-        raise Unauthorized(
-            "Authentication required: send 'Authorization: Bearer <token>'.",
-            code="not_authenticated",
-            headers={"WWW-Authenticate": "Bearer"},
+    """A signed-in person (account routes): an API key is refused with 403."""
+    principal = await authenticate(request, session, settings, credentials)
+    if principal.via == "api_key":
+        raise Forbidden(
+            "API keys act for an organization and cannot use account routes: sign in as a person.",
+            code="api_keys_require_user",
         )
-    request.state.principal = principal
     return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+# A person or an API key (organization routes).
+AnyPrincipal = Annotated[Principal, Depends(authenticate)]
 
 
 def Require(permission: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
     """``Annotated[Principal, Depends(Require("leads:write"))]``: a member of an organization
-    holding the permission, else 403 naming it."""
+    (or an API key) holding the permission (scope), else 403 naming it."""
 
-    async def _dep(principal: CurrentPrincipal) -> Principal:
+    async def _dep(principal: AnyPrincipal) -> Principal:
         principal.org()
         principal.require(permission)
         return principal
@@ -215,7 +291,7 @@ def Require(permission: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
     return _dep
 
 
-async def get_member(principal: CurrentPrincipal) -> Principal:
+async def get_member(principal: AnyPrincipal) -> Principal:
     principal.org()
     return principal
 

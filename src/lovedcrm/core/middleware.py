@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import time
@@ -14,6 +15,14 @@ from lovedcrm.core.context import RequestMeta, request_id_var, request_meta_var
 
 log = structlog.stdlib.get_logger("lovedcrm.http")
 _RID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
+
+
+def _ip(host: str) -> str | None:
+    """The peer's address if it is an IP (a unix socket or test client may give a name)."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
 
 
 class RequestContextMiddleware:
@@ -33,7 +42,7 @@ class RequestContextMiddleware:
         client = scope.get("client")
         meta = RequestMeta(
             request_id=rid,
-            ip_address=client[0] if client else None,
+            ip_address=_ip(client[0]) if client else None,
             user_agent=headers.get("user-agent"),
         )
         t_rid = request_id_var.set(rid)

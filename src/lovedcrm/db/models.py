@@ -8,6 +8,7 @@ from lovedcrm.audit.models import AuditLog
 from lovedcrm.auth.models import ApiKey, User, UserSession, UserToken
 from lovedcrm.billing.models import Subscription, UsageMetric
 from lovedcrm.calendar.models import CalendarEvent, CalendarIntegration
+from lovedcrm.core.models import IdempotencyKey, RateLimitCounter
 from lovedcrm.db.base import Base
 from lovedcrm.jobs.models import BackgroundJob
 from lovedcrm.leads.models import Lead, LeadActivity
@@ -23,7 +24,7 @@ from lovedcrm.organizations.models import Invitation, Organization, Organization
 from lovedcrm.pipeline.models import PipelineStage
 from lovedcrm.scoring.models import LeadScoringModel
 from lovedcrm.voip.models import CallLog, VoipConfig
-from lovedcrm.webhooks.models import WebhookSubscription
+from lovedcrm.webhooks.models import WebhookDelivery, WebhookSubscription
 
 metadata = Base.metadata
 
@@ -43,6 +44,7 @@ __all__ = [
     "CalendarEvent",
     "CalendarIntegration",
     "CallLog",
+    "IdempotencyKey",
     "Invitation",
     "Lead",
     "LeadActivity",
@@ -55,6 +57,7 @@ __all__ = [
     "OrganizationMember",
     "PipelineStage",
     "ProviderMigration",
+    "RateLimitCounter",
     "Subscription",
     "TemplateUsageStat",
     "UsageMetric",
@@ -62,6 +65,7 @@ __all__ = [
     "UserSession",
     "UserToken",
     "VoipConfig",
+    "WebhookDelivery",
     "WebhookSubscription",
     "metadata",
 ]

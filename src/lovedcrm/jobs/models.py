@@ -63,6 +63,8 @@ class BackgroundJob(Base):
     locked_by: Mapped[str | None] = mapped_column(String(255))
     locked_until: Mapped[datetime | None] = mapped_column()
     priority: Mapped[int] = mapped_column(Integer, server_default=text("0"), default=0)
+    # Deviation: at most one job per key (periodic jobs: one per period however many workers).
+    dedupe_key: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime | None] = created_at_col()
     updated_at: Mapped[datetime | None] = updated_at_col()
 
@@ -82,4 +84,22 @@ Index(
     BackgroundJob.status,
     BackgroundJob.scheduled_for,
     postgresql_where=text("status = 'pending'"),
+)
+Index(
+    "ix_background_jobs_dedupe_key",
+    BackgroundJob.dedupe_key,
+    unique=True,
+    postgresql_where=text("dedupe_key IS NOT NULL"),
+)
+Index(
+    "ix_background_jobs_claimable",
+    BackgroundJob.organization_id,
+    BackgroundJob.priority.desc(),
+    BackgroundJob.scheduled_for,
+    postgresql_where=text("status IN ('pending', 'retrying')"),
+)
+Index(
+    "ix_background_jobs_lease",
+    BackgroundJob.locked_until,
+    postgresql_where=text("status = 'running'"),
 )

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from lovedcrm.auth.deps import Principal, Require, SessionDep
 from lovedcrm.leads import service
-from lovedcrm.leads.schemas import LeadIn, LeadOut, LeadPageOut, LeadStatus, LeadUpdateIn
+from lovedcrm.leads.schemas import (
+    LeadIn,
+    LeadOut,
+    LeadPageOut,
+    LeadSort,
+    LeadStatus,
+    LeadUpdateIn,
+    problem_responses,
+)
 
 router = APIRouter(prefix="/api/v1/leads", tags=["leads"])
 Reader = Annotated[Principal, Depends(Require("leads:read"))]
@@ -17,7 +26,7 @@ Writer = Annotated[Principal, Depends(Require("leads:write"))]
 Deleter = Annotated[Principal, Depends(Require("leads:delete"))]
 
 
-@router.get("", response_model=LeadPageOut, responses={400: {"description": "Invalid cursor"}})
+@router.get("", response_model=LeadPageOut, responses=problem_responses(400, 401, 403, 422))
 async def list_leads(
     principal: Reader,
     session: SessionDep,
@@ -26,8 +35,25 @@ async def list_leads(
     stage_id: uuid.UUID | None = None,
     assigned_to: uuid.UUID | None = None,
     status: LeadStatus | None = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    source: Annotated[str | None, Query(max_length=100, examples=["whatsapp"])] = None,
+    score_min: Annotated[int | None, Query(ge=0, le=100)] = None,
+    score_max: Annotated[int | None, Query(ge=0, le=100)] = None,
+    created_after: Annotated[datetime | None, Query(description="Inclusive")] = None,
+    created_before: Annotated[datetime | None, Query(description="Exclusive")] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="Search name, e-mail, company and phone (case and accents ignored; "
+            "a phone in any format matches).",
+            examples=["joao"],
+        ),
+    ] = None,
+    sort: Annotated[
+        LeadSort, Query(description="Sort key; a leading '-' sorts descending.")
+    ] = "-created_at",
 ) -> LeadPageOut:
+    """Leads you can see, newest first by default, one keyset page at a time."""
     page = await service.list_leads(
         session,
         principal,
@@ -36,28 +62,41 @@ async def list_leads(
         stage_id=stage_id,
         assigned_to=assigned_to,
         status=status,
+        source=source,
+        score_min=score_min,
+        score_max=score_max,
+        created_after=created_after,
+        created_before=created_before,
         q=q,
+        sort=sort,
     )
     return LeadPageOut(
         items=[LeadOut.model_validate(i) for i in page.items], next_cursor=page.next_cursor
     )
 
 
-@router.post("", response_model=LeadOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=LeadOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(401, 403, 422),
+)
 async def create_lead(body: LeadIn, principal: Writer, session: SessionDep) -> LeadOut:
     lead = await service.create_lead(session, principal, body.model_dump(exclude_unset=True))
     return LeadOut.model_validate(lead)
 
 
-@router.get("/{lead_id}", response_model=LeadOut, responses={404: {"description": "Not found"}})
+@router.get("/{lead_id}", response_model=LeadOut, responses=problem_responses(401, 403, 404, 422))
 async def get_lead(lead_id: uuid.UUID, principal: Reader, session: SessionDep) -> LeadOut:
     return LeadOut.model_validate(await service.get_lead(session, principal, lead_id))
 
 
-@router.patch("/{lead_id}", response_model=LeadOut, responses={404: {"description": "Not found"}})
+@router.patch("/{lead_id}", response_model=LeadOut, responses=problem_responses(401, 403, 404, 422))
 async def update_lead(
     lead_id: uuid.UUID, body: LeadUpdateIn, principal: Writer, session: SessionDep
 ) -> LeadOut:
+    """Change some fields. Moving stage writes a timeline entry; `status: lost` needs a
+    `lost_reason`; `status: converted` sets `converted_at`."""
     lead = await service.update_lead(
         session, principal, lead_id, body.model_dump(exclude_unset=True)
     )
@@ -67,7 +106,8 @@ async def update_lead(
 @router.delete(
     "/{lead_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={404: {"description": "Not found"}},
+    response_class=Response,
+    responses=problem_responses(401, 403, 404, 422),
 )
 async def delete_lead(lead_id: uuid.UUID, principal: Deleter, session: SessionDep) -> Response:
     await service.delete_lead(session, principal, lead_id)

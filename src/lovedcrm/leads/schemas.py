@@ -5,28 +5,104 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import EmailStr, Field
+from pydantic import ConfigDict, EmailStr, Field
 
 from lovedcrm.core.schemas import Out, StrictIn
 
 LeadStatus = Literal["active", "inactive", "converted", "lost"]
+LeadSort = Literal[
+    "-created_at",
+    "created_at",
+    "-updated_at",
+    "updated_at",
+    "full_name",
+    "-full_name",
+    "-lead_score",
+    "lead_score",
+]
+
+
+class Problem(Out):
+    """An RFC 9457 problem (``application/problem+json``) with a stable ``code``."""
+
+    type: str = Field(examples=["https://lovedcrm.dev/problems/lead_not_found"])
+    title: str = Field(examples=["Not found"])
+    status: int = Field(examples=[404])
+    detail: str = Field(examples=["No lead with that id."])
+    code: str = Field(examples=["lead_not_found"])
+    instance: str | None = None
+    request_id: str | None = None
+
+
+_PROBLEM_DESCRIPTIONS = {
+    400: "Bad request (for example an invalid cursor)",
+    401: "Not authenticated",
+    403: "Missing permission (the problem names it)",
+    404: "Not found (or not visible to you)",
+    409: "Conflict with the current state",
+    422: "Invalid fields (the problem lists them in `errors`)",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the given error statuses, all ``application/problem+json``."""
+    ref = {"$ref": "#/components/schemas/Problem"}
+    return {
+        status: {
+            "model": Problem,
+            "description": _PROBLEM_DESCRIPTIONS[status],
+            "content": {"application/problem+json": {"schema": ref}},
+        }
+        for status in statuses
+    }
+
+
+# The error statuses every authenticated route may answer.
+AUTH_ERRORS = (401, 403)
+
+_LEAD_EXAMPLE: dict[str, Any] = {
+    "full_name": "João da Silva",
+    "email": "joao@example.com",
+    "phone": "(11) 98765-4321",
+    "company": "Padaria Pão Quente",
+    "source": "whatsapp",
+    "estimated_value": "1500.00",
+    "custom_fields": {"segment": "varejo"},
+}
 
 
 class LeadIn(StrictIn):
+    model_config = ConfigDict(json_schema_extra={"examples": [_LEAD_EXAMPLE]})
+
     full_name: str = Field(min_length=1, max_length=255, examples=["João da Silva"])
-    email: EmailStr | None = Field(default=None, max_length=255)
+    email: EmailStr | None = Field(default=None, max_length=255, examples=["joao@example.com"])
     phone: str | None = Field(default=None, max_length=50, examples=["(11) 98765-4321"])
-    company: str | None = Field(default=None, max_length=255)
-    job_title: str | None = Field(default=None, max_length=255)
+    company: str | None = Field(default=None, max_length=255, examples=["Padaria Pão Quente"])
+    job_title: str | None = Field(default=None, max_length=255, examples=["Sócio"])
     stage_id: uuid.UUID | None = None
     assigned_to: uuid.UUID | None = None
     source: str | None = Field(default=None, max_length=100, examples=["whatsapp"])
-    estimated_value: Decimal | None = Field(default=None, ge=0, max_digits=10, decimal_places=2)
-    probability_percentage: int | None = Field(default=None, ge=0, le=100)
-    custom_fields: dict[str, Any] | None = None
+    estimated_value: Decimal | None = Field(
+        default=None, ge=0, max_digits=10, decimal_places=2, examples=["1500.00"]
+    )
+    probability_percentage: int | None = Field(default=None, ge=0, le=100, examples=[40])
+    custom_fields: dict[str, Any] | None = Field(
+        default=None,
+        description="Values for the organization's custom fields (settings.custom_fields).",
+        examples=[{"segment": "varejo"}],
+    )
 
 
 class LeadUpdateIn(StrictIn):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"stage_id": "6f1c1f9e-6d1a-4a53-9d1b-2a4f2b7c9e10"},
+                {"status": "lost", "lost_reason": "Preço"},
+            ]
+        }
+    )
+
     full_name: str | None = Field(default=None, min_length=1, max_length=255)
     email: EmailStr | None = Field(default=None, max_length=255)
     phone: str | None = Field(default=None, max_length=50)
@@ -37,9 +113,12 @@ class LeadUpdateIn(StrictIn):
     source: str | None = Field(default=None, max_length=100)
     estimated_value: Decimal | None = Field(default=None, ge=0, max_digits=10, decimal_places=2)
     probability_percentage: int | None = Field(default=None, ge=0, le=100)
-    custom_fields: dict[str, Any] | None = None
-    status: LeadStatus | None = None
-    lost_reason: str | None = Field(default=None, max_length=255)
+    custom_fields: dict[str, Any] | None = Field(
+        default=None,
+        description="Merged into the lead's values; a key set to null is removed.",
+    )
+    status: LeadStatus | None = Field(default=None, examples=["converted"])
+    lost_reason: str | None = Field(default=None, max_length=255, examples=["Preço"])
 
 
 class LeadOut(Out):
@@ -60,10 +139,84 @@ class LeadOut(Out):
     status: str | None
     converted_at: datetime | None
     lost_reason: str | None
+    last_activity_at: datetime | None = None
     created_at: datetime | None
     updated_at: datetime | None
 
 
 class LeadPageOut(Out):
     items: list[LeadOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )
+
+
+# --- activities ---------------------------------------------------------------------------
+
+ActivityType = Literal["note", "call", "email", "meeting", "task"]
+
+
+class NoteIn(StrictIn):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"title": "Ligação", "description": "Pediu proposta até sexta."}]
+        }
+    )
+
+    title: str | None = Field(default=None, min_length=1, max_length=255, examples=["Ligação"])
+    description: str = Field(min_length=1, max_length=20000, examples=["Pediu proposta até sexta."])
+
+
+class ActivityIn(StrictIn):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "task",
+                    "title": "Enviar proposta",
+                    "metadata": {"due_at": "2030-01-31T14:00:00-03:00", "done": False},
+                },
+                {"type": "call", "title": "Primeiro contato", "duration_minutes": 12},
+            ]
+        }
+    )
+
+    type: ActivityType = Field(examples=["task"])
+    title: str | None = Field(default=None, min_length=1, max_length=255)
+    description: str | None = Field(default=None, max_length=20000)
+    metadata: dict[str, Any] | None = Field(
+        default=None,
+        description="For a task: `due_at` (ISO 8601 datetime, required) and `done` (boolean).",
+    )
+    duration_minutes: int | None = Field(default=None, ge=0, le=100000)
+
+
+class ActivityUpdateIn(StrictIn):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"done": True}, {"description": "Texto corrigido"}]}
+    )
+
+    title: str | None = Field(default=None, min_length=1, max_length=255)
+    description: str | None = Field(default=None, max_length=20000)
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Merged into the current metadata."
+    )
+    duration_minutes: int | None = Field(default=None, ge=0, le=100000)
+    done: bool | None = Field(default=None, description="Mark a task done (or not done).")
+
+
+class ActivityOut(Out):
+    id: uuid.UUID
+    lead_id: uuid.UUID
+    user_id: uuid.UUID | None
+    type: str = Field(validation_alias="activity_type", examples=["note"])
+    title: str
+    description: str | None
+    metadata: dict[str, Any] | None = Field(validation_alias="metadata_")
+    duration_minutes: int | None
+    created_at: datetime | None
+
+
+class ActivityPageOut(Out):
+    items: list[ActivityOut]
     next_cursor: str | None

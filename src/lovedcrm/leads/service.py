@@ -1,4 +1,5 @@
-"""Leads: create, read, update, delete, with the role's scope and an audit row per change.
+"""Leads: create, read, update, delete, with the role's scope, an audit row per change and a
+domain event per change (webhooks, analytics and live pages follow from the events).
 
 Scope: without ``leads:read_all`` a member sees only the leads assigned to them; without
 ``leads:write_all`` they edit only those (and cannot give a lead to someone else).
@@ -6,21 +7,26 @@ Scope: without ``leads:read_all`` a member sees only the leads assigned to them;
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from lovedcrm.audit import service as audit
 from lovedcrm.auth.deps import Principal
-from lovedcrm.core.errors import NotFound, ValidationFailed
-from lovedcrm.core.pagination import decode_cursor, encode_cursor
+from lovedcrm.core.errors import Forbidden, NotFound, ValidationFailed
+from lovedcrm.core.events import DomainEvent, emit
+from lovedcrm.core.pagination import BadCursor, decode_cursor, encode_cursor
 from lovedcrm.core.phones import to_e164
 from lovedcrm.leads.models import Lead
+from lovedcrm.leads.schemas import LeadOut
 from lovedcrm.organizations.models import Organization, OrganizationMember
 from lovedcrm.pipeline.models import PipelineStage
 
@@ -40,26 +46,164 @@ AUDITED_FIELDS = (
     "lost_reason",
 )
 
+CUSTOM_FIELD_TYPES = ("text", "number", "date", "select", "checkbox")
+
 
 def snapshot(lead: Lead) -> dict[str, Any]:
     return {f: getattr(lead, f) for f in AUDITED_FIELDS}
 
 
-def visible(principal: Principal, query: Select[Any]) -> Select[Any]:
+def lead_json(lead: Lead) -> dict[str, Any]:
+    """The lead as the API shows it (what events and webhooks carry)."""
+    return LeadOut.model_validate(lead).model_dump(mode="json")
+
+
+_Q = TypeVar("_Q", bound="Select[*tuple[Any, ...]]")
+KeyExpr = ColumnElement[Any] | InstrumentedAttribute[Any]
+
+
+def visible(principal: Principal, query: _Q) -> _Q:
     """Limit a lead query to what the principal may see."""
     if not principal.can("leads:read_all"):
         query = query.where(Lead.assigned_to == principal.user_id)
     return query
 
 
-@dataclass
-class LeadPage:
-    items: list[Lead]
-    next_cursor: str | None
+# --- keyset pagination (shared with the activity timeline) ------------------------------
 
 
-async def _org_region(session: AsyncSession, organization_id: uuid.UUID) -> str:
-    org = await session.get(Organization, organization_id)
+def _bad_cursor() -> BadCursor:
+    return BadCursor("The cursor is not valid. Use the next_cursor of a previous page.")
+
+
+def keyset_after(
+    query: Select[Any],
+    cursor: str | None,
+    *,
+    sort: str,
+    key: KeyExpr,
+    id_col: KeyExpr,
+    parse: Callable[[str], Any],
+    descending: bool,
+) -> Select[Any]:
+    """Order ``query`` by ``(key, id)`` and, given a cursor of the same sort, start after it."""
+    if cursor:
+        sort_raw, key_raw, id_raw = decode_cursor(cursor, 3)
+        if sort_raw != sort:
+            raise _bad_cursor()
+        try:
+            value, last_id = parse(key_raw), uuid.UUID(id_raw)
+        except (ValueError, ArithmeticError) as exc:
+            raise _bad_cursor() from exc
+        after = tuple_(key, id_col) < tuple_(literal(value), literal(last_id))
+        if not descending:
+            after = tuple_(key, id_col) > tuple_(literal(value), literal(last_id))
+        query = query.where(after)
+    if descending:
+        return query.order_by(key.desc(), id_col.desc())
+    return query.order_by(key.asc(), id_col.asc())
+
+
+def next_cursor(
+    rows: list[Any], limit: int, *, sort: str, key_of: Callable[[Any], Any]
+) -> tuple[list[Any], str | None]:
+    """Trim a ``limit + 1`` fetch to the page and give the cursor of the next one."""
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    last = rows[-1]
+    value = key_of(last)
+    raw = value.isoformat() if isinstance(value, datetime) else value
+    return rows, encode_cursor([sort, raw, last.id])
+
+
+_EPOCH = datetime(1970, 1, 1).astimezone()
+
+# sort name -> (key expression, cursor parser, key of a loaded lead)
+_SORTS: dict[str, tuple[KeyExpr, Callable[[str], Any], Callable[[Lead], Any]]] = {
+    "created_at": (
+        func.coalesce(Lead.created_at, _EPOCH),
+        datetime.fromisoformat,
+        lambda lead: lead.created_at or _EPOCH,
+    ),
+    "updated_at": (
+        func.coalesce(Lead.updated_at, _EPOCH),
+        datetime.fromisoformat,
+        lambda lead: lead.updated_at or _EPOCH,
+    ),
+    "full_name": (Lead.full_name, str, lambda lead: lead.full_name),
+    "lead_score": (
+        func.coalesce(Lead.lead_score, 0),
+        int,
+        lambda lead: lead.lead_score or 0,
+    ),
+}
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+def custom_field_definitions(org: Organization | None) -> list[dict[str, Any]]:
+    """The organization's custom field definitions (malformed entries are ignored)."""
+    raw = (org.settings or {}).get("custom_fields") if org else None
+    if not isinstance(raw, list):
+        return []
+    return [d for d in raw if isinstance(d, dict) and isinstance(d.get("key"), str)]
+
+
+def _custom_value_error(definition: dict[str, Any], value: Any) -> str | None:
+    kind = definition.get("type", "text")
+    if kind == "text":
+        return None if isinstance(value, str) else "must be text"
+    if kind == "number":
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if ok else "must be a number"
+    if kind == "checkbox":
+        return None if isinstance(value, bool) else "must be true or false"
+    if kind == "date":
+        try:
+            date.fromisoformat(value)
+        except (TypeError, ValueError):
+            return "must be a date (YYYY-MM-DD)"
+        return None
+    if kind == "select":
+        options = [str(o) for o in definition.get("options") or []]
+        return None if value in options else f"must be one of: {', '.join(options)}"
+    return None
+
+
+def validate_custom_fields(
+    definitions: Sequence[dict[str, Any]], values: dict[str, Any]
+) -> list[dict[str, str]]:
+    """Field errors for ``values`` against the organization's definitions."""
+    by_key = {d["key"]: d for d in definitions}
+    errors: list[dict[str, str]] = []
+    unknown = sorted(k for k in values if k not in by_key)
+    if unknown:
+        errors.append(
+            {
+                "field": "custom_fields",
+                "message": f"Unknown custom fields: {', '.join(unknown)}",
+                "unknown": ", ".join(unknown),
+            }
+        )
+    for key, definition in by_key.items():
+        value = values.get(key)
+        if value is None or value == "":
+            if definition.get("required"):
+                errors.append({"field": f"custom_fields.{key}", "message": "is required"})
+            continue
+        message = _custom_value_error(definition, value)
+        if message:
+            errors.append({"field": f"custom_fields.{key}", "message": message})
+    return errors
+
+
+async def _org(session: AsyncSession, organization_id: uuid.UUID) -> Organization | None:
+    return await session.get(Organization, organization_id)
+
+
+def _region(org: Organization | None) -> str:
     return str((org.settings or {}).get("phone_region", "BR")) if org else "BR"
 
 
@@ -67,13 +211,19 @@ async def _clean(
     session: AsyncSession, principal: Principal, data: dict[str, Any]
 ) -> dict[str, Any]:
     errors: list[dict[str, str]] = []
+    org = await _org(session, principal.org())
     if data.get("email"):
         data["email"] = str(data["email"]).strip().lower()
     if data.get("phone"):
         try:
-            data["phone"] = to_e164(str(data["phone"]), await _org_region(session, principal.org()))
+            data["phone"] = to_e164(str(data["phone"]), _region(org))
         except ValueError as exc:
             errors.append({"field": "phone", "message": str(exc)})
+    if "custom_fields" in data:
+        data["custom_fields"] = {
+            k: v for k, v in (data["custom_fields"] or {}).items() if v is not None
+        }
+        errors += validate_custom_fields(custom_field_definitions(org), data["custom_fields"])
     if data.get("stage_id") is not None:
         stage = await session.get(PipelineStage, data["stage_id"])
         if stage is None or stage.organization_id != principal.org() or not stage.is_active:
@@ -98,11 +248,113 @@ async def _clean(
     if data.get("status") == "lost" and not data.get("lost_reason"):
         errors.append({"field": "lost_reason", "message": "A lost lead needs a reason"})
     if errors:
+        fields = sorted({e["field"] for e in errors})
+        unknown = [e["unknown"] for e in errors if "unknown" in e]
+        detail = "The lead has invalid fields: " + ", ".join(fields)
+        if unknown:
+            detail += f" (unknown custom fields: {unknown[0]})"
         raise ValidationFailed(
-            "The lead has invalid fields: " + ", ".join(e["field"] for e in errors),
-            extra={"errors": errors},
+            detail,
+            extra={"errors": [{k: v for k, v in e.items() if k != "unknown"} for e in errors]},
         )
     return data
+
+
+# --- events -----------------------------------------------------------------------------
+
+
+async def _emit(
+    session: AsyncSession, principal: Principal, subject: Lead, kind: str, **data: Any
+) -> None:
+    await emit(
+        session,
+        DomainEvent(
+            type=kind,
+            organization_id=subject.organization_id,
+            data={"lead_id": str(subject.id), **data},
+            actor_id=principal.user_id,
+        ),
+    )
+
+
+def _sid(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+async def _record_stage_change(
+    session: AsyncSession,
+    principal: Principal,
+    lead: Lead,
+    from_id: uuid.UUID,
+    to_id: uuid.UUID,
+    reason: str | None,
+) -> None:
+    from lovedcrm.leads import activities  # activities builds on this module
+
+    old = await session.get(PipelineStage, from_id)
+    new = await session.get(PipelineStage, to_id)
+    names = (old.name if old else "?", new.name if new else "?")
+    metadata: dict[str, Any] = {
+        "from_stage_id": str(from_id),
+        "to_stage_id": str(to_id),
+        "from": names[0],
+        "to": names[1],
+    }
+    if reason:
+        metadata["reason"] = reason
+    await activities.record_activity(
+        session,
+        lead,
+        user_id=principal.user_id,
+        activity_type="stage_change",
+        title=f"Stage: {names[0]} → {names[1]}"[:255],
+        metadata=metadata,
+    )
+    await _emit(session, principal, lead, "lead.stage_changed", **metadata)
+
+
+async def _after_update(
+    session: AsyncSession,
+    principal: Principal,
+    lead: Lead,
+    before: dict[str, Any],
+    *,
+    reason: str | None = None,
+) -> None:
+    """Audit row and events for a lead that was just flushed with new values."""
+    after = snapshot(lead)
+    await audit.record(
+        session,
+        action="update",
+        resource_type="lead",
+        resource_id=lead.id,
+        organization_id=lead.organization_id,
+        user_id=principal.user_id,
+        changes=audit.diff(before, after),
+    )
+    changed = [f for f in AUDITED_FIELDS if before[f] != after[f]]
+    if not changed:
+        return
+    if "stage_id" in changed:
+        await _record_stage_change(
+            session, principal, lead, before["stage_id"], after["stage_id"], reason
+        )
+    if "assigned_to" in changed:
+        await _emit(
+            session,
+            principal,
+            lead,
+            "lead.assigned",
+            **{"from": _sid(before["assigned_to"]), "to": _sid(after["assigned_to"])},
+        )
+    if "status" in changed and after["status"] == "converted":
+        await _emit(session, principal, lead, "lead.converted", lead=lead_json(lead))
+    if "status" in changed and after["status"] == "lost":
+        await _emit(session, principal, lead, "lead.lost", reason=lead.lost_reason)
+    await _emit(session, principal, lead, "lead.updated", changed=changed, lead=lead_json(lead))
+
+
+# --- operations -------------------------------------------------------------------------
 
 
 async def first_stage(session: AsyncSession, organization_id: uuid.UUID) -> PipelineStage:
@@ -123,10 +375,13 @@ async def create_lead(session: AsyncSession, principal: Principal, data: dict[st
     if not principal.can("leads:write_all"):
         # Without write_all a member's new lead is theirs.
         data["assigned_to"] = principal.user_id
+    data.setdefault("custom_fields", {})
     data = await _clean(session, principal, data)
     if data.get("stage_id") is None:
         data["stage_id"] = (await first_stage(session, principal.org())).id
     lead = Lead(organization_id=principal.org(), **data)
+    if lead.status == "converted":
+        lead.converted_at = func.now()
     session.add(lead)
     await session.flush()
     await session.refresh(lead)
@@ -139,6 +394,7 @@ async def create_lead(session: AsyncSession, principal: Principal, data: dict[st
         user_id=principal.user_id,
         changes=audit.diff(None, snapshot(lead)),
     )
+    await _emit(session, principal, lead, "lead.created", lead=lead_json(lead))
     return lead
 
 
@@ -153,10 +409,17 @@ async def get_lead(session: AsyncSession, principal: Principal, lead_id: uuid.UU
     return lead
 
 
-async def _editable(session: AsyncSession, principal: Principal, lead_id: uuid.UUID) -> Lead:
+def may_edit(principal: Principal, lead: Lead) -> bool:
+    return principal.can("leads:write") and (
+        principal.can("leads:write_all") or lead.assigned_to == principal.user_id
+    )
+
+
+async def editable_lead(session: AsyncSession, principal: Principal, lead_id: uuid.UUID) -> Lead:
+    """A lead the principal may change (404 when it is not theirs to change)."""
     principal.require("leads:write")
     lead = await get_lead(session, principal, lead_id)
-    if not principal.can("leads:write_all") and lead.assigned_to != principal.user_id:
+    if not may_edit(principal, lead):
         raise NotFound("No lead with that id.", code="lead_not_found")
     return lead
 
@@ -164,19 +427,23 @@ async def _editable(session: AsyncSession, principal: Principal, lead_id: uuid.U
 async def update_lead(
     session: AsyncSession, principal: Principal, lead_id: uuid.UUID, changes: dict[str, Any]
 ) -> Lead:
-    lead = await _editable(session, principal, lead_id)
+    lead = await editable_lead(session, principal, lead_id)
     if (
         "assigned_to" in changes
         and changes["assigned_to"] != lead.assigned_to
         and not principal.can("leads:write_all")
     ):
-        from lovedcrm.core.errors import Forbidden
-
         raise Forbidden(
             "You cannot reassign leads.",
             code="permission_denied",
             extra={"permission": "leads:write_all"},
         )
+    if "custom_fields" in changes:
+        # PATCH semantics: merged into the current values (null removes a key).
+        changes["custom_fields"] = {
+            **(lead.custom_fields or {}),
+            **(changes["custom_fields"] or {}),
+        }
     merged = {**snapshot(lead), **changes}
     cleaned = await _clean(
         session, principal, {k: v for k, v in merged.items() if k in changes or k == "lost_reason"}
@@ -189,22 +456,46 @@ async def update_lead(
     lead.updated_at = func.now()
     await session.flush()
     await session.refresh(lead)
-    await audit.record(
-        session,
-        action="update",
-        resource_type="lead",
-        resource_id=lead.id,
-        organization_id=lead.organization_id,
-        user_id=principal.user_id,
-        changes=audit.diff(before, snapshot(lead)),
-    )
+    await _after_update(session, principal, lead, before)
     return lead
+
+
+async def move_leads(
+    session: AsyncSession,
+    principal: Principal,
+    from_stage: PipelineStage,
+    to_stage: PipelineStage,
+    *,
+    reason: str,
+) -> int:
+    """Move every lead of a stage to another (all of them, whoever they belong to): each one is
+    audited and gets its stage-change activity and events, as a move by hand would."""
+    leads = list(
+        (
+            await session.execute(
+                select(Lead).where(
+                    Lead.organization_id == from_stage.organization_id,
+                    Lead.stage_id == from_stage.id,
+                )
+            )
+        ).scalars()
+    )
+    for lead in leads:
+        before = snapshot(lead)
+        lead.stage_id = to_stage.id
+        lead.updated_at = func.now()
+        await session.flush()
+        await session.refresh(lead)
+        await _after_update(session, principal, lead, before, reason=reason)
+    return len(leads)
 
 
 async def delete_lead(session: AsyncSession, principal: Principal, lead_id: uuid.UUID) -> None:
     principal.require("leads:delete")
     lead = await get_lead(session, principal, lead_id)
     before = snapshot(lead)
+    body = lead_json(lead)
+    organization_id = lead.organization_id
     await session.delete(lead)
     await session.flush()
     await audit.record(
@@ -216,6 +507,42 @@ async def delete_lead(session: AsyncSession, principal: Principal, lead_id: uuid
         user_id=principal.user_id,
         changes=audit.diff(before, None),
     )
+    await emit(
+        session,
+        DomainEvent(
+            type="lead.deleted",
+            organization_id=organization_id,
+            data={"lead_id": str(lead_id), "lead": body},
+            actor_id=principal.user_id,
+        ),
+    )
+
+
+@dataclass
+class LeadPage:
+    items: list[Lead]
+    next_cursor: str | None
+
+
+def _folded(column: Any) -> ColumnElement[Any]:
+    return func.unaccent(func.lower(column))
+
+
+def _search(q: str, region: str) -> ColumnElement[bool]:
+    """Name, e-mail, company or phone containing ``q``, ignoring case and accents; a phone
+    typed in any format also matches its E.164 form."""
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = _folded(literal(f"%{escaped}%"))
+    clauses: list[ColumnElement[bool]] = [
+        _folded(col).like(pattern, escape="\\")
+        for col in (Lead.full_name, Lead.email, Lead.company, Lead.phone)
+    ]
+    digits = "".join(ch for ch in q if ch.isdigit())
+    if len(digits) >= 6:
+        clauses.append(Lead.phone.like(f"%{digits}%"))
+        with contextlib.suppress(ValueError):
+            clauses.append(Lead.phone == to_e164(q, region))
+    return or_(*clauses)
 
 
 async def list_leads(
@@ -227,7 +554,13 @@ async def list_leads(
     stage_id: uuid.UUID | None = None,
     assigned_to: uuid.UUID | None = None,
     status: str | None = None,
+    source: str | None = None,
+    score_min: int | None = None,
+    score_max: int | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
     q: str | None = None,
+    sort: str = "-created_at",
 ) -> LeadPage:
     principal.require("leads:read")
     query = visible(principal, select(Lead).where(Lead.organization_id == principal.org()))
@@ -237,44 +570,34 @@ async def list_leads(
         query = query.where(Lead.assigned_to == assigned_to)
     if status:
         query = query.where(Lead.status == status)
-    if q:
-        like = f"%{q.strip()}%"
-        query = query.where(
-            or_(
-                Lead.full_name.ilike(like),
-                Lead.email.ilike(like),
-                Lead.company.ilike(like),
-                Lead.phone.ilike(like),
-            )
-        )
-    if cursor:
-        created_raw, id_raw = decode_cursor(cursor, 2)
-        try:
-            created, last_id = datetime.fromisoformat(created_raw), uuid.UUID(id_raw)
-        except ValueError as exc:
-            from lovedcrm.core.pagination import BadCursor
-
-            raise BadCursor(
-                "The cursor is not valid. Use the next_cursor of a previous page."
-            ) from exc
-        query = query.where(
-            or_(Lead.created_at < created, and_(Lead.created_at == created, Lead.id < last_id))
-        )
-    rows = list(
-        (
-            await session.execute(
-                query.order_by(Lead.created_at.desc(), Lead.id.desc()).limit(limit + 1)
-            )
-        ).scalars()
+    if source:
+        query = query.where(func.lower(Lead.source) == source.strip().lower())
+    if score_min is not None:
+        query = query.where(func.coalesce(Lead.lead_score, 0) >= score_min)
+    if score_max is not None:
+        query = query.where(func.coalesce(Lead.lead_score, 0) <= score_max)
+    if created_after is not None:
+        query = query.where(Lead.created_at >= created_after)
+    if created_before is not None:
+        query = query.where(Lead.created_at < created_before)
+    if q and q.strip():
+        query = query.where(_search(q.strip(), _region(await _org(session, principal.org()))))
+    name = sort.lstrip("-")
+    if name not in _SORTS:
+        raise ValidationFailed(f"Unknown sort: {sort}", code="invalid_sort")
+    key, parse, key_of = _SORTS[name]
+    query = keyset_after(
+        query,
+        cursor,
+        sort=sort,
+        key=key,
+        id_col=Lead.id,
+        parse=parse,
+        descending=sort.startswith("-"),
     )
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        next_cursor = encode_cursor(
-            [last.created_at.isoformat() if last.created_at else "", last.id]
-        )
-    return LeadPage(items=rows, next_cursor=next_cursor)
+    rows = list((await session.execute(query.limit(limit + 1))).scalars())
+    rows, cursor_out = next_cursor(rows, limit, sort=sort, key_of=key_of)
+    return LeadPage(items=rows, next_cursor=cursor_out)
 
 
 def money(value: Decimal | None) -> str | None:

@@ -14,6 +14,7 @@ from lovedcrm.db.base import (
     Base,
     TenantMixin,
     created_at_col,
+    now_not_null,
     org_id_unique,
     same_org_fk,
     updated_at_col,
@@ -48,3 +49,36 @@ class WebhookSubscription(TenantMixin, Base):
     failure_count: Mapped[int | None] = mapped_column(Integer, server_default=text("0"), default=0)
     created_at: Mapped[datetime | None] = created_at_col()
     updated_at: Mapped[datetime | None] = updated_at_col()
+
+
+class WebhookDelivery(TenantMixin, Base):
+    """Deviation (not in the spec): the delivery log of a subscription, one row per attempt."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        org_id_unique("webhook_deliveries"),
+        same_org_fk(
+            "webhook_deliveries", "subscription_id", "webhook_subscriptions", ondelete="CASCADE"
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    subscription_id: Mapped[uuid.UUID] = mapped_column()
+    event_id: Mapped[str] = mapped_column(String(100))
+    event_type: Mapped[str] = mapped_column(String(100))
+    attempt: Mapped[int] = mapped_column(Integer)
+    request_body: Mapped[str] = mapped_column(Text)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    succeeded: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = now_not_null()
+
+
+Index(
+    "ix_webhook_deliveries_sub_created",
+    WebhookDelivery.organization_id,
+    WebhookDelivery.subscription_id,
+    WebhookDelivery.created_at.desc(),
+)

@@ -1,0 +1,573 @@
+"""The job engine on the ``background_jobs`` table.
+
+- ``enqueue`` inserts in the caller's transaction: a job exists if and only if that
+  transaction commits (a statement trigger NOTIFYs workers, and PostgreSQL delivers
+  notifications only on commit).
+- Workers claim with ``lovedcrm_claim_jobs`` (``FOR UPDATE SKIP LOCKED``, an equal share per
+  organization per call, a lease in ``locked_by``/``locked_until``), wake on LISTEN/NOTIFY
+  and poll as a fallback.
+- Each job runs in one transaction scoped to its organization; the same transaction marks it
+  completed, guarded by the lease, so a job's effects commit once: if the lease was lost (the
+  worker stalled and another took the job), the whole transaction rolls back.
+- Failures retry with exponential backoff and jitter up to ``max_attempts``, then ``failed``
+  with the error. A worker that dies leaves its jobs to expire and be claimed again.
+- SIGTERM: stop claiming, let running jobs finish for a grace period, release the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import psycopg
+import structlog
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lovedcrm.config import Settings
+from lovedcrm.db.engine import Database
+from lovedcrm.db.tenant import run_after_commit
+
+log = structlog.stdlib.get_logger("lovedcrm.jobs")
+
+P = TypeVar("P", bound=BaseModel)
+
+
+class RetryLater(Exception):
+    """This attempt failed; run again after ``seconds`` if attempts remain."""
+
+    def __init__(self, seconds: float, reason: str) -> None:
+        super().__init__(reason)
+        self.seconds = seconds
+        self.reason = reason
+
+
+class PermanentFailure(Exception):
+    """Fail now; retrying cannot help (bad payload, target refused)."""
+
+
+class LeaseLost(Exception):
+    """Another worker owns the job now; this attempt's effects are rolled back."""
+
+
+@dataclass
+class JobContext:
+    session: AsyncSession
+    job_id: uuid.UUID
+    job_type: str
+    organization_id: uuid.UUID | None
+    attempt: int
+    max_attempts: int
+    settings: Settings
+    database: Database
+
+
+Handler = Callable[[JobContext, Any], Awaitable[dict[str, Any] | None]]
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    job_type: str
+    payload: type[BaseModel]
+    fn: Handler
+    max_attempts: int
+    timeout_seconds: float
+    # >1: short, database-only handlers whose jobs of one organization may share one
+    # transaction (all commit or none; on any error each job is re-run on its own).
+    batch: int = 1
+
+
+HANDLERS: dict[str, HandlerSpec] = {}
+
+
+def job_handler(
+    job_type: str,
+    payload: type[P],
+    *,
+    max_attempts: int = 3,
+    timeout_seconds: float = 300,
+    batch: int = 1,
+) -> Callable[
+    [Callable[[JobContext, P], Awaitable[dict[str, Any] | None]]],
+    Callable[[JobContext, P], Awaitable[dict[str, Any] | None]],
+]:
+    """Register the handler of ``job_type``; its payload is validated with ``payload``."""
+
+    def register(
+        fn: Callable[[JobContext, P], Awaitable[dict[str, Any] | None]],
+    ) -> Callable[[JobContext, P], Awaitable[dict[str, Any] | None]]:
+        if job_type in HANDLERS and HANDLERS[job_type].fn is not fn:
+            raise RuntimeError(f"two handlers for job type {job_type!r}")
+        HANDLERS[job_type] = HandlerSpec(
+            job_type, payload, fn, max_attempts, timeout_seconds, batch
+        )
+        return fn
+
+    return register
+
+
+_INSERT = text(
+    """
+    INSERT INTO background_jobs
+        (id, organization_id, job_type, job_data, status, scheduled_for, max_attempts, priority,
+         dedupe_key)
+    VALUES (:id, :org, :type, CAST(:data AS jsonb), 'pending',
+            COALESCE(CAST(:at AS timestamptz), now()), :max_attempts, :priority, :dedupe)
+    ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+    """
+)
+
+
+async def enqueue(
+    session: AsyncSession,
+    job_type: str,
+    payload: BaseModel | dict[str, Any],
+    *,
+    organization_id: uuid.UUID | None,
+    delay: timedelta | None = None,
+    scheduled_for: datetime | None = None,
+    max_attempts: int | None = None,
+    priority: int = 0,
+    dedupe_key: str | None = None,
+) -> uuid.UUID | None:
+    """Queue a job in the caller's transaction. Returns its id, or None when a job with the
+    same ``dedupe_key`` already exists. ``organization_id=None`` makes a system job."""
+    from lovedcrm.jobs.registry import load_handlers
+
+    load_handlers()
+    spec = HANDLERS.get(job_type)
+    if spec is None:
+        raise ValueError(f"no handler registered for job type {job_type!r}")
+    data = payload if isinstance(payload, BaseModel) else spec.payload.model_validate(payload)
+    if not isinstance(data, spec.payload):
+        raise TypeError(f"{job_type} takes {spec.payload.__name__}, not {type(data).__name__}")
+    if organization_id is None:
+        # System jobs are visible only under this transaction-local scope (RLS policy).
+        await session.execute(text("SELECT set_config('app.scope', 'system', true)"))
+    at = scheduled_for
+    if delay is not None:
+        at = datetime.now().astimezone() + delay
+    job_id = uuid.uuid4()
+    result = await session.execute(
+        _INSERT,
+        {
+            "id": job_id,
+            "org": organization_id,
+            "type": job_type,
+            "data": data.model_dump_json(),
+            "at": at,
+            "max_attempts": max_attempts or spec.max_attempts,
+            "priority": priority,
+            "dedupe": dedupe_key,
+        },
+    )
+    return job_id if result.rowcount else None  # type: ignore[attr-defined]
+
+
+def backoff_seconds(attempt: int, *, base: float = 2.0, cap: float = 3600.0) -> float:
+    """Exponential backoff with full jitter around the mean: base·2^(n-1) × U(0.5, 1.5)."""
+    mean: float = min(cap, base * 2.0 ** max(0, attempt - 1))
+    return mean * random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not security
+
+
+@dataclass
+class ClaimedJob:
+    id: uuid.UUID
+    organization_id: uuid.UUID | None
+    job_type: str
+    job_data: dict[str, Any]
+    attempts: int
+    max_attempts: int
+
+
+_SCOPE = text(
+    "SELECT set_config('app.organization_id', :org, true), set_config('app.user_id', '', true),"
+    " set_config('app.scope', :scope, true), set_config('synchronous_commit', 'off', true)"
+)
+_COMPLETE = text(
+    """
+    UPDATE background_jobs
+       SET status = 'completed', completed_at = now(), result_data = CAST(:result AS jsonb),
+           error_message = NULL, locked_by = NULL, locked_until = NULL, updated_at = now()
+     WHERE id = :id AND locked_by = :worker AND status = 'running'
+    """
+)
+_COMPLETE_MANY = text(
+    """
+    UPDATE background_jobs AS j
+       SET status = 'completed', completed_at = now(), result_data = CAST(r.result AS jsonb),
+           error_message = NULL, locked_by = NULL, locked_until = NULL, updated_at = now()
+      FROM unnest(CAST(:ids AS uuid[]), CAST(:results AS text[])) AS r(id, result)
+     WHERE j.id = r.id AND j.locked_by = :worker AND j.status = 'running'
+    """
+)
+_FAIL = text(
+    """
+    UPDATE background_jobs
+       SET status = CASE WHEN :final OR attempts >= max_attempts THEN 'failed' ELSE 'retrying' END,
+           completed_at = CASE WHEN :final OR attempts >= max_attempts THEN now() END,
+           scheduled_for = now() + make_interval(secs => :delay),
+           error_message = :error, locked_by = NULL, locked_until = NULL, updated_at = now()
+     WHERE id = :id AND locked_by = :worker AND status = 'running'
+    RETURNING status
+    """
+)
+
+
+@dataclass
+class WorkerStats:
+    completed: int = 0
+    failed: int = 0
+    retried: int = 0
+    lease_lost: int = 0
+
+
+@dataclass
+class Worker:
+    database: Database
+    settings: Settings
+    concurrency: int = 8
+    types: Sequence[str] | None = None
+    lease_seconds: int = 60
+    poll_seconds: float = 2.0
+    grace_seconds: float = 20.0
+    run_periodic: bool = True
+    worker_id: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    )
+    stats: WorkerStats = field(default_factory=WorkerStats)
+
+    def __post_init__(self) -> None:
+        from lovedcrm.jobs.registry import load_handlers
+
+        load_handlers()
+        # One entry per slot: the task and the ids of the jobs it holds (a batch or one job).
+        self._running: dict[asyncio.Task[None], list[uuid.UUID]] = {}
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    # -- claiming ---------------------------------------------------------------------
+
+    async def claim(self, limit: int) -> list[ClaimedJob]:
+        async with self.database.app_engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT id, organization_id, job_type, job_data, attempts, max_attempts"
+                        " FROM lovedcrm_claim_jobs(:w, :n, :lease, CAST(:types AS text[]))"
+                    ),
+                    {
+                        "w": self.worker_id,
+                        "n": limit,
+                        "lease": self.lease_seconds,
+                        "types": list(self.types) if self.types else None,
+                    },
+                )
+            ).all()
+            await conn.commit()
+        return [
+            ClaimedJob(
+                r.id, r.organization_id, r.job_type, r.job_data or {}, r.attempts, r.max_attempts
+            )
+            for r in rows
+        ]
+
+    # -- running one job ------------------------------------------------------------------
+
+    async def execute(self, job: ClaimedJob) -> None:
+        spec = HANDLERS.get(job.job_type)
+        if spec is None:
+            await self._fail(job, f"no handler for job type {job.job_type!r}", final=True)
+            return
+        try:
+            payload = spec.payload.model_validate(job.job_data)
+        except ValidationError as exc:
+            await self._fail(job, f"invalid payload: {exc}", final=True)
+            return
+        try:
+            async with asyncio.timeout(spec.timeout_seconds):
+                async with self.database.sessionmaker() as session:
+                    async with session.begin():
+                        await self._scope(session, job.organization_id)
+                        ctx = JobContext(
+                            session=session,
+                            job_id=job.id,
+                            job_type=job.job_type,
+                            organization_id=job.organization_id,
+                            attempt=job.attempts,
+                            max_attempts=job.max_attempts,
+                            settings=self.settings,
+                            database=self.database,
+                        )
+                        result = await spec.fn(ctx, payload)
+                        done = await session.execute(
+                            _COMPLETE,
+                            {
+                                "id": job.id,
+                                "worker": self.worker_id,
+                                "result": json.dumps(result or {}, default=str),
+                            },
+                        )
+                        if done.rowcount != 1:  # type: ignore[attr-defined]
+                            raise LeaseLost(str(job.id))
+                    await run_after_commit(session)
+            self.stats.completed += 1
+        except LeaseLost:
+            self.stats.lease_lost += 1
+            log.warning("job lease lost; its effects were rolled back", job_id=str(job.id))
+        except RetryLater as exc:
+            await self._fail(job, exc.reason, delay=exc.seconds)
+        except PermanentFailure as exc:
+            await self._fail(job, str(exc) or type(exc).__name__, final=True)
+        except TimeoutError:
+            await self._fail(job, f"timed out after {spec.timeout_seconds:g}s")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("job failed", job_id=str(job.id), job_type=job.job_type, error=repr(exc))
+            await self._fail(job, "".join(traceback.format_exception_only(exc)).strip()[:4000])
+
+    @staticmethod
+    async def _scope(session: AsyncSession, organization_id: uuid.UUID | None) -> None:
+        # One round trip: tenant, system scope, and an asynchronous commit. The job's effects
+        # and its "completed" mark share the transaction, so a commit lost in a crash loses
+        # both and the job simply runs again: no fsync wait is needed per job.
+        await session.execute(
+            _SCOPE,
+            {
+                "org": str(organization_id) if organization_id else "",
+                "scope": "" if organization_id else "system",
+            },
+        )
+
+    async def _fail(
+        self, job: ClaimedJob, error: str, *, final: bool = False, delay: float | None = None
+    ) -> None:
+        wait = backoff_seconds(job.attempts) if delay is None else max(0.0, delay)
+        async with self.database.sessionmaker() as session, session.begin():
+            await self._scope(session, job.organization_id)
+            status = (
+                await session.execute(
+                    _FAIL,
+                    {
+                        "id": job.id,
+                        "worker": self.worker_id,
+                        "final": final,
+                        "delay": wait,
+                        "error": error,
+                    },
+                )
+            ).scalar_one_or_none()
+        if status == "failed":
+            self.stats.failed += 1
+            log.error("job failed for good", job_id=str(job.id), job_type=job.job_type, error=error)
+        elif status == "retrying":
+            self.stats.retried += 1
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """Wake the claim loop on NOTIFY; reconnects with a pause if the connection drops."""
+        url = self.database.app_url.set(drivername="postgresql").render_as_string(
+            hide_password=False
+        )
+        while not self._stopping.is_set():
+            try:
+                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                    await conn.execute("LISTEN lovedcrm_jobs")
+                    async for _ in conn.notifies():
+                        self._wake.set()
+                        if self._stopping.is_set():
+                            return
+            except (psycopg.Error, OSError) as exc:
+                log.warning("job listener reconnecting", error=repr(exc))
+                await asyncio.sleep(1)
+
+    async def _heartbeat(self) -> None:
+        while not self._stopping.is_set():
+            await asyncio.sleep(max(1.0, self.lease_seconds / 3))
+            ids = [jid for held in self._running.values() for jid in held]
+            if not ids:
+                continue
+            try:
+                async with self.database.app_engine.connect() as conn:
+                    await conn.execute(
+                        text("SELECT lovedcrm_extend_leases(:w, CAST(:ids AS uuid[]), :lease)"),
+                        {"w": self.worker_id, "ids": ids, "lease": self.lease_seconds},
+                    )
+                    await conn.commit()
+            except Exception as exc:
+                log.warning("heartbeat failed", error=repr(exc))
+
+    async def _periodic(self) -> None:
+        from lovedcrm.jobs.periodic import enqueue_due
+
+        while not self._stopping.is_set():
+            try:
+                await enqueue_due(self.database)
+            except Exception as exc:
+                log.warning("periodic scheduling failed", error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=15)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        log.info("worker started", worker=self.worker_id, concurrency=self.concurrency)
+        helpers = [asyncio.create_task(self._listen()), asyncio.create_task(self._heartbeat())]
+        if self.run_periodic:
+            helpers.append(asyncio.create_task(self._periodic()))
+        try:
+            while not self._stopping.is_set():
+                free = self.concurrency - len(self._running)
+                claimed: list[ClaimedJob] = []
+                # Claim in batches (one claim per half-pool, not one per finished job): a
+                # claim costs a round trip and a scan, which dominates short jobs.
+                if free > 0 and (free * 2 >= self.concurrency or not self._running):
+                    self._wake.clear()
+                    try:
+                        claimed = await self.claim(free * self._max_batch)
+                    except Exception as exc:  # the database may be restarting
+                        log.warning("claim failed", error=repr(exc))
+                        await asyncio.sleep(1)
+                        continue
+                for chunk in self._chunks(claimed):
+                    task = asyncio.create_task(self.execute_chunk(chunk))
+                    self._running[task] = [j.id for j in chunk]
+                    task.add_done_callback(self._on_done)
+                if claimed and len(claimed) == free * self._max_batch:
+                    continue  # more may be waiting
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+        finally:
+            await self._shutdown(helpers)
+
+    def _on_done(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
+        self._wake.set()  # a slot is free
+
+    @property
+    def _max_batch(self) -> int:
+        specs = (
+            [HANDLERS[t] for t in self.types if t in HANDLERS] if self.types else HANDLERS.values()
+        )
+        return max(
+            1, min(self.settings.worker_max_batch, max((spec.batch for spec in specs), default=1))
+        )
+
+    def _chunks(self, jobs: list[ClaimedJob]) -> list[list[ClaimedJob]]:
+        """Group batchable jobs by organization and type, up to the handler's batch size."""
+        chunks: list[list[ClaimedJob]] = []
+        open_: dict[tuple[uuid.UUID | None, str], list[ClaimedJob]] = {}
+        for job in jobs:
+            spec = HANDLERS.get(job.job_type)
+            size = min(spec.batch, self._max_batch) if spec else 1
+            if spec is None or size <= 1:
+                chunks.append([job])
+                continue
+            key = (job.organization_id, job.job_type)
+            chunk = open_.get(key)
+            if chunk is None or len(chunk) >= size:
+                chunk = open_[key] = []
+                chunks.append(chunk)
+            chunk.append(job)
+        return chunks
+
+    async def execute_chunk(self, chunk: list[ClaimedJob]) -> None:
+        if len(chunk) == 1:
+            await self.execute(chunk[0])
+            return
+        try:
+            await self._execute_together(chunk)
+            self.stats.completed += len(chunk)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # nothing committed: run each job on its own
+            for job in chunk:
+                await self.execute(job)
+
+    async def _execute_together(self, chunk: list[ClaimedJob]) -> None:
+        spec = HANDLERS[chunk[0].job_type]
+        payloads = [spec.payload.model_validate(job.job_data) for job in chunk]
+        async with self.database.sessionmaker() as session:
+            async with session.begin():
+                await self._scope(session, chunk[0].organization_id)
+                results = []
+                for job, payload in zip(chunk, payloads, strict=True):
+                    ctx = JobContext(
+                        session=session,
+                        job_id=job.id,
+                        job_type=job.job_type,
+                        organization_id=job.organization_id,
+                        attempt=job.attempts,
+                        max_attempts=job.max_attempts,
+                        settings=self.settings,
+                        database=self.database,
+                    )
+                    async with asyncio.timeout(spec.timeout_seconds):
+                        results.append(json.dumps(await spec.fn(ctx, payload) or {}, default=str))
+                done = await session.execute(
+                    _COMPLETE_MANY,
+                    {"ids": [j.id for j in chunk], "results": results, "worker": self.worker_id},
+                )
+                if done.rowcount != len(chunk):  # type: ignore[attr-defined]
+                    raise LeaseLost(f"{len(chunk) - done.rowcount} of the batch")  # type: ignore[attr-defined]
+            await run_after_commit(session)
+
+    async def _shutdown(self, helpers: list[asyncio.Task[None]]) -> None:
+        running = list(self._running)
+        if running:
+            log.info("worker stopping: finishing running jobs", count=len(running))
+            _, pending = await asyncio.wait(running, timeout=self.grace_seconds)
+            unfinished = [jid for task in pending for jid in self._running.get(task, [])]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            if unfinished:
+                async with self.database.app_engine.connect() as conn:
+                    await conn.execute(
+                        text("SELECT lovedcrm_release_jobs(:w, CAST(:ids AS uuid[]))"),
+                        {"w": self.worker_id, "ids": unfinished},
+                    )
+                    await conn.commit()
+                log.info("released unfinished jobs", count=len(unfinished))
+        for task in helpers:
+            task.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        log.info("worker stopped", worker=self.worker_id, **self.stats.__dict__)
+
+
+async def run_until_idle(
+    database: Database,
+    settings: Settings,
+    *,
+    types: Sequence[str] | None = None,
+    timeout: float = 10.0,  # noqa: ASYNC109 - a budget for the loop, not one await
+    concurrency: int = 4,
+) -> int:
+    """Run ready jobs in-process until none are ready (tests, the demo, one-off commands).
+    Returns how many jobs were attempted."""
+    worker = Worker(database, settings, concurrency=concurrency, types=types, run_periodic=False)
+    deadline = time.monotonic() + timeout
+    ran = 0
+    while time.monotonic() < deadline:
+        batch = await worker.claim(concurrency)
+        if not batch:
+            break
+        await asyncio.gather(*(worker.execute(j) for j in batch))
+        ran += len(batch)
+    return ran

@@ -1,0 +1,256 @@
+"""Message templates: a library of texts with ``{{variable}}`` placeholders, A/B variants and
+rendering for a lead.
+
+A placeholder names a lead field (``LEAD_VARIABLES``) or one of the organization's custom
+fields, optionally with a fallback: ``{{company|sua empresa}}`` renders the lead's company, or
+"sua empresa" when it has none. Reading needs ``messages:read``; changing needs
+``templates:manage``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lovedcrm.audit import service as audit
+from lovedcrm.auth.deps import Principal
+from lovedcrm.auth.models import User
+from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
+from lovedcrm.leads.models import Lead
+from lovedcrm.leads.service import custom_field_definitions
+from lovedcrm.messaging.models import MessageTemplate
+from lovedcrm.organizations.models import Organization
+from lovedcrm.pipeline.models import PipelineStage
+
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\|([^}]*))?\}\}")
+
+# Lead fields a template may use, with how each is read from a lead.
+LEAD_VARIABLES: dict[str, Callable[[Lead, PipelineStage | None, User | None], Any]] = {
+    "lead_name": lambda lead, _s, _u: lead.full_name,
+    "first_name": lambda lead, _s, _u: (lead.full_name or "").split(" ")[0],
+    "company": lambda lead, _s, _u: lead.company,
+    "email": lambda lead, _s, _u: lead.email,
+    "phone": lambda lead, _s, _u: lead.phone,
+    "job_title": lambda lead, _s, _u: lead.job_title,
+    "stage": lambda _l, stage, _u: stage.name if stage else None,
+    "assignee_name": lambda _l, _s, user: user.full_name if user else None,
+}
+_FIELDS = ("name", "category", "content", "is_active", "is_shared", "variables")
+
+
+def parse_variables(content: str) -> list[str]:
+    """The placeholder names in ``content``, in order of first use."""
+    names: list[str] = []
+    for match in PLACEHOLDER.finditer(content):
+        if match.group(1) not in names:
+            names.append(match.group(1))
+    return names
+
+
+def _variables(content: str, org: Organization | None) -> list[dict[str, str]]:
+    known = set(LEAD_VARIABLES) | {d["key"] for d in custom_field_definitions(org)}
+    names = parse_variables(content)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown template variables: {', '.join(unknown)}",
+            code="unknown_variables",
+            extra={
+                "unknown": unknown,
+                "errors": [
+                    {"field": "content", "message": f"unknown variable {n}"} for n in unknown
+                ],
+            },
+        )
+    return [{"name": n, "type": "string"} for n in names]
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "sim" if value else "não"
+    return str(value).strip()
+
+
+def render(
+    template: MessageTemplate | str,
+    lead: Lead,
+    org: Organization | None = None,
+    *,
+    stage: PipelineStage | None = None,
+    assignee: User | None = None,
+) -> str:
+    """The template's text for ``lead``: each placeholder becomes the lead's value, else its
+    fallback, else nothing. ``stage``/``assignee`` feed ``{{stage}}``/``{{assignee_name}}``."""
+    content = template if isinstance(template, str) else template.content
+    custom = lead.custom_fields or {}
+    custom_keys = {d["key"] for d in custom_field_definitions(org)} | set(custom)
+
+    def replace(match: re.Match[str]) -> str:
+        name, fallback = match.group(1), match.group(2)
+        value: Any = None
+        if name in LEAD_VARIABLES:
+            value = LEAD_VARIABLES[name](lead, stage, assignee)
+        elif name in custom_keys:
+            value = custom.get(name)
+        text = _text(value)
+        return text if text else (fallback or "").strip()
+
+    return PLACEHOLDER.sub(replace, content)
+
+
+def _snapshot(t: MessageTemplate) -> dict[str, Any]:
+    return {f: getattr(t, f) for f in _FIELDS}
+
+
+async def _audit(
+    session: AsyncSession,
+    principal: Principal,
+    action: str,
+    template_id: uuid.UUID,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> None:
+    await audit.record(
+        session,
+        action=action,
+        resource_type="message_template",
+        resource_id=template_id,
+        organization_id=principal.org(),
+        user_id=principal.user_id,
+        changes=audit.diff(before, after),
+    )
+
+
+async def list_templates(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    category: str | None = None,
+    active: bool | None = None,
+) -> list[MessageTemplate]:
+    principal.require("messages:read")
+    query = select(MessageTemplate).where(MessageTemplate.organization_id == principal.org())
+    if category:
+        query = query.where(MessageTemplate.category == category)
+    if active is not None:
+        query = query.where(MessageTemplate.is_active.is_(active))
+    query = query.order_by(
+        MessageTemplate.category,
+        func.coalesce(MessageTemplate.parent_template_id, MessageTemplate.id),
+        MessageTemplate.version,
+        MessageTemplate.name,
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def get_template(
+    session: AsyncSession, principal: Principal, template_id: uuid.UUID
+) -> MessageTemplate:
+    principal.require("messages:read")
+    template = await session.get(MessageTemplate, template_id)
+    if template is None or template.organization_id != principal.org():
+        raise NotFound("No template with that id.", code="template_not_found")
+    return template
+
+
+async def create_template(
+    session: AsyncSession, principal: Principal, data: dict[str, Any]
+) -> MessageTemplate:
+    """A new template, or with ``parent_template_id`` an A/B variant of one: variants hang off
+    the original and number on from the highest version of the family."""
+    principal.require("templates:manage")
+    org = await session.get(Organization, principal.org())
+    variables = _variables(data["content"], org)
+    version = 1
+    parent_id = data.get("parent_template_id")
+    if parent_id is not None:
+        try:
+            parent = await get_template(session, principal, parent_id)
+        except NotFound as exc:
+            raise ValidationFailed(
+                "parent_template_id is not a template of this organization.",
+                code="invalid_parent_template",
+                extra={"errors": [{"field": "parent_template_id", "message": "not found"}]},
+            ) from exc
+        parent_id = parent.parent_template_id or parent.id
+        highest = await session.execute(
+            select(func.max(MessageTemplate.version)).where(
+                MessageTemplate.organization_id == principal.org(),
+                or_(
+                    MessageTemplate.id == parent_id, MessageTemplate.parent_template_id == parent_id
+                ),
+            )
+        )
+        version = (highest.scalar_one_or_none() or 1) + 1
+    template = MessageTemplate(
+        organization_id=principal.org(),
+        created_by=principal.user_id,
+        name=data["name"],
+        category=data["category"],
+        content=data["content"],
+        variables=variables,
+        version=version,
+        parent_template_id=parent_id,
+        is_active=data.get("is_active", True),
+        is_shared=data.get("is_shared", False),
+    )
+    session.add(template)
+    await session.flush()
+    await session.refresh(template)
+    await _audit(session, principal, "create", template.id, None, _snapshot(template))
+    return template
+
+
+async def update_template(
+    session: AsyncSession, principal: Principal, template_id: uuid.UUID, changes: dict[str, Any]
+) -> MessageTemplate:
+    principal.require("templates:manage")
+    template = await get_template(session, principal, template_id)
+    before = _snapshot(template)
+    if changes.get("content") is not None:
+        org = await session.get(Organization, principal.org())
+        template.variables = _variables(changes["content"], org)
+        template.content = changes["content"]
+    for key in ("name", "category", "is_active", "is_shared"):
+        if changes.get(key) is not None:
+            setattr(template, key, changes[key])
+    template.updated_at = func.now()
+    await session.flush()
+    await session.refresh(template)
+    await _audit(session, principal, "update", template.id, before, _snapshot(template))
+    return template
+
+
+async def delete_template(
+    session: AsyncSession, principal: Principal, template_id: uuid.UUID
+) -> None:
+    principal.require("templates:manage")
+    template = await get_template(session, principal, template_id)
+    variants = await session.execute(
+        select(func.count(MessageTemplate.id)).where(
+            MessageTemplate.organization_id == principal.org(),
+            MessageTemplate.parent_template_id == template.id,
+        )
+    )
+    count = variants.scalar_one()
+    if count:
+        raise Conflict(
+            f"The template has {count} variant(s): delete them first.",
+            code="template_has_variants",
+            extra={"variant_count": count},
+        )
+    before = _snapshot(template)
+    await session.delete(template)
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # pragma: no cover - a row added since the check
+        raise Conflict("The template is in use.", code="template_in_use") from exc
+    await _audit(session, principal, "delete", template_id, before, None)

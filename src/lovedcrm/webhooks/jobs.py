@@ -1,0 +1,234 @@
+"""The ``webhook.deliver`` job: one signed HTTP POST per attempt, logged.
+
+- The target host is resolved first and every address checked: private, loopback,
+  link-local, multicast, reserved and unspecified addresses are refused (a permanent
+  failure) unless ``webhooks_allow_private_targets``. When refusing is on, the request is
+  pinned to the checked address (Host header and TLS SNI keep the name), so a second DNS
+  answer cannot point it elsewhere.
+- Signed per Standard Webhooks: ``webhook-id`` (the event id, the same on every retry and
+  redelivery), ``webhook-timestamp``, ``webhook-signature`` (``v1,<base64 HMAC-SHA256>``).
+- 2xx is success. Anything else (including redirects, which are not followed, and
+  timeouts) counts a failure and retries after ``retry_backoff_seconds · 2^(attempt-1)``
+  while ``attempt <= max_retries``.
+- A failed attempt rolls back the job's transaction, so its log row and failure count are
+  written in a short transaction of their own first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import socket
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from standardwebhooks.webhooks import Webhook
+
+from lovedcrm.config import Settings
+from lovedcrm.db.tenant import tenant_transaction
+from lovedcrm.jobs.engine import JobContext, PermanentFailure, RetryLater, job_handler
+from lovedcrm.webhooks import service
+from lovedcrm.webhooks.models import WebhookDelivery, WebhookSubscription
+from lovedcrm.webhooks.schemas import DeliverPayload
+
+USER_AGENT = "LovedCRM-Webhooks/1"
+RESPONSE_LIMIT = 2048
+MAX_DELAY_SECONDS = 7 * 86400
+# DNS plus the request (webhook_timeout_seconds <= 20) stay within the job's 30 s.
+DNS_TIMEOUT_SECONDS = 5.0
+
+
+class TargetRefused(Exception):
+    """The URL resolves to an address webhooks may not reach."""
+
+
+@dataclass
+class Attempt:
+    succeeded: bool
+    status: int | None = None
+    response_body: str | None = None
+    latency_ms: int | None = None
+    error: str | None = None
+    permanent: bool = False  # retrying cannot help (refused target, undecryptable secret)
+
+
+async def resolve_target(host: str, port: int, *, allow_private: bool) -> list[str]:
+    """The addresses of ``host``; raises ``TargetRefused`` if any is off limits."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ConnectionError(f"DNS resolution of {host} failed: {exc}") from exc
+    addresses = list(dict.fromkeys(str(info[4][0]).split("%")[0] for info in infos))
+    if not addresses:
+        raise ConnectionError(f"DNS resolution of {host} returned no address")
+    if not allow_private:
+        for raw in addresses:
+            reason = service.address_refusal(ipaddress.ip_address(raw))
+            if reason:
+                raise TargetRefused(
+                    f"refused: {host} resolves to {raw} ({reason}); webhooks go to public "
+                    "addresses only"
+                )
+    return addresses
+
+
+def _pinned(url: httpx.URL, address: str) -> tuple[httpx.URL, dict[str, str], dict[str, Any]]:
+    """The URL aimed at ``address``, with the Host header and SNI of the original name."""
+    host_header = url.netloc.decode("ascii")
+    extensions: dict[str, Any] = {}
+    if url.scheme == "https":
+        extensions["sni_hostname"] = url.host
+    return url.copy_with(host=address), {"host": host_header}, extensions
+
+
+async def _read_some(response: httpx.Response) -> str:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= RESPONSE_LIMIT:
+            break
+    return b"".join(chunks)[:RESPONSE_LIMIT].decode("utf-8", errors="replace")
+
+
+async def send(settings: Settings, url: str, secret: str, event_id: str, body: str) -> Attempt:
+    """One signed POST. Never raises for the target's failures: they become the Attempt."""
+    timeout = settings.webhook_timeout_seconds
+    try:
+        target = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        return Attempt(succeeded=False, error=f"invalid URL: {exc}", permanent=True)
+    port = target.port or (443 if target.scheme == "https" else 80)
+    allow_private = settings.webhooks_allow_private_targets
+    started = time.perf_counter()
+
+    def elapsed() -> int:
+        return int((time.perf_counter() - started) * 1000)
+
+    try:
+        async with asyncio.timeout(min(timeout, DNS_TIMEOUT_SECONDS)):
+            addresses = await resolve_target(target.host, port, allow_private=allow_private)
+    except TargetRefused as exc:
+        return Attempt(succeeded=False, error=str(exc), permanent=True)
+    except (ConnectionError, TimeoutError) as exc:
+        message = str(exc) or f"DNS resolution of {target.host} timed out"
+        return Attempt(succeeded=False, error=message, latency_ms=elapsed())
+
+    now = datetime.now(UTC)
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": event_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(secret).sign(event_id, now, body),
+    }
+    extensions: dict[str, Any] = {}
+    if not allow_private:
+        target, host_header, extensions = _pinned(target, addresses[0])
+        headers.update(host_header)
+    started = time.perf_counter()
+    try:
+        async with (
+            asyncio.timeout(timeout),
+            httpx.AsyncClient(
+                timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False
+            ) as client,
+        ):
+            request = client.build_request(
+                "POST", target, content=body.encode(), headers=headers, extensions=extensions
+            )
+            response = await client.send(request, stream=True)
+            latency = elapsed()
+            try:
+                text = await _read_some(response)
+            finally:
+                await response.aclose()
+    except (TimeoutError, httpx.TimeoutException):
+        return Attempt(
+            succeeded=False,
+            latency_ms=elapsed(),
+            error=f"timeout: no response within {timeout:g}s",
+        )
+    except httpx.HTTPError as exc:
+        return Attempt(
+            succeeded=False,
+            latency_ms=elapsed(),
+            error=f"connection failed: {type(exc).__name__}: {exc}"[:1000],
+        )
+    status = response.status_code
+    ok = 200 <= status < 300
+    error = None
+    if not ok:
+        error = f"HTTP {status}"
+        if 300 <= status < 400:
+            error += " (redirects are not followed)"
+    return Attempt(succeeded=ok, status=status, response_body=text, latency_ms=latency, error=error)
+
+
+def _log_row(
+    sub: WebhookSubscription, payload: DeliverPayload, attempt: int, body: str, result: Attempt
+) -> WebhookDelivery:
+    return WebhookDelivery(
+        organization_id=sub.organization_id,
+        subscription_id=sub.id,
+        event_id=payload.event_id,
+        event_type=payload.event_type,
+        attempt=attempt,
+        request_body=body,
+        response_status=result.status,
+        response_body=result.response_body,
+        latency_ms=result.latency_ms,
+        succeeded=result.succeeded,
+        error=result.error,
+    )
+
+
+def serialize(event: dict[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+
+
+@job_handler("webhook.deliver", DeliverPayload, max_attempts=4, timeout_seconds=30)
+async def deliver(ctx: JobContext, payload: DeliverPayload) -> dict[str, Any] | None:
+    sub = await ctx.session.get(WebhookSubscription, payload.subscription_id)
+    if sub is None:
+        return {"skipped": "subscription deleted"}
+    if not sub.is_active:
+        return {"skipped": "subscription disabled"}
+    org = sub.organization_id
+    body = serialize(payload.event)
+    try:
+        secret = service.open_secret(ctx.settings, sub)
+    except Exception as exc:  # a changed encryption key: no retry can help
+        result = Attempt(
+            succeeded=False, error=f"cannot decrypt the signing secret: {exc!r}", permanent=True
+        )
+    else:
+        result = await send(ctx.settings, sub.webhook_url, secret, payload.event_id, body)
+
+    row = _log_row(sub, payload, ctx.attempt, body, result)
+    if result.succeeded:
+        ctx.session.add(row)
+        sub.failure_count = 0
+        return {"status": result.status, "latency_ms": result.latency_ms}
+
+    reason = result.error or "delivery failed"
+    # The job's transaction rolls back when we raise: log and count in one of our own.
+    async with tenant_transaction(ctx.database.sessionmaker, org) as own:
+        own.add(row)
+        await own.flush()
+        disabled = await service.record_failure(own, ctx.settings, org, sub.id, reason)
+    if result.permanent:
+        raise PermanentFailure(reason)
+    if disabled:
+        raise PermanentFailure(f"{reason}; subscription disabled after repeated failures")
+    retries = sub.max_retries or 0
+    if ctx.attempt <= retries and ctx.attempt < ctx.max_attempts:
+        delay = (sub.retry_backoff_seconds or 0) * 2 ** (ctx.attempt - 1)
+        raise RetryLater(min(delay, MAX_DELAY_SECONDS), reason)
+    raise PermanentFailure(f"{reason} (gave up after {ctx.attempt} attempts)")

@@ -1,0 +1,607 @@
+"""Outgoing webhooks: subscriptions, their secrets, the delivery log and the fan-out of
+domain events into ``webhook.deliver`` jobs (sent by ``lovedcrm.webhooks.jobs``).
+
+A subscription belongs to an API key (``api_key_id`` is NOT NULL in the spec). Its signing
+secret follows the Standard Webhooks format (``whsec_`` + base64 of 24 random bytes), is
+stored encrypted (AES-256-GCM, ``SecretBox``, bound to the subscription id) and is shown
+once: on create and on rotation.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lovedcrm.audit import service as audit
+from lovedcrm.auth.deps import Principal
+from lovedcrm.auth.models import ApiKey, User
+from lovedcrm.config import Settings
+from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
+from lovedcrm.core.events import EVENT_TYPES, DomainEvent
+from lovedcrm.core.mail import get_mailer
+from lovedcrm.core.pagination import BadCursor, decode_cursor, encode_cursor
+from lovedcrm.core.security import SecretBox
+from lovedcrm.db.tenant import after_commit
+from lovedcrm.organizations.models import Organization, OrganizationMember
+from lovedcrm.organizations.permissions import Role
+from lovedcrm.webhooks.models import WebhookDelivery, WebhookSubscription
+from lovedcrm.webhooks.schemas import DeliverPayload
+
+log = structlog.stdlib.get_logger("lovedcrm.webhooks")
+
+PERMISSION = "webhooks:manage"
+JOB_TYPE = "webhook.deliver"
+TEST_EVENT = "webhook.test"
+ALL_EVENTS = "*"
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a format prefix, not a secret
+AUDITED_FIELDS = (
+    "webhook_url",
+    "events",
+    "api_key_id",
+    "max_retries",
+    "retry_backoff_seconds",
+    "is_active",
+)
+RESOURCE = "webhook_subscription"
+
+
+# --- secrets ----------------------------------------------------------------------------
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: ``whsec_`` + base64 of 24 random bytes (192 bits)."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def _box(settings: Settings) -> SecretBox:
+    return SecretBox(settings.encryption_key.get_secret_value())
+
+
+def _context(subscription_id: uuid.UUID) -> str:
+    # Binds the ciphertext to its row: a secret copied onto another subscription won't open.
+    return f"webhook_subscription:{subscription_id}"
+
+
+def seal_secret(settings: Settings, subscription_id: uuid.UUID, secret: str) -> str:
+    return _box(settings).encrypt(secret, context=_context(subscription_id))
+
+
+def open_secret(settings: Settings, subscription: WebhookSubscription) -> str:
+    """Raises ``ValueError`` (or ``cryptography``'s ``InvalidTag``) if it cannot be opened."""
+    return _box(settings).decrypt(subscription.secret_token, context=_context(subscription.id))
+
+
+# --- validation -------------------------------------------------------------------------
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def address_refusal(ip: IPAddress) -> str | None:
+    """Why a delivery must not go to ``ip`` (None: it may)."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for flag, label in (
+        ("is_loopback", "loopback"),
+        ("is_link_local", "link-local"),
+        ("is_multicast", "multicast"),
+        ("is_unspecified", "unspecified"),
+        ("is_reserved", "reserved"),
+        ("is_private", "private"),
+    ):
+        if getattr(ip, flag):
+            return f"{ip} is a {label} address"
+    if not ip.is_global:
+        return f"{ip} is not a public address"
+    return None
+
+
+def _literal_ip(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def _is_local_name(host: str) -> bool:
+    return host == "localhost" or host.endswith(".localhost")
+
+
+def _url_error(detail: str, code: str) -> ValidationFailed:
+    return ValidationFailed(
+        detail, code=code, extra={"errors": [{"field": "url", "message": detail}]}
+    )
+
+
+def validate_url(settings: Settings, raw: str) -> str:
+    """An absolute http(s) URL without credentials. Plain http needs
+    ``webhooks_allow_http`` (or a loopback host where private targets are allowed). Literal
+    private addresses and ``localhost`` are refused early; every address is checked again
+    after DNS resolution at delivery time."""
+    url = raw.strip()
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise _url_error(f"The URL is not valid: {exc}.", "webhook_url_invalid") from exc
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host:
+        raise _url_error("The URL must be an absolute http(s) URL.", "webhook_url_invalid")
+    if parts.username is not None or parts.password is not None:
+        raise _url_error(
+            "The URL must not contain credentials; verify the signature instead.",
+            "webhook_url_invalid",
+        )
+    if port == 0:
+        raise _url_error("The URL's port is not valid.", "webhook_url_invalid")
+    ip = _literal_ip(host)
+    local = _is_local_name(host) or (ip is not None and address_refusal(ip) is not None)
+    if local and not settings.webhooks_allow_private_targets:
+        raise _url_error(
+            f"{host} is a private, loopback or link-local target; webhooks go to public "
+            "addresses only.",
+            "webhook_url_private",
+        )
+    if parts.scheme == "http" and not settings.webhooks_allow_http:
+        loopback = _is_local_name(host) or (ip is not None and ip.is_loopback)
+        if not (loopback and settings.webhooks_allow_private_targets):
+            raise _url_error("The URL must use https.", "webhook_url_insecure")
+    return url
+
+
+def validate_events(events: list[str]) -> list[str]:
+    unique = list(dict.fromkeys(e.strip() for e in events))
+    if ALL_EVENTS in unique:
+        if len(unique) > 1:
+            raise ValidationFailed(
+                '"*" subscribes to every event and cannot be combined with others.',
+                code="webhook_events_invalid",
+                extra={"errors": [{"field": "events", "message": '"*" must be alone'}]},
+            )
+        return unique
+    unknown = [e for e in unique if e not in EVENT_TYPES]
+    if unknown:
+        detail = f"Unknown event types: {', '.join(unknown)}. Known: {', '.join(EVENT_TYPES)}."
+        raise ValidationFailed(
+            detail,
+            code="webhook_events_invalid",
+            extra={"errors": [{"field": "events", "message": detail}], "known": EVENT_TYPES},
+        )
+    return unique
+
+
+async def _owner_key(
+    session: AsyncSession, principal: Principal, api_key_id: uuid.UUID | None
+) -> uuid.UUID:
+    """The API key that owns a subscription: the caller's own key, or (signed in as a user)
+    an active, unexpired key of the organization named in the body."""
+    if principal.via == "api_key" and principal.api_key_id is not None:
+        if api_key_id is not None and api_key_id != principal.api_key_id:
+            raise ValidationFailed(
+                "Called with an API key, a subscription belongs to that key.",
+                code="webhook_api_key_invalid",
+                extra={"errors": [{"field": "api_key_id", "message": "must be your own key"}]},
+            )
+        return principal.api_key_id
+    if api_key_id is None:
+        raise ValidationFailed(
+            "api_key_id is required: a subscription belongs to an API key of the organization.",
+            code="webhook_api_key_required",
+            extra={"errors": [{"field": "api_key_id", "message": "required"}]},
+        )
+    found = await session.execute(
+        select(ApiKey.id).where(
+            ApiKey.id == api_key_id,
+            ApiKey.organization_id == principal.org(),
+            ApiKey.is_active.is_(True),
+            or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > func.now()),
+        )
+    )
+    if found.first() is None:
+        raise ValidationFailed(
+            "No active API key with that id in this organization.",
+            code="webhook_api_key_invalid",
+            extra={"errors": [{"field": "api_key_id", "message": "not an active key"}]},
+        )
+    return api_key_id
+
+
+# --- subscriptions ----------------------------------------------------------------------
+
+
+def snapshot(sub: WebhookSubscription) -> dict[str, Any]:
+    return {f: getattr(sub, f) for f in AUDITED_FIELDS}
+
+
+async def _audit(
+    session: AsyncSession,
+    principal: Principal,
+    action: str,
+    sub_id: uuid.UUID,
+    changes: dict[str, Any],
+) -> None:
+    await audit.record(
+        session,
+        action=action,
+        resource_type=RESOURCE,
+        resource_id=sub_id,
+        organization_id=principal.org(),
+        user_id=principal.user_id,
+        changes=changes,
+    )
+
+
+async def create_subscription(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    *,
+    url: str,
+    events: list[str],
+    api_key_id: uuid.UUID | None,
+    max_retries: int = 3,
+    retry_backoff_seconds: int = 300,
+) -> tuple[WebhookSubscription, str]:
+    """The new subscription and its secret (shown to the caller once)."""
+    principal.require(PERMISSION)
+    url = validate_url(settings, url)
+    events = validate_events(events)
+    owner = await _owner_key(session, principal, api_key_id)
+    secret = new_secret()
+    sub_id = uuid.uuid4()
+    sub = WebhookSubscription(
+        id=sub_id,
+        organization_id=principal.org(),
+        api_key_id=owner,
+        webhook_url=url,
+        events=events,
+        secret_token=seal_secret(settings, sub_id, secret),
+        max_retries=max_retries,
+        retry_backoff_seconds=retry_backoff_seconds,
+        is_active=True,
+        failure_count=0,
+    )
+    session.add(sub)
+    await session.flush()
+    await session.refresh(sub)
+    await _audit(session, principal, "create", sub.id, audit.diff(None, snapshot(sub)))
+    return sub, secret
+
+
+async def list_subscriptions(
+    session: AsyncSession, principal: Principal
+) -> list[WebhookSubscription]:
+    principal.require(PERMISSION)
+    result = await session.execute(
+        select(WebhookSubscription)
+        .where(WebhookSubscription.organization_id == principal.org())
+        .order_by(WebhookSubscription.created_at, WebhookSubscription.id)
+    )
+    return list(result.scalars())
+
+
+async def get_subscription(
+    session: AsyncSession, principal: Principal, subscription_id: uuid.UUID
+) -> WebhookSubscription:
+    principal.require(PERMISSION)
+    sub = await session.get(WebhookSubscription, subscription_id)
+    # RLS hides other organizations' rows already; the check keeps it explicit.
+    if sub is None or sub.organization_id != principal.org():
+        raise NotFound("No webhook subscription with that id.", code="webhook_not_found")
+    return sub
+
+
+async def update_subscription(
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    subscription_id: uuid.UUID,
+    changes: dict[str, Any],
+) -> WebhookSubscription:
+    sub = await get_subscription(session, principal, subscription_id)
+    before = snapshot(sub)
+    if changes.get("url") is not None:
+        sub.webhook_url = validate_url(settings, changes["url"])
+    if changes.get("events") is not None:
+        sub.events = validate_events(changes["events"])
+    if changes.get("api_key_id") is not None:
+        sub.api_key_id = await _owner_key(session, principal, changes["api_key_id"])
+    if changes.get("max_retries") is not None:
+        sub.max_retries = changes["max_retries"]
+    if changes.get("retry_backoff_seconds") is not None:
+        sub.retry_backoff_seconds = changes["retry_backoff_seconds"]
+    if changes.get("is_active") is not None:
+        if changes["is_active"] and not sub.is_active:
+            sub.failure_count = 0  # re-enabled: count afresh
+        sub.is_active = changes["is_active"]
+    sub.updated_at = func.now()
+    await session.flush()
+    await session.refresh(sub)
+    await _audit(session, principal, "update", sub.id, audit.diff(before, snapshot(sub)))
+    return sub
+
+
+async def rotate_secret(
+    session: AsyncSession, settings: Settings, principal: Principal, subscription_id: uuid.UUID
+) -> str:
+    """A new secret, effective immediately (the old one stops verifying)."""
+    sub = await get_subscription(session, principal, subscription_id)
+    secret = new_secret()
+    sub.secret_token = seal_secret(settings, sub.id, secret)
+    sub.updated_at = func.now()
+    await session.flush()
+    await _audit(session, principal, "rotate_secret", sub.id, {"after": {"secret": "rotated"}})
+    return secret
+
+
+async def delete_subscription(
+    session: AsyncSession, principal: Principal, subscription_id: uuid.UUID
+) -> None:
+    sub = await get_subscription(session, principal, subscription_id)
+    before = snapshot(sub)
+    await session.delete(sub)  # the delivery log goes with it (ON DELETE CASCADE)
+    await session.flush()
+    await _audit(session, principal, "delete", subscription_id, audit.diff(before, None))
+
+
+# --- delivery log -----------------------------------------------------------------------
+
+
+@dataclass
+class DeliveryPage:
+    items: list[WebhookDelivery]
+    next_cursor: str | None
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    principal: Principal,
+    subscription_id: uuid.UUID,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> DeliveryPage:
+    """Newest first, one row per attempt."""
+    sub = await get_subscription(session, principal, subscription_id)
+    query = select(WebhookDelivery).where(
+        WebhookDelivery.organization_id == sub.organization_id,
+        WebhookDelivery.subscription_id == sub.id,
+    )
+    if cursor:
+        created_raw, id_raw = decode_cursor(cursor, 2)
+        try:
+            created, last_id = datetime.fromisoformat(created_raw), uuid.UUID(id_raw)
+        except ValueError as exc:
+            raise BadCursor(
+                "The cursor is not valid. Use the next_cursor of a previous page."
+            ) from exc
+        query = query.where(
+            or_(
+                WebhookDelivery.created_at < created,
+                and_(WebhookDelivery.created_at == created, WebhookDelivery.id < last_id),
+            )
+        )
+    query = query.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
+    rows = list((await session.execute(query.limit(limit + 1))).scalars())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor([rows[-1].created_at.isoformat(), rows[-1].id])
+    return DeliveryPage(items=rows, next_cursor=next_cursor)
+
+
+def _require_active(sub: WebhookSubscription) -> None:
+    if not sub.is_active:
+        raise Conflict(
+            "The subscription is disabled; re-enable it (is_active: true) first.",
+            code="webhook_inactive",
+        )
+
+
+async def redeliver(
+    session: AsyncSession,
+    principal: Principal,
+    subscription_id: uuid.UUID,
+    delivery_id: uuid.UUID,
+) -> tuple[uuid.UUID | None, str]:
+    """Queue the same message again (same body and ``webhook-id``, a fresh signature)."""
+    sub = await get_subscription(session, principal, subscription_id)
+    delivery = await session.get(WebhookDelivery, delivery_id)
+    if delivery is None or delivery.subscription_id != sub.id:
+        raise NotFound("No delivery with that id for this subscription.", code="delivery_not_found")
+    _require_active(sub)
+    body = json.loads(delivery.request_body)
+    job_id = await _enqueue(session, sub, body, delivery.event_id, delivery.event_type)
+    await _audit(
+        session,
+        principal,
+        "redeliver",
+        sub.id,
+        {"after": {"delivery_id": str(delivery.id), "event_id": delivery.event_id}},
+    )
+    return job_id, delivery.event_id
+
+
+async def send_test(
+    session: AsyncSession, principal: Principal, subscription_id: uuid.UUID
+) -> tuple[uuid.UUID | None, str]:
+    """Queue a ``webhook.test`` ping to this subscription only."""
+    sub = await get_subscription(session, principal, subscription_id)
+    _require_active(sub)
+    event_id = f"evt_{uuid.uuid4().hex}"
+    envelope = {
+        "id": event_id,
+        "type": TEST_EVENT,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "organization_id": str(sub.organization_id),
+        "data": {"subscription_id": str(sub.id), "message": "Test delivery from Loved CRM"},
+    }
+    return await _enqueue(session, sub, envelope, event_id, TEST_EVENT), event_id
+
+
+# --- fan-out ----------------------------------------------------------------------------
+
+
+async def _enqueue(
+    session: AsyncSession,
+    sub: WebhookSubscription,
+    envelope: dict[str, Any],
+    event_id: str,
+    event_type: str,
+) -> uuid.UUID | None:
+    from lovedcrm.jobs.engine import enqueue
+
+    payload = DeliverPayload(
+        subscription_id=sub.id, event_id=event_id, event_type=event_type, event=envelope
+    )
+    return await enqueue(
+        session,
+        JOB_TYPE,
+        payload,
+        organization_id=sub.organization_id,
+        max_attempts=(sub.max_retries or 0) + 1,
+    )
+
+
+async def enqueue_deliveries(session: AsyncSession, event: DomainEvent) -> None:
+    """One ``webhook.deliver`` job per active subscription of the event's organization that
+    wants its type, in the caller's transaction (no job if the change rolls back)."""
+    result = await session.execute(
+        select(WebhookSubscription).where(
+            WebhookSubscription.organization_id == event.organization_id,
+            WebhookSubscription.is_active.is_(True),
+            or_(
+                WebhookSubscription.events.contains([event.type]),
+                WebhookSubscription.events.contains([ALL_EVENTS]),
+            ),
+        )
+    )
+    subs = list(result.scalars())
+    if not subs:
+        return
+    envelope = json.loads(json.dumps(event.envelope(), default=str))
+    for sub in subs:
+        await _enqueue(session, sub, envelope, event.id, event.type)
+    await session.execute(
+        update(WebhookSubscription)
+        .where(WebhookSubscription.id.in_([s.id for s in subs]))
+        .values(last_triggered_at=func.now())
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --- failures and automatic disabling ---------------------------------------------------
+
+
+async def record_failure(
+    session: AsyncSession,
+    settings: Settings,
+    organization_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+    reason: str,
+) -> bool:
+    """Count a failed attempt; at ``webhook_disable_after_failures`` consecutive failures
+    disable the subscription, audit it and mail the organization's admins (after commit).
+    Returns True when this call disabled it."""
+    row = (
+        await session.execute(
+            update(WebhookSubscription)
+            .where(WebhookSubscription.id == subscription_id)
+            .values(failure_count=func.coalesce(WebhookSubscription.failure_count, 0) + 1)
+            .returning(WebhookSubscription.failure_count, WebhookSubscription.is_active)
+            .execution_options(synchronize_session=False)
+        )
+    ).first()
+    if row is None or not row.is_active:
+        return False
+    limit = settings.webhook_disable_after_failures
+    if row.failure_count < limit:
+        return False
+    disabled = (
+        await session.execute(
+            update(WebhookSubscription)
+            .where(
+                WebhookSubscription.id == subscription_id,
+                WebhookSubscription.is_active.is_(True),
+            )
+            .values(is_active=False, updated_at=func.now())
+            .returning(WebhookSubscription.webhook_url)
+            .execution_options(synchronize_session=False)
+        )
+    ).first()
+    if disabled is None:
+        return False  # another attempt disabled it first
+    await audit.record(
+        session,
+        action="webhook_disabled",
+        resource_type=RESOURCE,
+        resource_id=subscription_id,
+        organization_id=organization_id,
+        changes={
+            "before": {"is_active": True},
+            "after": {"is_active": False},
+            "failure_count": row.failure_count,
+            "reason": reason,
+        },
+    )
+    await _mail_admins(
+        session, settings, organization_id, subscription_id, disabled.webhook_url, row, reason
+    )
+    log.warning(
+        "webhook subscription disabled",
+        subscription_id=str(subscription_id),
+        failures=row.failure_count,
+        reason=reason,
+    )
+    return True
+
+
+async def _mail_admins(
+    session: AsyncSession,
+    settings: Settings,
+    organization_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+    url: str,
+    row: Any,
+    reason: str,
+) -> None:
+    org = await session.get(Organization, organization_id)
+    admins = (
+        await session.execute(
+            select(User.email)
+            .join(OrganizationMember, OrganizationMember.user_id == User.id)
+            .where(
+                OrganizationMember.organization_id == organization_id,
+                OrganizationMember.role == Role.ADMIN.value,
+                OrganizationMember.is_active.is_(True),
+                User.is_active.is_(True),
+            )
+        )
+    ).scalars()
+    org_name = org.name if org else str(organization_id)
+    subject = f"Webhook disabled: {url}"
+    body = (
+        f"The webhook subscription {subscription_id} of {org_name} was disabled after "
+        f"{row.failure_count} consecutive failed deliveries.\n\n"
+        f"URL: {url}\nLast error: {reason}\n\n"
+        "Fix the receiving endpoint, check the delivery log "
+        f"({settings.base_url}/api/v1/webhooks/{subscription_id}/deliveries), then re-enable "
+        'the subscription with PATCH {"is_active": true}.\n'
+    )
+    mailer = get_mailer(settings)
+    for email in admins:
+
+        async def send(to: str = email) -> None:
+            await mailer.send(to, subject, body)
+
+        after_commit(session, send)

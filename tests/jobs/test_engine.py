@@ -1,0 +1,356 @@
+"""The job engine: transactional enqueue, exactly-once effects, retries, leases after a
+SIGKILL, SIGTERM release, periodic jobs, fairness between organizations."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+import tests.jobs.handlers  # noqa: F401 - registers test.record / test.boom
+from lovedcrm.config import Settings
+from lovedcrm.db.engine import Database
+from lovedcrm.db.tenant import tenant_transaction
+from lovedcrm.jobs.engine import Worker, enqueue, run_until_idle
+from lovedcrm.jobs.periodic import Periodic, enqueue_due, period_start
+from tests.conftest import signup
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def owner(owner_url: str) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(owner_url)
+    yield engine
+    engine.dispose()
+
+
+def q(engine: sa.Engine, sql: str, **params: Any) -> Any:
+    """Run SQL as the owner (no RLS) and commit."""
+    with engine.begin() as conn:
+        return conn.execute(sa.text(sql), params).all()
+
+
+async def new_org(client: httpx.AsyncClient) -> uuid.UUID:
+    return uuid.UUID((await signup(client))["organization_id"])
+
+
+async def enqueue_many(
+    database: Database, org: uuid.UUID | None, n: int, tag: str, **payload: Any
+) -> list[uuid.UUID]:
+    ids: list[uuid.UUID] = []
+    async with tenant_transaction(database.sessionmaker, org) as session:
+        for _ in range(n):
+            job_id = await enqueue(
+                session, "test.record", {"tag": tag, **payload}, organization_id=org
+            )
+            assert job_id is not None
+            ids.append(job_id)
+    return ids
+
+
+def runs_of(engine: sa.Engine, tag: str) -> list[str]:
+    rows = q(
+        engine,
+        "SELECT event_data->>'job_id' FROM analytics_events"
+        " WHERE event_type = 'test_job' AND event_data->>'tag' = :t",
+        t=tag,
+    )
+    return [r[0] for r in rows]
+
+
+async def test_job_runs_once_after_commit(
+    client: httpx.AsyncClient, database: Database, settings: Settings, owner: sa.Engine
+) -> None:
+    org = await new_org(client)
+    tag = uuid.uuid4().hex
+    [job_id] = await enqueue_many(database, org, 1, tag)
+    assert await run_until_idle(database, settings, types=["test.record"]) >= 1
+    assert runs_of(owner, tag) == [str(job_id)]
+    [(status, attempts, completed_at)] = q(
+        owner, "SELECT status, attempts, completed_at FROM background_jobs WHERE id = :i", i=job_id
+    )
+    assert status == "completed" and attempts == 1 and completed_at is not None
+    # Running again finds nothing: the effects happened once.
+    await run_until_idle(database, settings, types=["test.record"])
+    assert runs_of(owner, tag) == [str(job_id)]
+
+
+async def test_job_enqueued_in_rolled_back_transaction_never_runs(
+    client: httpx.AsyncClient, database: Database, settings: Settings, owner: sa.Engine
+) -> None:
+    org = await new_org(client)
+    tag = uuid.uuid4().hex
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        async with tenant_transaction(database.sessionmaker, org) as session:
+            job_id = await enqueue(session, "test.record", {"tag": tag}, organization_id=org)
+            raise Boom
+    await run_until_idle(database, settings, types=["test.record"])
+    assert runs_of(owner, tag) == []
+    assert q(owner, "SELECT count(*) FROM background_jobs WHERE id = :i", i=job_id)[0][0] == 0
+
+
+async def test_retries_then_succeeds_and_failure_is_recorded(
+    client: httpx.AsyncClient, database: Database, settings: Settings, owner: sa.Engine
+) -> None:
+    org = await new_org(client)
+    tag = uuid.uuid4().hex
+    [flaky] = await enqueue_many(database, org, 1, tag, fail_until_attempt=2)
+    for _ in range(3):
+        await run_until_idle(database, settings, types=["test.record"])
+    [(status, attempts)] = q(
+        owner, "SELECT status, attempts FROM background_jobs WHERE id = :i", i=flaky
+    )
+    assert (status, attempts) == ("completed", 3)
+    assert runs_of(owner, tag) == [str(flaky)]
+
+    async with tenant_transaction(database.sessionmaker, org) as session:
+        boom = await enqueue(
+            session, "test.boom", {"message": "the provider said no"}, organization_id=org
+        )
+    await run_until_idle(database, settings, types=["test.boom"])
+    [(status, attempts, scheduled_for)] = q(
+        owner, "SELECT status, attempts, scheduled_for FROM background_jobs WHERE id = :i", i=boom
+    )
+    assert status == "retrying" and attempts == 1
+    assert scheduled_for > datetime.now(UTC)  # backoff: not before its delay
+    q(owner, "UPDATE background_jobs SET scheduled_for = now() WHERE id = :i RETURNING id", i=boom)
+    await run_until_idle(database, settings, types=["test.boom"])
+    [(status, attempts, error)] = q(
+        owner, "SELECT status, attempts, error_message FROM background_jobs WHERE id = :i", i=boom
+    )
+    assert status == "failed" and attempts == 2 and "the provider said no" in error
+
+
+async def test_permanent_failure_and_bad_payload_fail_at_once(
+    client: httpx.AsyncClient, database: Database, settings: Settings, owner: sa.Engine
+) -> None:
+    org = await new_org(client)
+    [job] = await enqueue_many(database, org, 1, uuid.uuid4().hex, permanent=True)
+    await run_until_idle(database, settings, types=["test.record"])
+    assert q(owner, "SELECT status, attempts FROM background_jobs WHERE id = :i", i=job)[0] == (
+        "failed",
+        1,
+    )
+    bad = uuid.uuid4()
+    q(
+        owner,
+        "INSERT INTO background_jobs (id, organization_id, job_type, job_data) "
+        "VALUES (:i, :o, 'test.record', '{\"nope\": 1}') RETURNING id",
+        i=bad,
+        o=org,
+    )
+    await run_until_idle(database, settings, types=["test.record"])
+    [(status, error)] = q(
+        owner, "SELECT status, error_message FROM background_jobs WHERE id = :i", i=bad
+    )
+    assert status == "failed" and "invalid payload" in error
+
+
+def start_worker(owner_url: str, **env: str) -> subprocess.Popen[str]:
+    """A worker in its own process; its log goes to var/test-worker-<pid>.log for post-mortems."""
+    (ROOT / "var").mkdir(exist_ok=True)
+    log = open(ROOT / "var" / f"test-worker-{uuid.uuid4().hex[:8]}.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.jobs.worker_proc"],
+        cwd=ROOT,
+        env={**os.environ, "LOVEDCRM_DATABASE_URL": owner_url, **env},
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+async def test_worker_killed_mid_job_leaves_it_to_another_which_completes_it_once(
+    client: httpx.AsyncClient,
+    database: Database,
+    settings: Settings,
+    owner: sa.Engine,
+    owner_url: str,
+) -> None:
+    org = await new_org(client)
+    tag = uuid.uuid4().hex
+    proc = start_worker(owner_url, WORKER_LEASE="2")
+    try:
+        [job] = await enqueue_many(database, org, 1, tag, sleep_first_attempt=60)
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout=30)
+        assert line.strip() == f"started {job}"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert q(owner, "SELECT status FROM background_jobs WHERE id = :i", i=job)[0][0] == "running"
+    assert runs_of(owner, tag) == []
+    # Until the lease expires nobody else may take it.
+    assert await run_until_idle(database, settings, types=["test.record"]) == 0
+    await asyncio.sleep(2.5)
+    assert await run_until_idle(database, settings, types=["test.record"]) == 1
+    [(status, attempts)] = q(
+        owner, "SELECT status, attempts FROM background_jobs WHERE id = :i", i=job
+    )
+    assert (status, attempts) == ("completed", 2)
+    assert runs_of(owner, tag) == [str(job)]
+
+
+async def test_two_workers_run_ten_thousand_jobs_each_exactly_once(
+    client: httpx.AsyncClient, database: Database, owner: sa.Engine, owner_url: str
+) -> None:
+    org = await new_org(client)
+    tag = uuid.uuid4().hex
+    workers = [start_worker(owner_url, WORKER_CONCURRENCY="8") for _ in range(2)]
+    try:
+        ids: list[uuid.UUID] = []
+        for _ in range(10):  # enqueued while the workers run, in ten transactions
+            ids += await enqueue_many(database, org, 1000, tag)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            left = q(
+                owner,
+                "SELECT count(*) FROM background_jobs"
+                " WHERE id = ANY(:ids) AND status <> 'completed'",
+                ids=ids,
+            )[0][0]
+            if left == 0:
+                break
+            await asyncio.sleep(0.5)
+        assert left == 0, f"{left} jobs left; worker logs in var/test-worker-*.log"
+    finally:
+        for proc in workers:
+            proc.send_signal(signal.SIGTERM)
+        for proc in workers:
+            proc.wait(timeout=60)
+    runs = runs_of(owner, tag)
+    assert len(runs) == 10_000
+    assert set(runs) == {str(i) for i in ids}
+    lockers = q(
+        owner,
+        "SELECT count(DISTINCT locked_by) FROM background_jobs WHERE id = ANY(:ids)",
+        ids=ids,
+    )[0][0]
+    assert lockers == 0  # every lease released on completion
+
+
+async def test_sigterm_releases_jobs_it_cannot_finish(
+    client: httpx.AsyncClient, database: Database, owner: sa.Engine, owner_url: str
+) -> None:
+    org = await new_org(client)
+    tag = uuid.uuid4().hex
+    proc = start_worker(owner_url, WORKER_GRACE="1")
+    try:
+        [job] = await enqueue_many(database, org, 1, tag, sleep_first_attempt=60)
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout=30)
+        assert line.strip() == f"started {job}"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    [(status, attempts, locked_by)] = q(
+        owner, "SELECT status, attempts, locked_by FROM background_jobs WHERE id = :i", i=job
+    )
+    assert (status, attempts, locked_by) == ("pending", 0, None)
+    assert runs_of(owner, tag) == []
+    q(owner, "DELETE FROM background_jobs WHERE id = :i RETURNING id", i=job)
+
+
+async def test_periodic_job_is_enqueued_once_per_period(
+    database: Database, settings: Settings, owner: sa.Engine
+) -> None:
+    item = Periodic(f"t-{uuid.uuid4().hex[:8]}", "noop", timedelta(hours=1))
+    now = datetime.now(UTC)
+    created = await asyncio.gather(*(enqueue_due(database, now, (item,)) for _ in range(5)))
+    assert sum(created) == 1
+    assert await enqueue_due(database, now + timedelta(minutes=1), (item,)) == 0
+    assert await enqueue_due(database, now + timedelta(hours=1), (item,)) == 1
+    key = f"periodic:{item.name}:{period_start(now, item.every).isoformat()}"
+    assert q(owner, "SELECT count(*) FROM background_jobs WHERE dedupe_key = :k", k=key)[0][0] == 1
+
+
+async def test_one_big_organization_does_not_starve_the_others(
+    client: httpx.AsyncClient, database: Database, settings: Settings, owner: sa.Engine
+) -> None:
+    big, small = await new_org(client), await new_org(client)
+    for org, n in ((big, 3000), (small, 5)):
+        async with tenant_transaction(database.sessionmaker, org) as session:
+            for i in range(n):
+                await enqueue(session, "test.fair", {"n": i}, organization_id=org)
+    worker = Worker(database, settings, run_periodic=False, types=["test.fair"])
+    first = await worker.claim(10)
+    by_org: dict[uuid.UUID | None, int] = {}
+    for job in first:
+        by_org[job.organization_id] = by_org.get(job.organization_id, 0) + 1
+    # The small organization's jobs, enqueued after 3,000 others, get half of the first claim.
+    assert by_org == {big: 5, small: 5}
+    await asyncio.gather(*(worker.execute(j) for j in first))
+    q(owner, "DELETE FROM background_jobs WHERE job_type = 'test.fair' RETURNING id")
+
+
+async def test_jobs_api_counts_failures_and_retries(
+    client: httpx.AsyncClient, database: Database, settings: Settings
+) -> None:
+    admin = await signup(client)
+    org = uuid.UUID(admin["organization_id"])
+    async with tenant_transaction(database.sessionmaker, org) as session:
+        job = await enqueue(
+            session, "test.boom", {"message": "nope"}, organization_id=org, max_attempts=1
+        )
+    await run_until_idle(database, settings, types=["test.boom"])
+    r = await client.get("/api/v1/jobs/stats", headers=admin["headers"])
+    assert r.status_code == 200, r.text
+    assert r.json()["by_type"]["test.boom"]["failed"] == 1
+    r = await client.get("/api/v1/jobs?status=failed", headers=admin["headers"])
+    [item] = r.json()["items"]
+    assert item["id"] == str(job) and "nope" in item["error_message"]
+    r = await client.post(f"/api/v1/jobs/{job}/retry", headers=admin["headers"])
+    assert r.status_code == 200 and r.json()["status"] == "pending"
+    r = await client.post(f"/api/v1/jobs/{job}/retry", headers=admin["headers"])
+    assert r.status_code == 409
+    other = await signup(client)
+    r = await client.post(f"/api/v1/jobs/{job}/retry", headers=other["headers"])
+    assert r.status_code == 404
+
+
+async def test_a_failing_job_in_a_batch_does_not_lose_or_double_the_others(
+    client: httpx.AsyncClient, database: Database, settings: Settings, owner: sa.Engine
+) -> None:
+    org = await new_org(client)
+    tag = uuid.uuid4().hex
+    async with tenant_transaction(database.sessionmaker, org) as session:
+        ids = [
+            await enqueue(session, "test.batch", {"tag": tag, "fail": i == 4}, organization_id=org)
+            for i in range(10)
+        ]
+    worker = Worker(database, settings, run_periodic=False, types=["test.batch"])
+    claimed = await worker.claim(10)
+    chunks = worker._chunks(claimed)
+    assert [len(c) for c in chunks] == [10]  # one transaction for the ten
+    await worker.execute_chunk(chunks[0])
+    runs = runs_of(owner, tag)
+    assert sorted(runs) == sorted(str(i) for i in ids if i != ids[4])  # each good job once
+    statuses = dict(
+        q(owner, "SELECT id, status FROM background_jobs WHERE id = ANY(:ids)", ids=ids)
+    )
+    assert statuses.pop(ids[4]) == "failed"
+    assert set(statuses.values()) == {"completed"}
