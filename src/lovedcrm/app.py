@@ -18,6 +18,7 @@ from lovedcrm.core.errors import install_error_handlers
 from lovedcrm.core.idempotency import IdempotencyMiddleware
 from lovedcrm.core.logging import configure_logging
 from lovedcrm.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from lovedcrm.core.openapi import install_problem_openapi
 from lovedcrm.core.ratelimit import RateLimitHeadersMiddleware
 from lovedcrm.db.engine import Database, create_database
 
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.settings = settings
     app.state.db = database
     install_error_handlers(app)
+    install_problem_openapi(app)
     # Innermost first: RateLimit-* headers, then Idempotency-Key replay (inside the body limit).
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(IdempotencyMiddleware, session_cookie=SESSION_COOKIE)

@@ -69,3 +69,25 @@ async def test_openapi_is_3_1_with_bearer_security(client: httpx.AsyncClient) ->
     assert "/api/v1/auth/signup" in doc["paths"]
     r = await client.get("/docs")
     assert r.status_code == 200
+
+
+async def test_openapi_documents_validation_errors_as_problem_json(
+    client: httpx.AsyncClient,
+) -> None:
+    doc = (await client.get("/openapi.json")).json()
+    documented = 0
+    for path in doc["paths"].values():
+        for operation in path.values():
+            response = operation.get("responses", {}).get("422")
+            if response is None:
+                continue
+            documented += 1
+            assert list(response["content"]) == ["application/problem+json"]
+    assert documented > 20
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
+    assert "errors" in doc["components"]["schemas"]["ValidationProblem"]["properties"]
+
+
+async def test_healthz_db_runs_a_query(client: httpx.AsyncClient) -> None:
+    r = await client.get("/healthz/db")
+    assert r.status_code == 200 and r.json() == {"status": "ok"}

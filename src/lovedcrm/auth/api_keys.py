@@ -113,6 +113,11 @@ def parse_key(raw: str) -> ParsedKey | None:
 def key_permissions(scopes: frozenset[str]) -> frozenset[str]:
     """A key's permissions: its scopes, organization-wide."""
     perms = set(scopes & SCOPES.keys())
+    # Changing a thing means finding it first: writing implies reading what you write.
+    if perms & {"leads:write", "leads:delete", "leads:import"}:
+        perms.add("leads:read")
+    if perms & {"templates:manage", "messages:write"}:
+        perms.add("messages:read")
     if "leads:read" in perms:
         perms.add("leads:read_all")
     if "leads:write" in perms:

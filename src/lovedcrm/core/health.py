@@ -19,6 +19,14 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+@router.get("/healthz/db")
+async def healthz_db(request: Request) -> dict[str, str]:
+    """One trivial query through the app's pool: the floor of any database-backed request."""
+    async with request.app.state.db.app_engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+    return {"status": "ok"}
+
+
 @router.get("/readyz", responses={503: {"description": "Database unreachable or not migrated"}})
 async def readyz(request: Request) -> JSONResponse:
     """The database answers and its schema is at the latest migration."""

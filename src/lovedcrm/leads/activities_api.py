@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from lovedcrm.auth.deps import Principal, Require, SessionDep
+from lovedcrm.core.openapi import problem_responses
 from lovedcrm.leads import activities
 from lovedcrm.leads.schemas import (
     ActivityIn,
@@ -16,7 +17,6 @@ from lovedcrm.leads.schemas import (
     ActivityType,
     ActivityUpdateIn,
     NoteIn,
-    problem_responses,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["activities"])

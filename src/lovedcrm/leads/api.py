@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from lovedcrm.auth.deps import Principal, Require, SessionDep
+from lovedcrm.core.openapi import problem_responses
 from lovedcrm.leads import service
 from lovedcrm.leads.schemas import (
     LeadIn,
@@ -17,7 +18,6 @@ from lovedcrm.leads.schemas import (
     LeadSort,
     LeadStatus,
     LeadUpdateIn,
-    problem_responses,
 )
 
 router = APIRouter(prefix="/api/v1/leads", tags=["leads"])

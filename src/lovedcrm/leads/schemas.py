@@ -22,44 +22,6 @@ LeadSort = Literal[
 ]
 
 
-class Problem(Out):
-    """An RFC 9457 problem (``application/problem+json``) with a stable ``code``."""
-
-    type: str = Field(examples=["https://lovedcrm.dev/problems/lead_not_found"])
-    title: str = Field(examples=["Not found"])
-    status: int = Field(examples=[404])
-    detail: str = Field(examples=["No lead with that id."])
-    code: str = Field(examples=["lead_not_found"])
-    instance: str | None = None
-    request_id: str | None = None
-
-
-_PROBLEM_DESCRIPTIONS = {
-    400: "Bad request (for example an invalid cursor)",
-    401: "Not authenticated",
-    403: "Missing permission (the problem names it)",
-    404: "Not found (or not visible to you)",
-    409: "Conflict with the current state",
-    422: "Invalid fields (the problem lists them in `errors`)",
-}
-
-
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the given error statuses, all ``application/problem+json``."""
-    ref = {"$ref": "#/components/schemas/Problem"}
-    return {
-        status: {
-            "model": Problem,
-            "description": _PROBLEM_DESCRIPTIONS[status],
-            "content": {"application/problem+json": {"schema": ref}},
-        }
-        for status in statuses
-    }
-
-
-# The error statuses every authenticated route may answer.
-AUTH_ERRORS = (401, 403)
-
 _LEAD_EXAMPLE: dict[str, Any] = {
     "full_name": "João da Silva",
     "email": "joao@example.com",

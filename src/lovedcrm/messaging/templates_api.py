@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from lovedcrm.auth.deps import Principal, Require, SessionDep
-from lovedcrm.leads.schemas import problem_responses
+from lovedcrm.core.openapi import problem_responses
 from lovedcrm.messaging import templates
 from lovedcrm.messaging.template_schemas import TemplateIn, TemplateOut, TemplateUpdateIn
 
