@@ -58,10 +58,14 @@ def wrk(url: str, seconds: int, connections: int, headers: dict[str, str]) -> di
     args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", f.name]
     for k, v in headers.items():
         args += ["-H", f"{k}: {v}"]
-    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [*args, url], capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL
+    ).stdout
     m = re.search(r"RESULT (\d+) (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+)", out)
     assert m, out
     n, errors, duration_us = int(m[1]), int(m[2]), int(m[3])
+    if n == 0:
+        raise RuntimeError(f"wrk completed no request:\n{out}")
     return {
         "requests": n,
         "non_2xx_or_errors": errors,
@@ -158,7 +162,10 @@ def main() -> None:
         )
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
         owner.dispose()
         drop_database(server, name)
     out = {
@@ -169,7 +176,11 @@ def main() -> None:
         "params": vars(args),
         "bare_healthz_db": bare,
         "api_leads_limit_50_with_key": api,
-        "api_to_bare_throughput_ratio": round(api["throughput_rps"] / bare["throughput_rps"], 3),
+        "api_to_bare_throughput_ratio": (
+            round(api["throughput_rps"] / bare["throughput_rps"], 3)
+            if bare["throughput_rps"]
+            else None
+        ),
         "target_ratio": 0.5,
     }
     path = ROOT / "benchmarks" / "results" / "api.json"

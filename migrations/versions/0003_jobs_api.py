@@ -182,17 +182,33 @@ def upgrade() -> None:
         $$
         """
     )
-    # An API key arrives before any tenant is known: find its organization from the prefix
-    # and the hash of the whole key (both must match), then the request runs under RLS.
+    # An API key arrives before any tenant is known. One call finds it by prefix and hash
+    # (both must match) and returns what authentication needs (the key, its creator and
+    # whether the creator is still an active member); the request then runs under RLS.
     op.execute(
         """
-        CREATE FUNCTION lovedcrm_api_key_org(p_prefix text, p_hash text)
-        RETURNS uuid
+        CREATE FUNCTION lovedcrm_api_key_auth(p_prefix text, p_hash text)
+        RETURNS TABLE (
+            id uuid, organization_id uuid, api_key_hash text, scopes jsonb,
+            rate_limit_per_hour int, is_active boolean, expires_at timestamptz,
+            user_id uuid, user_email text, user_full_name text, user_active boolean,
+            member_active boolean)
         LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
-            SELECT organization_id FROM api_keys
-             WHERE api_key_prefix = p_prefix AND api_key_hash = p_hash
+            SELECT k.id, k.organization_id, k.api_key_hash::text, k.scopes,
+                   k.rate_limit_per_hour, COALESCE(k.is_active, false), k.expires_at,
+                   u.id, u.email::text, u.full_name::text, COALESCE(u.is_active, false),
+                   COALESCE(m.is_active, false)
+              FROM api_keys k
+              JOIN users u ON u.id = k.created_by
+              LEFT JOIN organization_members m
+                     ON m.organization_id = k.organization_id AND m.user_id = k.created_by
+             WHERE k.api_key_prefix = p_prefix AND k.api_key_hash = p_hash
         $$
         """
+    )
+    op.execute(
+        "DO $$ BEGIN EXECUTE format('CREATE POLICY owner_read ON organization_members "
+        "FOR SELECT TO %I USING (true)', current_user); END $$"
     )
     op.execute(
         "DO $$ BEGIN EXECUTE format('CREATE POLICY owner_read ON api_keys FOR SELECT TO %I "
@@ -208,7 +224,7 @@ def upgrade() -> None:
         "lovedcrm_claim_jobs(text, int, int, text[])",
         "lovedcrm_extend_leases(text, uuid[], int)",
         "lovedcrm_release_jobs(text, uuid[])",
-        "lovedcrm_api_key_org(text, text)",
+        "lovedcrm_api_key_auth(text, text)",
     ):
         op.execute(f"REVOKE ALL ON FUNCTION {fn} FROM PUBLIC")
 
@@ -295,7 +311,8 @@ def downgrade() -> None:
     op.drop_table("webhook_deliveries")
     op.execute("DROP POLICY IF EXISTS owner_all ON background_jobs")
     op.execute("DROP POLICY IF EXISTS owner_read ON api_keys")
-    op.execute("DROP FUNCTION IF EXISTS lovedcrm_api_key_org(text, text)")
+    op.execute("DROP POLICY IF EXISTS owner_read ON organization_members")
+    op.execute("DROP FUNCTION IF EXISTS lovedcrm_api_key_auth(text, text)")
     op.execute("DROP FUNCTION IF EXISTS lovedcrm_release_jobs(text, uuid[])")
     op.execute("DROP FUNCTION IF EXISTS lovedcrm_extend_leases(text, uuid[], int)")
     op.execute("DROP FUNCTION IF EXISTS lovedcrm_claim_jobs(text, int, int, text[])")

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     app_database_url: str | None = None
     db_pool_size: int = 10
     db_max_overflow: int = 10
+    db_side_pool_size: int = 4
 
     secret_key: SecretStr = SecretStr(_DEV_SECRET)
     # AES-256-GCM key for provider secrets, base64 of 32 bytes.

@@ -7,9 +7,9 @@ A key is ``lcrm_<prefix>_<secret>``:
 - ``secret``: 43 random url-safe characters (256 bits).
 
 Before a tenant is known the key's row is invisible to the app role (row-level security), so
-its organization is found by ``lovedcrm_api_key_org(prefix, sha256(key))``, a narrow
-security-definer function (migration 0003); the request then runs under that organization
-and the key is read and compared again under RLS.
+it is found by ``lovedcrm_api_key_auth(prefix, sha256(key))``, a narrow security-definer
+function (migration 0003) that returns the key, its creator and their membership in one
+round trip; the request then runs under the key's organization.
 
 Only the SHA-256 of the whole key is stored (``api_key_hash``); the key is shown once, when
 created. SHA-256 rather than argon2: the key carries 256 random bits, so a slow hash adds
@@ -46,8 +46,7 @@ from lovedcrm.audit import service as audit
 from lovedcrm.auth.models import ApiKey, User
 from lovedcrm.core import security
 from lovedcrm.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
-from lovedcrm.db.tenant import set_tenant, tenant_transaction
-from lovedcrm.organizations.models import OrganizationMember
+from lovedcrm.db.tenant import tenant_transaction
 from lovedcrm.organizations.permissions import PERMISSIONS
 
 if TYPE_CHECKING:
@@ -132,48 +131,49 @@ def _invalid(detail: str) -> Unauthorized:
     return Unauthorized(detail, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 
 
-async def authenticate(session: AsyncSession, raw: str) -> tuple[ApiKey, User]:
+@dataclass(frozen=True)
+class AuthenticatedKey:
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    scopes: frozenset[str]
+    rate_limit_per_hour: int
+
+
+# One round trip: find the key (security-definer look-up by prefix and hash) and point the
+# transaction at its organization. The tenant is set only when a key matched.
+_AUTH = text(
+    """
+    SELECT k.*, set_config('app.organization_id', k.organization_id::text, true),
+           set_config('app.user_id', k.user_id::text, true)
+      FROM lovedcrm_api_key_auth(:prefix, :hash) AS k
+    """
+)
+
+
+async def authenticate(session: AsyncSession, raw: str) -> tuple[AuthenticatedKey, User]:
     """The active key and its creator, with the transaction pointed at the key's
     organization; 401 ``invalid_api_key`` otherwise."""
     parsed = parse_key(raw)
     if parsed is None:
         raise _invalid("The API key is not valid.")
     digest = security.token_hash(raw)
-    org_id = (
-        await session.execute(
-            text("SELECT lovedcrm_api_key_org(:p, :h)"), {"p": parsed.prefix, "h": digest}
-        )
-    ).scalar()
-    if org_id is None:
+    row = (await session.execute(_AUTH, {"prefix": parsed.prefix, "hash": digest})).first()
+    if row is None or not hmac.compare_digest(row.api_key_hash, digest):
         raise _invalid("The API key is not valid.")
-    await set_tenant(session, org_id, None)
-    candidates = (
-        await session.execute(
-            select(ApiKey).where(
-                ApiKey.api_key_prefix == parsed.prefix, ApiKey.organization_id == org_id
-            )
-        )
-    ).scalars()
-    key = next((k for k in candidates if hmac.compare_digest(k.api_key_hash, digest)), None)
-    if key is None:
-        raise _invalid("The API key is not valid.")
-    if not key.is_active:
+    if not row.is_active:
         raise _invalid("The API key has been revoked.")
-    if key.expires_at is not None and key.expires_at <= security.utcnow():
+    if row.expires_at is not None and row.expires_at <= security.utcnow():
         raise _invalid("The API key has expired.")
-    user = await session.get(User, key.created_by)
-    member = (
-        await session.execute(
-            select(OrganizationMember.id).where(
-                OrganizationMember.organization_id == key.organization_id,
-                OrganizationMember.user_id == key.created_by,
-                OrganizationMember.is_active.is_(True),
-            )
-        )
-    ).scalar_one_or_none()
-    if user is None or not user.is_active or member is None:
+    if not row.user_active or not row.member_active:
         raise _invalid("The API key's creator no longer has access to the organization.")
-    await set_tenant(session, key.organization_id, key.created_by)
+    # The creator, as far as a key's principal needs it (not loaded into the session).
+    user = User(id=row.user_id, email=row.user_email, full_name=row.user_full_name, is_active=True)
+    key = AuthenticatedKey(
+        id=row.id,
+        organization_id=row.organization_id,
+        scopes=frozenset(str(s) for s in row.scopes or []),
+        rate_limit_per_hour=row.rate_limit_per_hour or DEFAULT_RATE_LIMIT,
+    )
     return key, user
 
 

@@ -202,7 +202,7 @@ async def _from_cookie(
 
 async def _from_api_key(session: AsyncSession, raw: str) -> tuple[Principal, int]:
     key, user = await api_keys.authenticate(session, raw)
-    scopes = frozenset(str(s) for s in key.scopes or [])
+    scopes = key.scopes
     api_keys.record_usage(key.id, key.organization_id)
     principal = Principal(
         user=user,
@@ -213,7 +213,7 @@ async def _from_api_key(session: AsyncSession, raw: str) -> tuple[Principal, int
         api_key_id=key.id,
         scopes=scopes,
     )
-    return principal, key.rate_limit_per_hour or api_keys.DEFAULT_RATE_LIMIT
+    return principal, key.rate_limit_per_hour
 
 
 async def _count_request(request: Request, bucket: str, limit: int) -> None:
@@ -221,7 +221,7 @@ async def _count_request(request: Request, bucket: str, limit: int) -> None:
     ``request.state`` for the RateLimit-* response headers."""
     if limit <= 0:
         return
-    state = await ratelimit.hit(get_database(request).app_engine, bucket, limit)
+    state = await ratelimit.hit(get_database(request).side_engine, bucket, limit)
     request.state.ratelimit = state
     ratelimit.enforce(state)
 

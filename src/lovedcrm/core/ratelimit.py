@@ -9,7 +9,9 @@ current hour.
 The increment runs on its own short AUTOCOMMIT connection, not in the request's
 transaction: that transaction rolls back whenever the request fails (a 4xx raised by a
 service), and a refused request must still count, or a client could hammer an endpoint
-with invalid input for free. The cost is a second pooled connection held for one statement.
+with invalid input for free. It uses the database's small side pool (``Database.side_engine``),
+never the main pool the request already holds a connection of: that would deadlock when
+every pooled connection belongs to a request waiting for a second one.
 
 Responses carry the IETF draft headers ``RateLimit-Limit``, ``RateLimit-Remaining`` and
 ``RateLimit-Reset`` (seconds to the end of the window); over the limit the answer is 429
@@ -71,7 +73,6 @@ class RateLimitState:
 async def hit(engine: AsyncEngine, bucket: str, limit: int) -> RateLimitState:
     """Count one request in ``bucket``'s current window and return where it stands."""
     async with engine.connect() as conn:
-        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
         row = (await conn.execute(_HIT, {"bucket": bucket[:200]})).one()
         if random.random() < CLEANUP_PROBABILITY:  # noqa: S311 - not security-relevant
             await conn.execute(_CLEANUP)

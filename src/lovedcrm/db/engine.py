@@ -43,6 +43,10 @@ class Database:
     owner_url: URL
     app_url: URL
     app_engine: AsyncEngine
+    # A small separate pool for one-statement side work done while a request already holds
+    # a connection of the main pool (rate-limit counters). Taking it from the main pool
+    # would deadlock under load: every request holding one connection, waiting for a second.
+    side_engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -50,6 +54,7 @@ class Database:
 
     async def dispose(self) -> None:
         await self.app_engine.dispose()
+        await self.side_engine.dispose()
 
 
 def create_database(settings: Settings, owner: URL | None = None) -> Database:
@@ -59,6 +64,15 @@ def create_database(settings: Settings, owner: URL | None = None) -> Database:
         app,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
+        # No ping per checkout (a round trip on every request); connections are recycled
+        # instead, and one broken by a server restart fails one request, then is replaced.
+        pool_recycle=1800,
     )
-    return Database(owner_url=owner, app_url=app, app_engine=engine)
+    side = create_async_engine(
+        app,
+        pool_size=settings.db_side_pool_size,
+        max_overflow=settings.db_side_pool_size,
+        pool_recycle=1800,
+        isolation_level="AUTOCOMMIT",
+    )
+    return Database(owner_url=owner, app_url=app, app_engine=engine, side_engine=side)
