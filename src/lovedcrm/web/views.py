@@ -198,4 +198,125 @@ async def reset_submit(
     return RedirectResponse("/login", status_code=303)
 
 
+@router.get("/forgot-password", response_class=HTMLResponse)
+async def forgot_page(request: Request) -> HTMLResponse:
+    return _render(request, "forgot.html", sent=False, error=None)
+
+
+@router.post("/forgot-password", response_class=HTMLResponse)
+async def forgot_submit(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    email: Annotated[str, Form(max_length=255)],
+) -> HTMLResponse:
+    await auth_service.request_password_reset(session, settings, email)
+    # The same answer whether or not the account exists.
+    return _render(request, "forgot.html", sent=True, error=None)
+
+
+@router.get("/invitations/accept", response_class=HTMLResponse)
+async def invitation_page(
+    request: Request, session: SessionDep, settings: SettingsDep, token: str = ""
+) -> HTMLResponse:
+    try:
+        async with session.begin_nested():
+            invitation = await org_service.invitation_by_token(session, token)
+            org = await org_service.get_organization_by_id(session, invitation.organization_id)
+    except AppError as exc:
+        return _render(
+            request,
+            "message.html",
+            status_code=exc.status,
+            title="Convite inválido",
+            message=exc.detail,
+        )
+    principal = await _web_principal(request, session, settings)
+    csrf = security.csrf_token(settings, request.state.user_session.token_hash) if principal else ""
+    return _render(
+        request,
+        "invitation.html",
+        token=token,
+        invitation=invitation,
+        org=org,
+        principal=principal,
+        csrf=csrf,
+        error=None,
+    )
+
+
+@router.post("/invitations/accept", response_class=HTMLResponse)
+async def invitation_submit(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: Annotated[str, Form(max_length=200)],
+    full_name: Annotated[str | None, Form(max_length=255)] = None,
+    password: Annotated[str | None, Form(max_length=256)] = None,
+) -> Response:
+    user = None
+    if request.cookies.get(SESSION_COOKIE):
+        user = (await get_principal(request, session, settings, None)).user  # CSRF checked
+    try:
+        async with session.begin_nested():
+            user, invitation = await org_service.accept_invitation(
+                session, settings, token=token, user=user, full_name=full_name, password=password
+            )
+            issued = None
+            if not request.cookies.get(SESSION_COOKIE):
+                issued = await auth_service.open_session(
+                    session, settings, user, kind="web", organization_id=invitation.organization_id
+                )
+            else:
+                await auth_service.switch_organization(
+                    session, request.state.user_session, invitation.organization_id
+                )
+    except AppError as exc:
+        return _render(
+            request, "message.html", status_code=exc.status, title="Convite", message=exc.detail
+        )
+    response = RedirectResponse("/", status_code=303)
+    if issued is not None:
+        _set_session_cookie(response, settings, issued.token)
+    return response
+
+
+@router.get("/settings/jobs", response_class=HTMLResponse)
+async def jobs_page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    """Background jobs of the organization: counts, failures with their errors, retry."""
+    from lovedcrm.jobs import service as jobs_service
+
+    principal = await _web_principal(request, session, settings)
+    if principal is None:
+        return RedirectResponse("/login", status_code=303)
+    try:
+        stats = await jobs_service.stats(session, principal)
+        failed, _ = await jobs_service.list_jobs(session, principal, status="failed", limit=50)
+    except AppError as exc:
+        return _render(
+            request, "message.html", status_code=exc.status, title="Sem acesso", message=exc.detail
+        )
+    return _render(
+        request,
+        "jobs.html",
+        principal=principal,
+        stats=stats,
+        failed=failed,
+        csrf=security.csrf_token(settings, request.state.user_session.token_hash),
+    )
+
+
+@router.post("/settings/jobs/{job_id}/retry")
+async def jobs_retry(
+    job_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep
+) -> Response:
+    from lovedcrm.jobs import service as jobs_service
+
+    if not request.cookies.get(SESSION_COOKIE):
+        return RedirectResponse("/login", status_code=303)
+    principal = await get_principal(request, session, settings, None)  # CSRF checked
+    await jobs_service.retry(session, principal, job_id)
+    return RedirectResponse("/settings/jobs", status_code=303)
+
+
 CSRF_FIELD_NAME = CSRF_FIELD
