@@ -7,7 +7,7 @@ PORT   ?= 8000
 
 LINT_PATHS := src tests migrations $(wildcard benchmarks)
 
-.PHONY: run test install lint format clean-db
+.PHONY: run test install static messages lint format clean-db
 
 run: install
 	$(BIN)/lovedcrm serve --demo --host $(HOST) --port $(PORT)
@@ -15,7 +15,26 @@ run: install
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed static
+
+# The browser's JavaScript (htmx, SortableJS), pinned in package.json + package-lock.json and
+# copied into static/vendor; nothing is loaded from a CDN at run time.
+VENDOR := src/lovedcrm/web/static/vendor
+static: $(VENDOR)/.installed
+
+$(VENDOR)/.installed: package.json package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm is missing: install Node.js 18+ (it brings npm), then run make again. The pages need $(VENDOR)/htmx.min.js and Sortable.min.js." >&2; exit 1; }
+	npm ci --no-audit --no-fund
+	mkdir -p $(VENDOR)
+	cp node_modules/htmx.org/dist/htmx.min.js node_modules/sortablejs/Sortable.min.js $(VENDOR)/
+	touch $@
+
+# Extract the pages' strings and merge them into the catalogs (pt_BR, en); then translate
+# the new entries in src/lovedcrm/web/locale/pt_BR/LC_MESSAGES/messages.po. The .mo files
+# are compiled by the app on first use.
+messages: $(VENV)/.installed
+	$(BIN)/pybabel extract -F src/lovedcrm/web/babel.cfg -k _t:2 -k t -k N_ --no-location --sort-output -o $(VENV)/messages.pot .
+	$(BIN)/pybabel update -i $(VENV)/messages.pot -d src/lovedcrm/web/locale --no-fuzzy-matching
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)

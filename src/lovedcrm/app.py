@@ -33,18 +33,28 @@ and creates nothing new.
 """
 
 
+# Lead import uploads (API and web page) get settings.import_max_bytes instead.
+IMPORT_UPLOAD_PATHS = ("/api/v1/imports", "/leads/import")
+
 # Each module exposes ``router``; one line per module (HTML pages last).
 ROUTER_MODULES = [
     "lovedcrm.core.health",
     "lovedcrm.auth.api",
     "lovedcrm.auth.api_keys_api",
     "lovedcrm.organizations.api",
+    "lovedcrm.leads.import_api",  # before leads.api: /leads/export.csv is not a {lead_id}
     "lovedcrm.leads.api",
+    "lovedcrm.leads.dedup_api",
     "lovedcrm.leads.activities_api",
     "lovedcrm.pipeline.api",
+    "lovedcrm.pipeline.board_api",
+    "lovedcrm.core.live",
     "lovedcrm.messaging.templates_api",
     "lovedcrm.jobs.api",
     "lovedcrm.webhooks.api",
+    "lovedcrm.web.settings_views",
+    "lovedcrm.web.board_views",
+    "lovedcrm.web.leads_views",
     "lovedcrm.web.views",
 ]
 
@@ -68,6 +78,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         usage = UsageFlusher(app.state.db, settings.api_key_usage_flush_seconds)
         usage.start()
         yield
+        hub = getattr(app.state, "live_hub", None)
+        if hub is not None:  # the live-events listener, started by the first stream
+            await hub.stop()
         await usage.stop()  # the last API key usage counts
         if worker is not None and worker_task is not None:
             worker.stop()
@@ -90,7 +103,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     # Innermost first: RateLimit-* headers, then Idempotency-Key replay (inside the body limit).
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(IdempotencyMiddleware, session_cookie=SESSION_COOKIE)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        path_limits={p: settings.import_max_bytes for p in IMPORT_UPLOAD_PATHS},
+    )
     app.add_middleware(RequestContextMiddleware)
 
     for module in ROUTER_MODULES:

@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     worker_max_batch: int = Field(default=50, ge=1, le=500)
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # An organization's logo upload (kept under max_body_bytes, which bounds the whole form).
+    logo_max_bytes: int = Field(default=1_000_000, ge=1024)
+    # Lead import uploads (CSV/XLSX) get their own, larger limit.
+    import_max_bytes: int = Field(default=20 * 1_048_576, ge=1024)
     # Requests per hour for a signed-in user (API keys carry their own limit); 0 = no limit.
     user_rate_limit_per_hour: int = Field(default=5000, ge=0)
     # How often each process writes API keys' last_used_at / total_requests.

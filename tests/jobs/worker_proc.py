@@ -26,6 +26,8 @@ async def main() -> None:
         grace_seconds=float(os.environ.get("WORKER_GRACE", "20")),
         poll_seconds=0.5,
         run_periodic=False,
+        # Only the tests' own job types: other tests leave real jobs (webhooks, imports) behind.
+        types=os.environ.get("WORKER_TYPES", "test.record").split(","),
     )
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, worker.stop)

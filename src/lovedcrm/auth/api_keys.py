@@ -113,7 +113,7 @@ def key_permissions(scopes: frozenset[str]) -> frozenset[str]:
     """A key's permissions: its scopes, organization-wide."""
     perms = set(scopes & SCOPES.keys())
     # Changing a thing means finding it first: writing implies reading what you write.
-    if perms & {"leads:write", "leads:delete", "leads:import"}:
+    if perms & {"leads:write", "leads:delete", "leads:import", "leads:export"}:
         perms.add("leads:read")
     if perms & {"templates:manage", "messages:write"}:
         perms.add("messages:read")

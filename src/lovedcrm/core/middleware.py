@@ -7,6 +7,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Mapping
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -74,20 +75,41 @@ class RequestContextMiddleware:
             request_meta_var.reset(t_meta)
 
 
-class BodySizeLimitMiddleware:
-    """Refuses bodies over ``max_bytes`` with 413, by Content-Length or while streaming."""
+def describe_bytes(n: int) -> str:
+    """``20 MB (20971520 bytes)`` for whole megabytes, else ``1500 bytes``."""
+    if n >= 1_048_576 and n % 1_048_576 == 0:
+        return f"{n // 1_048_576} MB ({n} bytes)"
+    return f"{n} bytes"
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+class BodySizeLimitMiddleware:
+    """Refuses bodies over ``max_bytes`` with 413, by Content-Length or while streaming.
+    ``path_limits`` gives some path prefixes their own limit (file uploads)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        path_limits: Mapping[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = dict(path_limits or {})
 
-    async def _too_large(self, send: Send) -> None:
+    def limit_for(self, path: str) -> int:
+        for prefix, limit in self.path_limits.items():
+            if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+                return limit
+        return self.max_bytes
+
+    async def _too_large(self, send: Send, limit: int) -> None:
         body = json.dumps(
             {
                 "type": "https://lovedcrm.dev/problems/payload_too_large",
                 "title": "Content too large",
                 "status": 413,
-                "detail": f"The request body is larger than the limit of {self.max_bytes} bytes",
+                "detail": f"The request body is larger than the limit of {describe_bytes(limit)}",
+                "limit_bytes": limit,
                 "code": "payload_too_large",
                 "request_id": request_id_var.get(),
             }
@@ -105,9 +127,10 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit_for(scope.get("path", ""))
         for k, v in scope["headers"]:
-            if k == b"content-length" and v.isdigit() and int(v) > self.max_bytes:
-                await self._too_large(send)
+            if k == b"content-length" and v.isdigit() and int(v) > limit:
+                await self._too_large(send, limit)
                 return
         if any(k == b"content-length" for k, _ in scope["headers"]):
             await self.app(scope, receive, send)
@@ -122,8 +145,8 @@ class BodySizeLimitMiddleware:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                await self._too_large(send)
+            if size > limit:
+                await self._too_large(send, limit)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

@@ -8,6 +8,7 @@ from functools import cache
 HANDLER_MODULES = (
     "lovedcrm.jobs.builtin",
     "lovedcrm.webhooks.jobs",
+    "lovedcrm.leads.importing",
 )
 
 

@@ -79,7 +79,7 @@ async def list_leads(
     "",
     response_model=LeadOut,
     status_code=status.HTTP_201_CREATED,
-    responses=problem_responses(401, 403, 422),
+    responses=problem_responses(401, 403, 409, 422),
 )
 async def create_lead(body: LeadIn, principal: Writer, session: SessionDep) -> LeadOut:
     lead = await service.create_lead(session, principal, body.model_dump(exclude_unset=True))

@@ -7,7 +7,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, Numeric, String, Text, text
+from sqlalchemy import (
+    CheckConstraint,
+    ColumnElement,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -22,6 +34,8 @@ from lovedcrm.db.base import (
     updated_at_col,
     uuid_pk,
 )
+
+BOARD_POSITION_DEFAULT = "((- EXTRACT(epoch FROM clock_timestamp())))::double precision"
 
 LEAD_STATUSES = ("active", "inactive", "converted", "lost")
 
@@ -64,6 +78,12 @@ class Lead(TenantMixin, Base):
     lost_reason: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime | None] = created_at_col()
     updated_at: Mapped[datetime | None] = updated_at_col()
+    # Place in its board column, ascending; new leads default to the top (migration 0004).
+    board_position: Mapped[float] = mapped_column(
+        Double, server_default=text(BOARD_POSITION_DEFAULT)
+    )
+    # Bumped by a trigger on every UPDATE (optimistic concurrency on the board).
+    version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
 
 
 Index("ix_leads_organization_id", Lead.organization_id)
@@ -79,6 +99,34 @@ Index(
     Lead.assigned_to,
     postgresql_where=text("status = 'active'"),
 )
+Index(
+    "ix_leads_board",
+    Lead.organization_id,
+    Lead.stage_id,
+    Lead.board_position,
+    postgresql_where=text("status = 'active'"),
+)
+
+
+def folded(column: Any) -> ColumnElement[Any]:
+    """Lower-cased, accents removed: the expression the search indexes are built on."""
+    return func.lovedcrm_unaccent(func.lower(column))
+
+
+# Search: GIN trigram per organization (btree_gin makes organization_id a GIN key).
+for _name, _expr in (
+    ("ix_leads_search_name", folded(Lead.full_name)),
+    ("ix_leads_search_company", folded(Lead.company)),
+    ("ix_leads_search_email", func.lower(Lead.email)),
+    ("ix_leads_search_phone", Lead.phone),
+):
+    Index(
+        _name,
+        Lead.organization_id,
+        _expr.label("expr") if _name != "ix_leads_search_phone" else _expr,
+        postgresql_using="gin",
+        postgresql_ops={"expr": "gin_trgm_ops", "phone": "gin_trgm_ops"},
+    )
 
 
 class LeadActivity(TenantMixin, Base):

@@ -53,6 +53,12 @@ class LeadIn(StrictIn):
         description="Values for the organization's custom fields (settings.custom_fields).",
         examples=[{"segment": "varejo"}],
     )
+    allow_duplicate: bool = Field(
+        default=False,
+        description="Create the lead even when it looks like a duplicate of an existing one "
+        "(same e-mail or phone, or a very similar name and company); otherwise 409 "
+        "`duplicate_lead` lists the candidates.",
+    )
 
 
 class LeadUpdateIn(StrictIn):

@@ -13,19 +13,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, literal, or_, select, tuple_
+from sqlalchemy import ColumnElement, Select, String, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from lovedcrm.audit import service as audit
 from lovedcrm.auth.deps import Principal
+from lovedcrm.auth.models import User
 from lovedcrm.core.errors import Forbidden, NotFound, ValidationFailed
 from lovedcrm.core.events import DomainEvent, emit
 from lovedcrm.core.pagination import BadCursor, decode_cursor, encode_cursor
 from lovedcrm.core.phones import to_e164
-from lovedcrm.leads.models import Lead
+from lovedcrm.leads.models import Lead, folded
 from lovedcrm.leads.schemas import LeadOut
 from lovedcrm.organizations.models import Organization, OrganizationMember
 from lovedcrm.pipeline.models import PipelineStage
@@ -136,6 +138,42 @@ _SORTS: dict[str, tuple[KeyExpr, Callable[[str], Any], Callable[[Lead], Any]]] =
         func.coalesce(Lead.lead_score, 0),
         int,
         lambda lead: lead.lead_score or 0,
+    ),
+    # The list page's other columns (not offered by the JSON API's LeadSort).
+    "company": (func.coalesce(Lead.company, ""), str, lambda lead: lead.company or ""),
+    "estimated_value": (
+        func.coalesce(Lead.estimated_value, 0),
+        Decimal,
+        lambda lead: lead.estimated_value or Decimal(0),
+    ),
+    "last_activity_at": (
+        func.coalesce(Lead.last_activity_at, _EPOCH),
+        datetime.fromisoformat,
+        lambda lead: lead.last_activity_at or _EPOCH,
+    ),
+}
+
+# Sorts on a related row's value: the key is selected with the page as ``sort_key``.
+_RELATED_SORTS: dict[str, tuple[KeyExpr, Callable[[str], Any]]] = {
+    "stage": (
+        func.coalesce(
+            select(PipelineStage.stage_order)
+            .where(PipelineStage.id == Lead.stage_id)
+            .correlate(Lead)
+            .scalar_subquery(),
+            0,
+        ),
+        int,
+    ),
+    "assignee": (
+        func.coalesce(
+            select(func.lower(User.full_name))
+            .where(User.id == Lead.assigned_to)
+            .correlate(Lead)
+            .scalar_subquery(),
+            "",
+        ),
+        str,
     ),
 }
 
@@ -375,8 +413,13 @@ async def create_lead(session: AsyncSession, principal: Principal, data: dict[st
     if not principal.can("leads:write_all"):
         # Without write_all a member's new lead is theirs.
         data["assigned_to"] = principal.user_id
+    allow_duplicate = bool(data.pop("allow_duplicate", False))
     data.setdefault("custom_fields", {})
     data = await _clean(session, principal, data)
+    if not allow_duplicate:
+        from lovedcrm.leads import dedup  # dedup builds on this module
+
+        await dedup.refuse_duplicates(session, principal, data)
     if data.get("stage_id") is None:
         data["stage_id"] = (await first_stage(session, principal.org())).id
     lead = Lead(organization_id=principal.org(), **data)
@@ -525,24 +568,44 @@ class LeadPage:
 
 
 def _folded(column: Any) -> ColumnElement[Any]:
-    return func.unaccent(func.lower(column))
+    return folded(column)
+
+
+def search_matches(q: str, region: str) -> Any:
+    """Name, e-mail, company or phone matching ``q``, ignoring case and accents and tolerant
+    of typos: a substring, or a name/company whose words are similar enough to ``q`` (pg_trgm
+    word similarity, ``pg_trgm.word_similarity_threshold``, 0.6 by default). A phone typed in
+    any format also matches its E.164 form or a run of its digits.
+
+    The matching runs in ``lovedcrm_search_leads`` (migration 0004), over the current
+    organization's GIN trigram indexes: under row-level security PostgreSQL would not use
+    them for these (non-leakproof) operators."""
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    digits = "".join(ch for ch in q if ch.isdigit())
+    e164: str | None = None
+    if len(digits) >= 6:
+        with contextlib.suppress(ValueError):
+            e164 = to_e164(q, region)
+    return func.lovedcrm_search_leads(
+        _folded(literal(f"%{escaped}%")),
+        _folded(literal(q)),
+        literal(f"%{digits}%" if len(digits) >= 6 else None, type_=String),
+        literal(e164, type_=String),
+    )
 
 
 def _search(q: str, region: str) -> ColumnElement[bool]:
-    """Name, e-mail, company or phone containing ``q``, ignoring case and accents; a phone
-    typed in any format also matches its E.164 form."""
-    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    pattern = _folded(literal(f"%{escaped}%"))
-    clauses: list[ColumnElement[bool]] = [
-        _folded(col).like(pattern, escape="\\")
-        for col in (Lead.full_name, Lead.email, Lead.company, Lead.phone)
-    ]
-    digits = "".join(ch for ch in q if ch.isdigit())
-    if len(digits) >= 6:
-        clauses.append(Lead.phone.like(f"%{digits}%"))
-        with contextlib.suppress(ValueError):
-            clauses.append(Lead.phone == to_e164(q, region))
-    return or_(*clauses)
+    return Lead.id.in_(select(search_matches(q, region)))
+
+
+def search_filter(q: str | None, region: str) -> ColumnElement[bool] | None:
+    """The search condition for ``q`` (None when there is nothing to search)."""
+    return _search(q.strip(), region) if q and q.strip() else None
+
+
+async def org_region(session: AsyncSession, principal: Principal) -> str:
+    """The phone region of the principal's organization (default BR)."""
+    return _region(await _org(session, principal.org()))
 
 
 async def list_leads(
@@ -587,9 +650,15 @@ async def list_leads(
     if q and q.strip():
         query = query.where(_search(q.strip(), _region(await _org(session, principal.org()))))
     name = sort.lstrip("-")
-    if name not in _SORTS:
+    key_of: Callable[[Any], Any]
+    if name in _RELATED_SORTS:
+        key, parse = _RELATED_SORTS[name]
+        query = query.add_columns(key.label("sort_key"))
+        key_of = attrgetter("sort_key")
+    elif name in _SORTS:
+        key, parse, key_of = _SORTS[name]
+    else:
         raise ValidationFailed(f"Unknown sort: {sort}", code="invalid_sort")
-    key, parse, key_of = _SORTS[name]
     query = keyset_after(
         query,
         cursor,

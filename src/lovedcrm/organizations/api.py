@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, File, Request, Response, UploadFile, status
 
 from lovedcrm.auth import service as auth_service
 from lovedcrm.auth.deps import (
@@ -19,7 +19,7 @@ from lovedcrm.auth.deps import (
 )
 from lovedcrm.auth.schemas import MembershipOut
 from lovedcrm.core.errors import Unauthorized
-from lovedcrm.organizations import service
+from lovedcrm.organizations import branding, service
 from lovedcrm.organizations.schemas import (
     InvitationAcceptIn,
     InvitationCreatedOut,
@@ -83,6 +83,20 @@ async def update_organization(
     org = await service.update_organization(
         session, principal, name=body.name, settings=body.settings
     )
+    return OrganizationOut.model_validate(org)
+
+
+@router.put("/organizations/current/logo", response_model=OrganizationOut)
+async def upload_logo(
+    principal: Annotated[Principal, Depends(Require("settings:manage"))],
+    session: SessionDep,
+    settings: SettingsDep,
+    logo: Annotated[UploadFile, File(description="PNG, JPEG or WebP; SVG is refused")],
+) -> OrganizationOut:
+    """Replace the organization's logo (multipart field ``logo``). Up to
+    ``LOVEDCRM_LOGO_MAX_BYTES`` (1 MB); the image type is checked by its content."""
+    data = await logo.read(settings.logo_max_bytes + 1)
+    org = await branding.save_logo(session, settings, principal, data)
     return OrganizationOut.model_validate(org)
 
 

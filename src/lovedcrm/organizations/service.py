@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -30,7 +31,38 @@ _SETTING_KEYS = {
     "assignment",
     "primary_color",
     "custom_fields",
+    "logo",
+    "stale_days",
 }
+_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
+LOCALES = ("pt-BR", "en")
+CURRENCIES = ("BRL", "USD", "EUR")
+
+
+def _setting_errors(settings: dict[str, Any]) -> list[dict[str, str]]:
+    """Field errors for the settings with a known shape (the others are free-form)."""
+    errors = []
+    if "primary_color" in settings and not (
+        isinstance(settings["primary_color"], str) and _COLOR.fullmatch(settings["primary_color"])
+    ):
+        errors.append(
+            {"field": "primary_color", "message": "must be a color like #6366f1 (#RRGGBB)"}
+        )
+    if "locale" in settings and settings["locale"] not in LOCALES:
+        errors.append({"field": "locale", "message": f"must be one of {', '.join(LOCALES)}"})
+    if "currency" in settings and settings["currency"] not in CURRENCIES:
+        errors.append({"field": "currency", "message": f"must be one of {', '.join(CURRENCIES)}"})
+    days = settings.get("stale_days", 7)
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 365:
+        errors.append({"field": "stale_days", "message": "must be a whole number from 1 to 365"})
+    return errors
+
+
+def logo_path_valid(organization_id: uuid.UUID, value: object) -> bool:
+    """A stored logo is ``uploads/<org id>/logo.<png|jpg|webp>`` under the data folder."""
+    return isinstance(value, str) and bool(
+        re.fullmatch(rf"uploads/{organization_id}/logo\.(png|jpg|webp)", value)
+    )
 
 
 async def get_organization(session: AsyncSession, principal: Principal) -> Organization:
@@ -55,6 +87,16 @@ async def update_organization(
         if unknown:
             raise ValidationFailed(
                 f"Unknown settings: {', '.join(unknown)}", code="unknown_setting"
+            )
+        errors = _setting_errors(settings)
+        if "logo" in settings and not (
+            settings["logo"] is None or logo_path_valid(org.id, settings["logo"])
+        ):
+            errors.append({"field": "logo", "message": "is set by uploading a logo"})
+        if errors:
+            raise ValidationFailed(
+                "Invalid settings: " + "; ".join(f"{e['field']} {e['message']}" for e in errors),
+                extra={"errors": errors},
             )
         org.settings = {**(org.settings or {}), **settings}
     if name:

@@ -7,23 +7,23 @@ The pages call the same services as the JSON API; nothing here decides a busines
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
 from lovedcrm.auth import service as auth_service
 from lovedcrm.auth.deps import CSRF_FIELD, SESSION_COOKIE, SessionDep, SettingsDep, get_principal
-from lovedcrm.auth.models import UserSession
 from lovedcrm.config import Settings
 from lovedcrm.core import security
 from lovedcrm.core.errors import AppError
+from lovedcrm.organizations import dashboard
 from lovedcrm.organizations import service as org_service
+from lovedcrm.web.render import flash, localizer, render, shell, templates, web_principal
 
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+__all__ = ["router", "templates"]
 
 
 def _set_session_cookie(response: Response, settings: Settings, token: str) -> None:
@@ -39,7 +39,12 @@ def _set_session_cookie(response: Response, settings: Settings, token: str) -> N
 
 
 def _render(request: Request, name: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
-    return templates.TemplateResponse(request, name, ctx, status_code=status_code)
+    return render(request, name, status_code, **ctx)
+
+
+def _t(request: Request, message: str) -> str:
+    loc = getattr(request.state, "i18n", None) or localizer(request)
+    return loc.gettext(message)
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -103,32 +108,20 @@ async def signup_submit(
 
 
 async def _web_principal(request: Request, session: SessionDep, settings: SettingsDep) -> Any:
-    if not request.cookies.get(SESSION_COOKIE):
-        return None
-    try:
-        return await get_principal(request, session, settings, None)
-    except AppError:
-        return None
+    return await web_principal(request, session, settings)
 
 
 @router.get("/", response_class=HTMLResponse)
 async def home(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    principal = await _web_principal(request, session, settings)
-    if principal is None:
+    frame = await shell(request, session, settings)
+    if frame is None:
         return RedirectResponse("/login", status_code=303)
-    memberships = await auth_service.memberships_of(session, principal.user_id)
-    org = None
-    if principal.organization_id:
-        org = await org_service.get_organization_by_id(session, principal.organization_id)
-    user_session: UserSession = request.state.user_session
-    return _render(
-        request,
-        "home.html",
-        principal=principal,
-        org=org,
-        memberships=memberships,
-        csrf=security.csrf_token(settings, user_session.token_hash),
-    )
+    summary = None
+    if frame.org is not None:
+        summary = await dashboard.home_summary(
+            session, frame.principal, datetime.now(UTC), frame.org
+        )
+    return _render(request, "home.html", **frame.context("home"), summary=summary)
 
 
 @router.post("/logout")
@@ -155,7 +148,9 @@ async def switch_organization(
         return RedirectResponse("/login", status_code=303)
     await get_principal(request, session, settings, None)  # 403 on a CSRF failure
     await auth_service.switch_organization(session, request.state.user_session, organization_id)
-    return RedirectResponse("/", status_code=303)
+    response = RedirectResponse("/", status_code=303)
+    flash(response, _t(request, "Organization switched."))
+    return response
 
 
 @router.get("/verify-email", response_class=HTMLResponse)
@@ -165,15 +160,15 @@ async def verify_email_page(request: Request, session: SessionDep, token: str = 
         return _render(
             request,
             "message.html",
-            title="Email confirmado",
-            message="Seu email foi confirmado. Obrigado!",
+            title=_t(request, "Email confirmed"),
+            message=_t(request, "Your email is confirmed. Thank you!"),
         )
     except AppError as exc:
         return _render(
             request,
             "message.html",
             status_code=exc.status,
-            title="Link inválido",
+            title=_t(request, "Invalid link"),
             message=exc.detail,
         )
 
@@ -228,7 +223,7 @@ async def invitation_page(
             request,
             "message.html",
             status_code=exc.status,
-            title="Convite inválido",
+            title=_t(request, "Invalid invitation"),
             message=exc.detail,
         )
     principal = await _web_principal(request, session, settings)
@@ -273,7 +268,11 @@ async def invitation_submit(
                 )
     except AppError as exc:
         return _render(
-            request, "message.html", status_code=exc.status, title="Convite", message=exc.detail
+            request,
+            "message.html",
+            status_code=exc.status,
+            title=_t(request, "Invitation"),
+            message=exc.detail,
         )
     response = RedirectResponse("/", status_code=303)
     if issued is not None:
@@ -286,23 +285,29 @@ async def jobs_page(request: Request, session: SessionDep, settings: SettingsDep
     """Background jobs of the organization: counts, failures with their errors, retry."""
     from lovedcrm.jobs import service as jobs_service
 
-    principal = await _web_principal(request, session, settings)
-    if principal is None:
+    frame = await shell(request, session, settings)
+    if frame is None:
         return RedirectResponse("/login", status_code=303)
     try:
-        stats = await jobs_service.stats(session, principal)
-        failed, _ = await jobs_service.list_jobs(session, principal, status="failed", limit=50)
+        stats = await jobs_service.stats(session, frame.principal)
+        failed, _ = await jobs_service.list_jobs(
+            session, frame.principal, status="failed", limit=50
+        )
     except AppError as exc:
         return _render(
-            request, "message.html", status_code=exc.status, title="Sem acesso", message=exc.detail
+            request,
+            "message.html",
+            status_code=exc.status,
+            title=_t(request, "No access"),
+            message=exc.detail,
         )
     return _render(
         request,
         "jobs.html",
-        principal=principal,
+        **frame.context("settings"),
+        tab="jobs",
         stats=stats,
         failed=failed,
-        csrf=security.csrf_token(settings, request.state.user_session.token_hash),
     )
 
 
@@ -316,7 +321,9 @@ async def jobs_retry(
         return RedirectResponse("/login", status_code=303)
     principal = await get_principal(request, session, settings, None)  # CSRF checked
     await jobs_service.retry(session, principal, job_id)
-    return RedirectResponse("/settings/jobs", status_code=303)
+    response = RedirectResponse("/settings/jobs", status_code=303)
+    flash(response, _t(request, "The job will run again."))
+    return response
 
 
 CSRF_FIELD_NAME = CSRF_FIELD

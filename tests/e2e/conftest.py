@@ -1,0 +1,120 @@
+"""Browser tests: Playwright driving the system Chromium against a real `lovedcrm serve`.
+
+Outside the workplace a machine may have no Chromium: these tests then skip with the reason.
+Under CI (CI=true) a missing browser is a failure, never a skip. Screenshots go to
+`artifacts/screenshots/` (not committed)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+DESKTOP = {"width": 1440, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+def chromium_path() -> str:
+    candidates = [
+        os.environ.get("LOVEDCRM_CHROMIUM"),
+        "/usr/bin/chromium",
+        shutil.which("chromium"),
+    ]
+    for path in candidates:
+        if path and Path(path).exists():
+            return path
+    if os.environ.get("CI") == "true":
+        pytest.fail("Chromium is missing under CI (.ci/run installs the 'chromium' package)")
+    pytest.skip("no Chromium on this machine: install the 'chromium' package to run browser tests")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def live_server(owner_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`lovedcrm serve` (with its job worker) on a free port, on this run's test database.
+    Module-scoped: its worker must not outlive the browser tests and take other tests' jobs."""
+    port = _free_port()
+    data_dir = tmp_path_factory.mktemp("e2e-data")
+    log = (ROOT / "artifacts").joinpath("e2e-server.log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "LOVEDCRM_DATABASE_URL": owner_url,
+        "LOVEDCRM_DATA_DIR": str(data_dir),
+        "LOVEDCRM_LOG_LEVEL": "WARNING",
+        "LOVEDCRM_BASE_URL": f"http://127.0.0.1:{port}",
+    }
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "lovedcrm"),
+                "serve",
+                "--no-migrate",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"the server did not start; see {log}")
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Any]:
+    path = chromium_path()
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        yield b
+        await b.close()
+
+
+@pytest.fixture
+async def page(browser: Any, live_server: str) -> AsyncIterator[Any]:
+    context = await browser.new_context(viewport=DESKTOP, base_url=live_server, locale="pt-BR")
+    pg = await context.new_page()
+    yield pg
+    await context.close()
+
+
+async def screenshot(page: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    return path
