@@ -17,7 +17,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,9 @@ from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import free_port, wait_ready  # noqa: E402
 
 from lovedcrm.db.bootstrap import create_database, drop_database  # noqa: E402
 from lovedcrm.db.embedded import start_embedded  # noqa: E402
@@ -44,12 +46,6 @@ done = function(summary, latency, requests)
     latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000))
 end
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wrk(url: str, seconds: int, connections: int, headers: dict[str, str]) -> dict[str, float]:
@@ -90,7 +86,7 @@ def main() -> None:
     name = f"lovedcrm_bench_{uuid.uuid4().hex[:8]}"
     create_database(server, name)
     db_url = server.set(database=name).render_as_string(hide_password=False)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "LOVEDCRM_DATABASE_URL": db_url,
@@ -106,13 +102,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     owner = sa.create_engine(db_url)
     try:
-        for _ in range(120):
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+        wait_ready(base, 60)
         r = httpx.post(
             f"{base}/api/v1/auth/signup",
             json={

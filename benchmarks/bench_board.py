@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,9 @@ from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import free_port, wait_ready  # noqa: E402
 
 from lovedcrm.db.bootstrap import create_database, drop_database  # noqa: E402
 from lovedcrm.db.embedded import start_embedded  # noqa: E402
@@ -62,12 +64,6 @@ SEARCHES = [
 ]  # fmt: skip
 
 SOURCES = ["whatsapp", "ads", "site", "indicação", "evento"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _array(values: list[str]) -> str:
@@ -220,7 +216,7 @@ def main() -> None:
     name = f"lovedcrm_bench_{uuid.uuid4().hex[:8]}"
     create_database(server, name)
     db_url = server.set(database=name).render_as_string(hide_password=False)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "LOVEDCRM_DATABASE_URL": db_url,
@@ -238,13 +234,7 @@ def main() -> None:
     owner = sa.create_engine(db_url)
     results: dict[str, dict[str, float]] = {}
     try:
-        for _ in range(240):
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+        wait_ready(base, 120)
         r = httpx.post(
             f"{base}/api/v1/auth/signup",
             json={

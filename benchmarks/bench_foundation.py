@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,16 +33,13 @@ from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import free_port, wait_ready  # noqa: E402
 
 from lovedcrm.db.bootstrap import create_database, drop_database  # noqa: E402
 from lovedcrm.db.embedded import start_embedded  # noqa: E402
 from lovedcrm.db.engine import as_psycopg  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -133,7 +129,7 @@ def main() -> None:
     name = f"lovedcrm_bench_{uuid.uuid4().hex[:8]}"
     create_database(server, name)
     db_url = server.set(database=name).render_as_string(hide_password=False)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "LOVEDCRM_DATABASE_URL": db_url,
@@ -148,13 +144,7 @@ def main() -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+        wait_ready(base, 60)
         results = asyncio.run(run(base, args.requests, args.leads, args.concurrency))
     finally:
         proc.terminate()
