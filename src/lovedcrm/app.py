@@ -50,6 +50,8 @@ ROUTER_MODULES = [
     "lovedcrm.pipeline.board_api",
     "lovedcrm.core.live",
     "lovedcrm.messaging.templates_api",
+    "lovedcrm.messaging.whatsapp_api",
+    "lovedcrm.messaging.webhook_ingest",
     "lovedcrm.jobs.api",
     "lovedcrm.webhooks.api",
     "lovedcrm.web.settings_views",

@@ -77,6 +77,28 @@ class Settings(BaseSettings):
     user_rate_limit_per_hour: int = Field(default=5000, ge=0)
     # How often each process writes API keys' last_used_at / total_requests.
     api_key_usage_flush_seconds: float = Field(default=5.0, gt=0)
+    # WhatsApp media: downloaded attachments above this size, or of another type, are refused
+    # (the message itself is kept and says why).
+    whatsapp_media_max_bytes: int = Field(default=16 * 1_048_576, ge=1024)
+    whatsapp_media_types: tuple[str, ...] = (
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+        "audio/ogg",
+        "audio/mpeg",
+        "audio/mp4",
+        "audio/aac",
+        "video/mp4",
+        "video/3gpp",
+        "application/pdf",
+        "text/plain",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/msword",
+        "application/vnd.ms-excel",
+    )
+    # Timeout of one call to a WhatsApp provider.
+    whatsapp_http_timeout_seconds: float = Field(default=15.0, gt=0, le=60)
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -36,7 +36,7 @@ async def test_readyz_is_503_when_migrations_are_behind(
         ) as c:
             r = await c.get("/readyz")
         assert r.status_code == 503
-        assert r.json()["migrations"] == {"current": "0001", "head": "0005"}
+        assert r.json()["migrations"] == {"current": "0001", "head": "0006"}
     finally:
         await db.dispose()
 
@@ -65,7 +65,7 @@ def test_cli_upgrade_demo_and_create_admin(
     r = run("db", "upgrade")
     assert r.returncode == 0, r.stderr
     r = run("db", "current")
-    assert '"current": "0005"' in r.stdout
+    assert '"current": "0006"' in r.stdout
     first = run("demo")
     assert first.returncode == 0, first.stderr
     assert "demo@example.com" in first.stdout and "password:" in first.stdout

@@ -117,6 +117,9 @@ def key_permissions(scopes: frozenset[str]) -> frozenset[str]:
         perms.add("leads:read")
     if perms & {"templates:manage", "messages:write"}:
         perms.add("messages:read")
+    if "messages:read" in perms:
+        # A conversation is a lead's: reading it means finding the lead.
+        perms.add("leads:read")
     if "leads:read" in perms:
         perms.add("leads:read_all")
     if "leads:write" in perms:

@@ -83,11 +83,30 @@ async def emit(session: AsyncSession, event: DomainEvent) -> None:
                 occurred_at=event.occurred_at,
             )
         )
-    # Small payload: live pages re-read what they need (NOTIFY is capped at 8000 bytes).
-    note = {"org": str(event.organization_id), "type": event.type, "id": event.id}
-    for key in ("lead_id", "stage_id", "message_id", "activity_id"):
-        if key in event.data:
-            note[key] = str(event.data[key])
+    await notify_live(
+        session,
+        event.organization_id,
+        event.type,
+        event_id=event.id,
+        **{k: event.data[k] for k in _LIVE_KEYS if event.data.get(k) is not None},
+    )
+
+
+_LIVE_KEYS = ("lead_id", "stage_id", "message_id", "activity_id")
+
+
+async def notify_live(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    kind: str,
+    *,
+    event_id: str | None = None,
+    **ids: Any,
+) -> None:
+    """Tell live pages (only) that something changed; sent by PostgreSQL on commit.
+    Small payload — ids only: pages re-read what they need (NOTIFY is capped at 8000 bytes)."""
+    note = {"org": str(organization_id), "type": kind, "id": event_id or f"evt_{uuid.uuid4().hex}"}
+    note.update({k: str(v) for k, v in ids.items()})
     await session.execute(
         text("SELECT pg_notify(:channel, :payload)"),
         {"channel": LIVE_CHANNEL, "payload": json.dumps(note)},

@@ -38,10 +38,10 @@ STATE_KEY = "ratelimit"
 _HIT = text(
     """
     INSERT INTO rate_limit_counters AS c (bucket, window_start, count)
-    VALUES (:bucket, date_trunc('hour', now(), 'UTC'), 1)
+    VALUES (:bucket, to_timestamp(floor(EXTRACT(EPOCH FROM now()) / :w) * :w), 1)
     ON CONFLICT (bucket, window_start) DO UPDATE SET count = c.count + 1
     RETURNING c.count AS n,
-              CEIL(EXTRACT(EPOCH FROM (c.window_start + interval '1 hour' - now())))::int
+              CEIL(EXTRACT(EPOCH FROM (c.window_start + make_interval(secs => :w) - now())))::int
                   AS reset
     """
 )
@@ -70,10 +70,13 @@ class RateLimitState:
         }
 
 
-async def hit(engine: AsyncEngine, bucket: str, limit: int) -> RateLimitState:
-    """Count one request in ``bucket``'s current window and return where it stands."""
+async def hit(
+    engine: AsyncEngine, bucket: str, limit: int, *, window_seconds: int = WINDOW_SECONDS
+) -> RateLimitState:
+    """Count one request in ``bucket``'s current window (an hour unless told) and return
+    where it stands."""
     async with engine.connect() as conn:
-        row = (await conn.execute(_HIT, {"bucket": bucket[:200]})).one()
+        row = (await conn.execute(_HIT, {"bucket": bucket[:200], "w": window_seconds})).one()
         if random.random() < CLEANUP_PROBABILITY:  # noqa: S311 - not security-relevant
             await conn.execute(_CLEANUP)
     return RateLimitState(limit=limit, count=int(row.n), reset=max(1, int(row.reset)))

@@ -9,6 +9,7 @@ HANDLER_MODULES = (
     "lovedcrm.jobs.builtin",
     "lovedcrm.webhooks.jobs",
     "lovedcrm.leads.importing",
+    "lovedcrm.messaging.jobs",
 )
 
 

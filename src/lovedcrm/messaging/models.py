@@ -27,6 +27,7 @@ from lovedcrm.db.base import (
     jsonb_array,
     jsonb_object,
     named_check,
+    now_not_null,
     org_id_unique,
     same_org_fk,
     updated_at_col,
@@ -43,7 +44,9 @@ class WhatsappConfig(TenantMixin, Base):
         named_check(
             "(provider_type = 'business_api' AND business_phone_id IS NOT NULL"
             " AND access_token IS NOT NULL)"
-            " OR (provider_type = 'web_unofficial' AND session_id IS NOT NULL)",
+            " OR (provider_type = 'web_unofficial' AND session_id IS NOT NULL)"
+            # Deviation: the offline sandbox provider (docs/schema-deviations.md).
+            " OR (provider_type = 'sandbox')",
             "chk_whatsapp_provider_config",
         ),
         Index("ix_whatsapp_configs_org_id", "organization_id"),
@@ -130,6 +133,15 @@ Index("ix_messages_org_conversation", Message.organization_id, Message.conversat
 Index("ix_messages_provider", Message.provider_type, Message.provider_message_id)
 Index("ix_messages_created_at", Message.created_at.desc())
 Index("ix_messages_from_number", Message.from_number)
+# Deviation: redelivered webhooks must not store a message twice.
+Index(
+    "ux_messages_org_provider_message",
+    Message.organization_id,
+    Message.provider_type,
+    Message.provider_message_id,
+    unique=True,
+    postgresql_where=text("provider_message_id IS NOT NULL"),
+)
 Index(
     "ix_messages_org_lead_created",
     Message.organization_id,
@@ -204,6 +216,9 @@ class MessageTemplate(TenantMixin, Base):
     is_shared: Mapped[bool | None] = mapped_column(
         Boolean, server_default=text("false"), default=False
     )
+    # Deviation: the Meta-approved template this one maps to (Cloud API sends by name).
+    whatsapp_template_name: Mapped[str | None] = mapped_column(String(512))
+    whatsapp_language: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime | None] = created_at_col()
     updated_at: Mapped[datetime | None] = updated_at_col()
 
@@ -258,3 +273,28 @@ class ProviderMigration(TenantMixin, Base):
     completed_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime | None] = created_at_col()
     updated_at: Mapped[datetime | None] = updated_at_col()
+
+
+class WhatsappStatusBacklog(TenantMixin, Base):
+    """Deviation (not in the spec): a delivery status that arrived before its message's
+    provider id was known, applied when it appears."""
+
+    __tablename__ = "whatsapp_status_backlog"
+    __table_args__ = (
+        org_id_unique("whatsapp_status_backlog"),
+        Index(
+            "ix_whatsapp_status_backlog_message",
+            "organization_id",
+            "provider_type",
+            "provider_message_id",
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    provider_type: Mapped[str] = mapped_column(String(50))
+    provider_message_id: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(20))
+    occurred_at: Mapped[datetime] = mapped_column()
+    error_code: Mapped[str | None] = mapped_column(String(50))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = now_not_null()

@@ -1,0 +1,138 @@
+"""The inbox's reads: conversations (one per lead with messages) and a lead's messages."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lovedcrm.auth.deps import Principal
+from lovedcrm.core.errors import NotFound
+from lovedcrm.leads import service as leads_service
+from lovedcrm.messaging.models import Message, MessageAttachment
+
+Filter = Literal["all", "mine", "unassigned"]
+
+_CONVERSATIONS = """
+    WITH last AS (
+        SELECT DISTINCT ON (m.lead_id)
+               m.lead_id, m.content, m.direction, m.status, m.message_type, m.created_at
+          FROM messages m
+         WHERE m.organization_id = :org AND m.lead_id IS NOT NULL
+         ORDER BY m.lead_id, m.created_at DESC
+    ), unread AS (
+        SELECT lead_id, count(*) AS n
+          FROM messages
+         WHERE organization_id = :org AND direction = 'inbound' AND status <> 'read'
+           AND lead_id IS NOT NULL
+         GROUP BY lead_id
+    )
+    SELECT l.id AS lead_id, l.full_name AS lead_name, l.phone, l.assigned_to,
+           last.content AS last_message, last.direction AS last_direction,
+           last.status AS last_status, last.message_type AS last_type,
+           last.created_at AS last_message_at, COALESCE(unread.n, 0) AS unread
+      FROM last
+      JOIN leads l ON l.id = last.lead_id AND l.organization_id = :org
+      LEFT JOIN unread ON unread.lead_id = l.id
+     WHERE {where}
+     ORDER BY last.created_at DESC, l.id
+     LIMIT :limit
+"""
+
+
+async def conversations(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    which: Filter = "all",
+    before: datetime | None = None,
+    limit: int = 50,
+    unread_only: bool = False,
+) -> list[dict[str, Any]]:
+    """Newest first. Without ``leads:read_all`` only the member's own leads."""
+    principal.require("messages:read")
+    where = ["TRUE"]
+    params: dict[str, Any] = {"org": principal.org(), "limit": limit}
+    if not principal.can("leads:read_all") or which == "mine":
+        where.append("l.assigned_to = :me")
+        params["me"] = principal.user_id
+    if which == "unassigned":
+        where.append("l.assigned_to IS NULL")
+    if unread_only:
+        where.append("COALESCE(unread.n, 0) > 0")
+    if before is not None:
+        where.append("last.created_at < :before")
+        params["before"] = before
+    rows = await session.execute(text(_CONVERSATIONS.format(where=" AND ".join(where))), params)
+    return [dict(r._mapping) for r in rows]
+
+
+async def unread_total(session: AsyncSession, principal: Principal) -> int:
+    rows = await conversations(session, principal, unread_only=True, limit=1000)
+    return sum(int(r["unread"]) for r in rows)
+
+
+async def messages(
+    session: AsyncSession,
+    principal: Principal,
+    lead_id: uuid.UUID,
+    *,
+    before: datetime | None = None,
+    limit: int = 50,
+) -> list[tuple[Message, list[MessageAttachment]]]:
+    """The lead's messages, oldest first (the last ``limit`` before ``before``)."""
+    principal.require("messages:read")
+    await leads_service.get_lead(session, principal, lead_id)  # 404 unless visible
+    query = select(Message).where(
+        Message.organization_id == principal.org(), Message.lead_id == lead_id
+    )
+    if before is not None:
+        query = query.where(Message.created_at < before)
+    rows = list(
+        (await session.execute(query.order_by(Message.created_at.desc()).limit(limit)))
+        .scalars()
+        .all()
+    )
+    rows.reverse()
+    files: dict[uuid.UUID, list[MessageAttachment]] = {m.id: [] for m in rows}
+    if rows:
+        found = await session.execute(
+            select(MessageAttachment)
+            .where(MessageAttachment.message_id.in_(list(files)))
+            .order_by(MessageAttachment.created_at)
+        )
+        for a in found.scalars():
+            files[a.message_id].append(a)
+    return [(m, files[m.id]) for m in rows]
+
+
+async def get_message(
+    session: AsyncSession, principal: Principal, message_id: uuid.UUID
+) -> tuple[Message, list[MessageAttachment]]:
+    principal.require("messages:read")
+    msg = await session.get(Message, message_id)
+    if msg is None or msg.organization_id != principal.org() or msg.lead_id is None:
+        raise NotFound("Message not found.")
+    await leads_service.get_lead(session, principal, msg.lead_id)
+    found = await session.execute(
+        select(MessageAttachment).where(MessageAttachment.message_id == msg.id)
+    )
+    return msg, list(found.scalars())
+
+
+async def attachment(
+    session: AsyncSession, principal: Principal, attachment_id: uuid.UUID
+) -> MessageAttachment:
+    """An attachment, for members who can see its lead (RLS keeps other organizations out)."""
+    principal.require("messages:read")
+    row = await session.get(MessageAttachment, attachment_id)
+    if row is None or row.organization_id != principal.org():
+        raise NotFound("Attachment not found.")
+    msg = await session.get(Message, row.message_id)
+    if msg is None or msg.lead_id is None:
+        raise NotFound("Attachment not found.")
+    await leads_service.get_lead(session, principal, msg.lead_id)
+    return row

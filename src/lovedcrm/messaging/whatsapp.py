@@ -1,0 +1,721 @@
+"""WhatsApp messages: webhooks in, the inbox's conversations, sends out, delivery statuses.
+
+Inbound: the webhook route verifies the provider's signature and stores the raw body as a
+``whatsapp.inbound`` job in one short transaction, then answers 200. The job parses it with
+the configuration's adapter and, per message, under a lock on the sender: skips a message id
+already stored (providers redeliver), finds the lead by phone (E.164, also the Brazilian
+mobile form without the ninth digit that WhatsApp still uses for old accounts) or creates one
+(source ``whatsapp``, first stage, the organization's assignment rule), stores the message
+with its timeline activity, marks template responses, and emits ``message.received``.
+
+Statuses are applied under a lock on the provider message id: to the message when it exists,
+else to ``whatsapp_status_backlog``, which is applied when the send job records the id. A
+status never moves a message backwards (sent < delivered < read; failed unless read), so
+statuses arriving out of order leave the right result.
+
+Outbound: ``send_message`` checks the lead, the active provider and (Cloud API) the 24-hour
+window before anything is stored, then stores the message as ``pending`` and queues a
+``whatsapp.send`` job. The job resolves the active configuration when it runs — messages
+queued during a provider switch leave through the new provider — and respects the
+configuration's rate limits.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lovedcrm.audit import service as audit
+from lovedcrm.auth.deps import Principal
+from lovedcrm.auth.models import User
+from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
+from lovedcrm.core.events import DomainEvent, emit, notify_live
+from lovedcrm.jobs.engine import enqueue
+from lovedcrm.leads import service as leads_service
+from lovedcrm.leads.activities import record_activity
+from lovedcrm.leads.models import Lead
+from lovedcrm.messaging import templates as templates_service
+from lovedcrm.messaging.models import (
+    Message,
+    MessageTemplate,
+    TemplateUsageStat,
+    WhatsappConfig,
+    WhatsappStatusBacklog,
+)
+from lovedcrm.messaging.providers.base import (
+    MESSAGE_PROVIDER_TYPE,
+    InboundMessage,
+    ParsedWebhook,
+    StatusUpdate,
+)
+from lovedcrm.messaging.whatsapp_configs import active_config, provider_name
+from lovedcrm.organizations.models import Organization
+from lovedcrm.pipeline.models import PipelineStage
+
+WINDOW = timedelta(hours=24)
+WHATSAPP_TYPES = tuple(MESSAGE_PROVIDER_TYPE.values())
+_RANK = "array_position(ARRAY['pending','sent','delivered','read']::text[], CAST({col} AS text))"
+
+
+def phone_variants(e164: str) -> list[str]:
+    """The number, plus its Brazilian mobile twin with/without the ninth digit."""
+    variants = [e164]
+    digits = e164.lstrip("+")
+    if digits.startswith("55") and len(digits) == 13 and digits[4] == "9":
+        variants.append("+" + digits[:4] + digits[5:])
+    elif digits.startswith("55") and len(digits) == 12 and digits[4] in "6789":
+        variants.append("+" + digits[:4] + "9" + digits[4:])
+    return variants
+
+
+def conversation_for(organization_id: uuid.UUID, phone: str) -> uuid.UUID:
+    return uuid.uuid5(organization_id, "whatsapp:" + phone)
+
+
+async def _lock(session: AsyncSession, key: str) -> None:
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
+
+
+# --- inbound ------------------------------------------------------------------------------
+
+
+@dataclass
+class Processed:
+    messages: int = 0
+    duplicates: int = 0
+    statuses: int = 0
+    backlogged: int = 0
+    leads_created: int = 0
+
+
+async def _find_lead(session: AsyncSession, org_id: uuid.UUID, phone: str) -> Lead | None:
+    result = await session.execute(
+        select(Lead)
+        .where(Lead.organization_id == org_id, Lead.phone.in_(phone_variants(phone)))
+        .order_by(Lead.created_at)
+        .limit(1)
+    )
+    return result.scalar_one_or_none()
+
+
+async def _create_lead(
+    session: AsyncSession, org_id: uuid.UUID, phone: str, name: str | None
+) -> Lead:
+    """A new lead for an unknown sender, assigned by the organization's rule."""
+    from lovedcrm.leads.assignment import automatic_assignee
+
+    org = await session.get(Organization, org_id)
+    stage = await leads_service.first_stage(session, org_id)
+    assignee = await automatic_assignee(session, org_id, dict((org.settings if org else {}) or {}))
+    lead = Lead(
+        organization_id=org_id,
+        full_name=(name or "").strip()[:255] or phone,
+        phone=phone,
+        source="whatsapp",
+        stage_id=stage.id,
+        assigned_to=assignee,
+        custom_fields={},
+    )
+    session.add(lead)
+    await session.flush()
+    await session.refresh(lead)
+    await audit.record(
+        session,
+        action="create",
+        resource_type="lead",
+        resource_id=lead.id,
+        organization_id=org_id,
+        user_id=None,
+        changes=audit.diff(None, leads_service.snapshot(lead)),
+    )
+    await emit(
+        session,
+        DomainEvent(
+            type="lead.created",
+            organization_id=org_id,
+            data={"lead_id": str(lead.id), "lead": leads_service.lead_json(lead)},
+        ),
+    )
+    return lead
+
+
+def _preview(text_: str | None, limit: int = 120) -> str:
+    value = (text_ or "").strip().replace("\n", " ")
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+async def store_inbound(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    provider_type: str,
+    msg: InboundMessage,
+    counts: Processed,
+    config_id: uuid.UUID | None = None,
+) -> Message | None:
+    """Store one inbound message once; returns None for a message already stored."""
+    await _lock(session, f"wa-sender:{org_id}:{msg.from_number}")
+    exists = await session.execute(
+        select(Message.id).where(
+            Message.organization_id == org_id,
+            Message.provider_type == provider_type,
+            Message.provider_message_id == msg.provider_message_id,
+        )
+    )
+    if exists.first() is not None:
+        counts.duplicates += 1
+        return None
+    lead = await _find_lead(session, org_id, msg.from_number)
+    if lead is None:
+        lead = await _create_lead(session, org_id, msg.from_number, msg.contact_name)
+        counts.leads_created += 1
+    metadata: dict[str, Any] = dict(msg.metadata)
+    metadata["provider_timestamp"] = msg.timestamp.isoformat()
+    if config_id is not None:
+        metadata["config_id"] = str(config_id)
+    if msg.reply_to:
+        metadata["reply_to"] = msg.reply_to
+    if msg.media is not None:
+        metadata["media"] = {
+            k: v
+            for k, v in (
+                ("media_id", msg.media.media_id),
+                ("url", msg.media.url),
+                ("mime_type", msg.media.mime_type),
+                ("filename", msg.media.filename),
+                ("sha256", msg.media.sha256),
+            )
+            if v
+        }
+        metadata["attachment_status"] = "downloading"
+    message = Message(
+        id=uuid.uuid4(),
+        organization_id=org_id,
+        lead_id=lead.id,
+        conversation_id=conversation_for(org_id, msg.from_number),
+        provider_type=provider_type,
+        provider_message_id=msg.provider_message_id,
+        direction="inbound",
+        message_type=msg.message_type,
+        content=msg.content,
+        from_number=msg.from_number,
+        to_number=msg.to_number,
+        contact_name=msg.contact_name,
+        # Inbound: "delivered" until someone opens the conversation, then "read".
+        status="delivered",
+        delivered_at=msg.timestamp,
+        metadata_=metadata,
+    )
+    session.add(message)
+    await session.flush()
+    await record_activity(
+        session,
+        lead,
+        user_id=None,
+        activity_type="message",
+        title="WhatsApp recebido",
+        description=_preview(msg.content) or f"[{msg.message_type}]",
+        metadata={"message_id": str(message.id), "direction": "inbound"},
+    )
+    await _mark_template_responses(session, org_id, lead.id)
+    await emit(
+        session,
+        DomainEvent(
+            type="message.received",
+            organization_id=org_id,
+            data={
+                "message_id": str(message.id),
+                "lead_id": str(lead.id),
+                "from": msg.from_number,
+                "message_type": msg.message_type,
+                "content": msg.content,
+            },
+        ),
+    )
+    if msg.media is not None:
+        await enqueue(
+            session,
+            "whatsapp.media",
+            {"message_id": message.id},
+            organization_id=org_id,
+        )
+    counts.messages += 1
+    return message
+
+
+_APPLY_STATUS = text(
+    f"""
+    UPDATE messages SET
+        status = CASE
+            WHEN :status = 'failed' THEN CASE WHEN status = 'read' THEN status ELSE 'failed' END
+            WHEN status = 'failed' THEN status
+            WHEN COALESCE({_RANK.format(col=":status")}, 0)
+                 > COALESCE({_RANK.format(col="status")}, 0) THEN :status
+            ELSE status END,
+        delivered_at = CASE WHEN :status IN ('delivered', 'read')
+                            THEN COALESCE(delivered_at, :at) ELSE delivered_at END,
+        read_at = CASE WHEN :status = 'read' THEN COALESCE(read_at, :at) ELSE read_at END,
+        failed_reason = CASE WHEN :status = 'failed' AND status <> 'read'
+                             THEN :reason ELSE failed_reason END,
+        updated_at = now()
+    WHERE organization_id = :org AND provider_type = :ptype AND provider_message_id = :pmid
+    RETURNING id, lead_id, status
+    """
+)
+
+
+def _reason(update_: StatusUpdate) -> str | None:
+    if update_.status != "failed":
+        return None
+    from lovedcrm.messaging.providers.cloud import error_message
+
+    known = error_message(update_.error_code) if update_.error_code else None
+    parts = [p for p in (update_.error_message, known) if p]
+    text_ = " — ".join(dict.fromkeys(parts)) or "The provider could not deliver the message."
+    return f"[{update_.error_code}] {text_}" if update_.error_code else text_
+
+
+async def apply_status(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    provider_type: str,
+    update_: StatusUpdate,
+    counts: Processed | None = None,
+) -> bool:
+    """Apply a delivery status; keep it for later when its message is not known yet."""
+    await _lock(session, f"wa-msg:{org_id}:{provider_type}:{update_.provider_message_id}")
+    row = (
+        await session.execute(
+            _APPLY_STATUS,
+            {
+                "status": update_.status,
+                "at": update_.timestamp,
+                "reason": _reason(update_),
+                "org": org_id,
+                "ptype": provider_type,
+                "pmid": update_.provider_message_id,
+            },
+        )
+    ).first()
+    if row is None:
+        session.add(
+            WhatsappStatusBacklog(
+                organization_id=org_id,
+                provider_type=provider_type,
+                provider_message_id=update_.provider_message_id,
+                status=update_.status,
+                occurred_at=update_.timestamp,
+                error_code=update_.error_code,
+                error_message=update_.error_message,
+            )
+        )
+        await session.flush()
+        if counts:
+            counts.backlogged += 1
+        return False
+    if counts:
+        counts.statuses += 1
+    await emit(
+        session,
+        DomainEvent(
+            type="message.status_changed",
+            organization_id=org_id,
+            data={
+                "message_id": str(row.id),
+                "lead_id": str(row.lead_id) if row.lead_id else None,
+                "status": row.status,
+            },
+        ),
+    )
+    return True
+
+
+async def _apply_backlog(
+    session: AsyncSession, org_id: uuid.UUID, provider_type: str, provider_message_id: str
+) -> None:
+    """Statuses that arrived before this message's id was known (caller holds the lock)."""
+    rows = (
+        (
+            await session.execute(
+                select(WhatsappStatusBacklog)
+                .where(
+                    WhatsappStatusBacklog.organization_id == org_id,
+                    WhatsappStatusBacklog.provider_type == provider_type,
+                    WhatsappStatusBacklog.provider_message_id == provider_message_id,
+                )
+                .order_by(WhatsappStatusBacklog.occurred_at)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for b in rows:
+        await session.execute(
+            _APPLY_STATUS,
+            {
+                "status": b.status,
+                "at": b.occurred_at,
+                "reason": _reason(
+                    StatusUpdate(
+                        provider_message_id=b.provider_message_id,
+                        status=b.status,  # type: ignore[arg-type]
+                        timestamp=b.occurred_at,
+                        error_code=b.error_code,
+                        error_message=b.error_message,
+                    )
+                ),
+                "org": org_id,
+                "ptype": provider_type,
+                "pmid": provider_message_id,
+            },
+        )
+        await session.delete(b)
+    await session.flush()
+
+
+async def record_sent(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    msg: Message,
+    provider_message_id: str,
+    metadata: dict[str, Any],
+) -> None:
+    """The provider accepted a message: keep its id and apply any status that came first."""
+    await _lock(session, f"wa-msg:{org_id}:{msg.provider_type}:{provider_message_id}")
+    metadata.pop("last_error", None)
+    metadata["sent_at"] = datetime.now(UTC).isoformat()
+    msg.metadata_ = metadata
+    msg.provider_message_id = provider_message_id
+    if msg.status == "pending":
+        msg.status = "sent"
+    msg.updated_at = datetime.now(UTC)
+    await session.flush()
+    await _apply_backlog(session, org_id, msg.provider_type, provider_message_id)
+    await session.refresh(msg)
+    await emit(
+        session,
+        DomainEvent(
+            type="message.sent",
+            organization_id=org_id,
+            data={
+                "message_id": str(msg.id),
+                "lead_id": str(msg.lead_id) if msg.lead_id else None,
+                "to": msg.to_number,
+                "status": msg.status,
+                "content": msg.content,
+            },
+        ),
+    )
+
+
+async def process_webhook(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    config: WhatsappConfig,
+    parsed: ParsedWebhook,
+) -> Processed:
+    provider_type = MESSAGE_PROVIDER_TYPE[config.provider_type]
+    counts = Processed()
+    for msg in parsed.messages:
+        await store_inbound(session, org_id, provider_type, msg, counts, config.id)
+    for st in parsed.statuses:
+        await apply_status(session, org_id, provider_type, st, counts)
+    for s in parsed.sessions:
+        config.connection_status = {"qr": "disconnected"}.get(s.status, s.status)
+        if s.status == "connected":
+            config.last_connected_at = datetime.now(UTC)
+        config.updated_at = datetime.now(UTC)
+    await session.flush()
+    return counts
+
+
+# --- template statistics ---------------------------------------------------------------------
+
+
+async def _refresh_success_rates(session: AsyncSession, template_ids: set[uuid.UUID]) -> None:
+    """success_rate = share of a template's uses that got an answer from the lead."""
+    for tid in template_ids:
+        await session.execute(
+            text(
+                """
+                UPDATE message_templates t SET
+                    usage_count = s.uses,
+                    success_rate = CASE WHEN s.uses = 0 THEN 0
+                                        ELSE s.answered::float / s.uses END,
+                    updated_at = now()
+                  FROM (SELECT count(*) AS uses,
+                               count(*) FILTER (WHERE response_received) AS answered
+                          FROM template_usage_stats WHERE template_id = :t) s
+                 WHERE t.id = :t
+                """
+            ),
+            {"t": tid},
+        )
+
+
+async def _mark_template_responses(
+    session: AsyncSession, org_id: uuid.UUID, lead_id: uuid.UUID
+) -> None:
+    rows = await session.execute(
+        text(
+            """
+            UPDATE template_usage_stats SET
+                response_received = true,
+                response_time_minutes = GREATEST(0,
+                    (EXTRACT(EPOCH FROM (now() - created_at)) / 60)::int)
+             WHERE organization_id = :org AND lead_id = :lead AND NOT response_received
+             RETURNING template_id
+            """
+        ),
+        {"org": org_id, "lead": lead_id},
+    )
+    await _refresh_success_rates(session, {r.template_id for r in rows})
+
+
+async def mark_conversion(session: AsyncSession, lead: Lead) -> None:
+    """A won lead: every template used with it gets ``led_to_conversion``."""
+    await session.execute(
+        update(TemplateUsageStat)
+        .where(
+            TemplateUsageStat.organization_id == lead.organization_id,
+            TemplateUsageStat.lead_id == lead.id,
+        )
+        .values(led_to_conversion=True)
+    )
+
+
+async def choose_variant(session: AsyncSession, template: MessageTemplate) -> MessageTemplate:
+    """An A/B family (the original and its active variants) is used evenly: the least used
+    member is chosen, ties at random. The original's row lock serializes concurrent picks."""
+    root_id = template.parent_template_id or template.id
+    await session.execute(
+        select(MessageTemplate.id).where(MessageTemplate.id == root_id).with_for_update()
+    )
+    family = (
+        (
+            await session.execute(
+                select(MessageTemplate).where(
+                    MessageTemplate.organization_id == template.organization_id,
+                    MessageTemplate.is_active.is_(True),
+                    (MessageTemplate.id == root_id)
+                    | (MessageTemplate.parent_template_id == root_id),
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if not family:
+        return template
+    fewest = min(t.usage_count or 0 for t in family)
+    candidates = [t for t in family if (t.usage_count or 0) == fewest]
+    return random.choice(candidates)  # noqa: S311 - an even split, not a secret
+
+
+# --- outbound ------------------------------------------------------------------------------
+
+
+async def last_inbound_at(session: AsyncSession, lead_id: uuid.UUID) -> datetime | None:
+    result = await session.execute(
+        select(func.max(Message.created_at)).where(
+            Message.lead_id == lead_id,
+            Message.direction == "inbound",
+            Message.provider_type.in_(WHATSAPP_TYPES),
+        )
+    )
+    return result.scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class WindowState:
+    applies: bool
+    open: bool
+    closes_at: datetime | None
+    last_inbound_at: datetime | None
+
+
+async def window_state(session: AsyncSession, kind: str | None, lead_id: uuid.UUID) -> WindowState:
+    """Meta's customer-service window: free-form messages only within 24 hours of the
+    customer's last message (Cloud API only; the other providers have no such rule)."""
+    last = await last_inbound_at(session, lead_id)
+    if kind != "business_api":
+        return WindowState(False, True, None, last)
+    if last is None:
+        return WindowState(True, False, None, None)
+    closes = last + WINDOW
+    return WindowState(True, closes > datetime.now(UTC), closes, last)
+
+
+async def send_message(
+    session: AsyncSession,
+    principal: Principal,
+    lead_id: uuid.UUID,
+    *,
+    content: str | None = None,
+    template_id: uuid.UUID | None = None,
+    reply_to_message_id: uuid.UUID | None = None,
+    context_type: str = "manual",
+) -> Message:
+    principal.require("messages:write")
+    if bool(content) == bool(template_id):
+        raise ValidationFailed(
+            "Send either a text (content) or a template (template_id).",
+            extra={"errors": [{"field": "content", "message": "give content or template_id"}]},
+        )
+    lead = await leads_service.get_lead(session, principal, lead_id)
+    # Members message the leads they may edit; an organization's key with messages:write
+    # messages any of its leads.
+    if principal.via != "api_key" and not leads_service.may_edit(principal, lead):
+        raise NotFound("No lead with that id.", code="lead_not_found")
+    if not lead.phone:
+        raise ValidationFailed(
+            "This lead has no phone number to send WhatsApp messages to.",
+            code="lead_without_phone",
+            extra={"errors": [{"field": "phone", "message": "the lead has no phone"}]},
+        )
+    org_id = principal.org()
+    config = await active_config(session, org_id)
+    if config is None:
+        raise Conflict(
+            "WhatsApp is not set up: add and activate a provider in Settings → WhatsApp.",
+            code="whatsapp_not_configured",
+        )
+    org = await session.get(Organization, org_id)
+    metadata: dict[str, Any] = {"sent_by": str(principal.user_id)}
+    template: MessageTemplate | None = None
+    if template_id is not None:
+        chosen = await templates_service.get_template(session, principal, template_id)
+        if not chosen.is_active:
+            raise ValidationFailed("This template is inactive.", code="template_inactive")
+        template = await choose_variant(session, chosen)
+        stage = await session.get(PipelineStage, lead.stage_id)
+        assignee = await session.get(User, lead.assigned_to) if lead.assigned_to else None
+        content = templates_service.render(template, lead, org, stage=stage, assignee=assignee)
+        metadata["template"] = {
+            "id": str(template.id),
+            "name": template.name,
+            "requested_id": str(template_id),
+            "whatsapp_template_name": template.whatsapp_template_name,
+            "language": template.whatsapp_language,
+            "parameters": _template_parameters(template, lead, org, stage, assignee),
+        }
+    window = await window_state(session, config.provider_type, lead.id)
+    if window.applies and not window.open:
+        approved = template is not None and template.whatsapp_template_name
+        if not approved:
+            since = (
+                f"the customer's last message was at {window.last_inbound_at:%Y-%m-%d %H:%M} UTC"
+                if window.last_inbound_at
+                else "the customer has never written"
+            )
+            raise ValidationFailed(
+                "Outside WhatsApp's 24-hour window: only an approved template (a template "
+                f"mapped to a Meta template name) can be sent now; {since}.",
+                code="outside_window",
+                extra={
+                    "last_inbound_at": window.last_inbound_at.isoformat()
+                    if window.last_inbound_at
+                    else None
+                },
+            )
+    if reply_to_message_id is not None:
+        original = await session.get(Message, reply_to_message_id)
+        if original is None or original.lead_id != lead.id:
+            raise NotFound("The message to reply to was not found in this conversation.")
+        if original.provider_message_id:
+            metadata["reply_to"] = original.provider_message_id
+    message = Message(
+        id=uuid.uuid4(),
+        organization_id=org_id,
+        lead_id=lead.id,
+        conversation_id=conversation_for(org_id, lead.phone),
+        provider_type=MESSAGE_PROVIDER_TYPE[config.provider_type],
+        direction="outbound",
+        message_type="template" if template is not None else "text",
+        content=content,
+        to_number=lead.phone,
+        contact_name=lead.full_name,
+        status="pending",
+        metadata_=metadata,
+    )
+    session.add(message)
+    await session.flush()
+    if template is not None:
+        session.add(
+            TemplateUsageStat(
+                organization_id=org_id,
+                template_id=template.id,
+                user_id=principal.user_id,
+                lead_id=lead.id,
+                used_in_message_id=message.id,
+                context_type=context_type,
+            )
+        )
+        await session.flush()
+        await _refresh_success_rates(session, {template.id})
+    await record_activity(
+        session,
+        lead,
+        user_id=principal.user_id,
+        activity_type="message",
+        title="WhatsApp enviado",
+        description=_preview(content),
+        metadata={"message_id": str(message.id), "direction": "outbound"},
+    )
+    await enqueue(
+        session,
+        "whatsapp.send",
+        {"message_id": message.id},
+        organization_id=org_id,
+        max_attempts=8,
+    )
+    return message
+
+
+def _template_parameters(
+    template: MessageTemplate,
+    lead: Lead,
+    org: Organization | None,
+    stage: PipelineStage | None,
+    assignee: User | None,
+) -> list[str]:
+    """The values of the template's placeholders in order: Meta's {{1}}, {{2}}, …"""
+    values: list[str] = []
+    for match in templates_service.PLACEHOLDER.finditer(template.content):
+        values.append(
+            templates_service.render(match.group(0), lead, org, stage=stage, assignee=assignee)
+        )
+    return values
+
+
+async def mark_conversation_read(
+    session: AsyncSession, principal: Principal, lead_id: uuid.UUID
+) -> int:
+    """Opening a conversation reads its inbound messages."""
+    principal.require("messages:read")
+    await leads_service.get_lead(session, principal, lead_id)  # visibility
+    result = await session.execute(
+        text(
+            """
+            UPDATE messages SET status = 'read', read_at = COALESCE(read_at, now()),
+                   updated_at = now()
+             WHERE organization_id = :org AND lead_id = :lead AND direction = 'inbound'
+               AND status <> 'read'
+            RETURNING id
+            """
+        ),
+        {"org": principal.org(), "lead": lead_id},
+    )
+    count = len(result.all())
+    if count:
+        await notify_live(session, principal.org(), "conversation.read", lead_id=lead_id)
+    return count
+
+
+def describe_provider(kind: str) -> str:
+    return provider_name(kind)

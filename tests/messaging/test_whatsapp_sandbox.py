@@ -1,0 +1,198 @@
+"""WhatsApp through the sandbox provider: inbound messages make leads, replies go out and
+their statuses advance, templates are counted, and nobody sees another organization's."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from lovedcrm.config import Settings
+from lovedcrm.db.engine import Database
+from lovedcrm.db.tenant import set_tenant
+from lovedcrm.messaging.models import TemplateUsageStat
+from lovedcrm.messaging.whatsapp import phone_variants
+from tests.conftest import signup
+from tests.messaging.conftest import make_due, run_wa_jobs, sandbox_active
+
+INJECT = "/api/v1/whatsapp/sandbox/inbound"
+
+
+@pytest.fixture
+async def org(client: httpx.AsyncClient) -> dict[str, Any]:
+    data = await signup(client, full_name="Bia Vendas")
+    data["config_id"] = await sandbox_active(client, data["headers"])
+    return data
+
+
+async def _conversations(client: httpx.AsyncClient, h: dict[str, str]) -> list[dict[str, Any]]:
+    r = await client.get("/api/v1/conversations", headers=h)
+    assert r.status_code == 200, r.text
+    return list(r.json())
+
+
+def test_brazilian_ninth_digit_twin() -> None:
+    assert phone_variants("+5511987654321") == ["+5511987654321", "+551187654321"]
+    assert phone_variants("+551187654321") == ["+551187654321", "+5511987654321"]
+    assert phone_variants("+14155550100") == ["+14155550100"]
+
+
+async def test_inbound_creates_a_lead_then_links_the_next_message(
+    client: httpx.AsyncClient, org: dict[str, Any], database: Database, settings: Settings
+) -> None:
+    h = org["headers"]
+    r = await client.post(
+        INJECT,
+        headers=h,
+        json={"from_number": "(11) 98765-4321", "contact_name": "João Cliente", "content": "Oi!"},
+    )
+    assert r.status_code == 202, r.text
+    await run_wa_jobs(database, settings)
+    convs = await _conversations(client, h)
+    assert len(convs) == 1
+    conv = convs[0]
+    assert conv["lead_name"] == "João Cliente" and conv["phone"] == "+5511987654321"
+    assert conv["unread"] == 1 and conv["last_message"] == "Oi!"
+
+    lead = (await client.get(f"/api/v1/leads/{conv['lead_id']}", headers=h)).json()
+    assert lead["source"] == "whatsapp"
+
+    # The same sender again: linked to the same lead, not a new one.
+    await client.post(INJECT, headers=h, json={"from_number": "+5511987654321", "content": "?"})
+    await run_wa_jobs(database, settings)
+    convs = await _conversations(client, h)
+    assert len(convs) == 1 and convs[0]["unread"] == 2
+
+    msgs = (await client.get(f"/api/v1/leads/{conv['lead_id']}/messages", headers=h)).json()
+    assert [m["content"] for m in msgs] == ["Oi!", "?"]
+    assert all(m["direction"] == "inbound" and m["status"] == "delivered" for m in msgs)
+
+    # The timeline shows the messages.
+    acts = (await client.get(f"/api/v1/leads/{conv['lead_id']}/activities", headers=h)).json()
+    items = acts["items"] if isinstance(acts, dict) else acts
+    assert sum(1 for a in items if a["type"] == "message") == 2
+
+    r = await client.post(f"/api/v1/leads/{conv['lead_id']}/messages/read", headers=h)
+    assert r.json() == {"read": 2}
+    assert (await _conversations(client, h))[0]["unread"] == 0
+
+
+async def test_reply_goes_out_and_its_status_advances(
+    client: httpx.AsyncClient, org: dict[str, Any], database: Database, settings: Settings
+) -> None:
+    h = org["headers"]
+    await client.post(INJECT, headers=h, json={"from_number": "11 91234-5678", "content": "Preço?"})
+    await run_wa_jobs(database, settings)
+    lead_id = (await _conversations(client, h))[0]["lead_id"]
+
+    r = await client.post(
+        f"/api/v1/leads/{lead_id}/messages", headers=h, json={"content": "<b>R$ 99</b>"}
+    )
+    assert r.status_code == 202, r.text
+    sent = r.json()
+    assert sent["status"] == "pending" and sent["direction"] == "outbound"
+    assert sent["provider_type"] == "whatsapp_sandbox"
+
+    await run_wa_jobs(database, settings)
+    msg = (await client.get(f"/api/v1/messages/{sent['id']}", headers=h)).json()
+    assert msg["status"] == "sent" and msg["provider_message_id"].startswith("sandbox.")
+
+    await run_wa_jobs(database, settings, due_now=True)  # the receipts are scheduled later
+    make_due(database)
+    await run_wa_jobs(database, settings, due_now=True)
+    msg = (await client.get(f"/api/v1/messages/{sent['id']}", headers=h)).json()
+    assert msg["status"] == "read", msg
+    assert msg["delivered_at"] and msg["read_at"]
+
+
+async def test_send_refuses_bad_input(
+    client: httpx.AsyncClient, org: dict[str, Any], database: Database, settings: Settings
+) -> None:
+    h = org["headers"]
+    lead = (
+        await client.post("/api/v1/leads", headers=h, json={"full_name": "Sem Telefone"})
+    ).json()
+    r = await client.post(f"/api/v1/leads/{lead['id']}/messages", headers=h, json={"content": "x"})
+    assert r.status_code == 422 and r.json()["code"] == "lead_without_phone"
+    r = await client.post(f"/api/v1/leads/{lead['id']}/messages", headers=h, json={})
+    assert r.status_code == 422
+    r = await client.post(INJECT, headers=h, json={"from_number": "abc", "content": "x"})
+    assert r.status_code == 422 and "from_number" in r.text
+
+
+async def test_no_active_provider_is_a_clear_refusal(client: httpx.AsyncClient) -> None:
+    data = await signup(client)
+    h = data["headers"]
+    lead = (
+        await client.post(
+            "/api/v1/leads", headers=h, json={"full_name": "Ana", "phone": "11987650000"}
+        )
+    ).json()
+    r = await client.post(f"/api/v1/leads/{lead['id']}/messages", headers=h, json={"content": "x"})
+    assert r.status_code == 409 and r.json()["code"] == "whatsapp_not_configured"
+    assert "Settings" in r.json()["detail"]
+
+
+async def test_ab_variants_are_used_evenly_and_answers_counted(
+    client: httpx.AsyncClient, org: dict[str, Any], database: Database, settings: Settings
+) -> None:
+    h = org["headers"]
+    a = (
+        await client.post(
+            "/api/v1/templates",
+            headers=h,
+            json={"name": "Oferta A", "category": "follow_up", "content": "Oi {{first_name}}!"},
+        )
+    ).json()
+    b = (
+        await client.post(
+            "/api/v1/templates",
+            headers=h,
+            json={
+                "name": "Oferta B",
+                "category": "follow_up",
+                "content": "Olá {{first_name|cliente}}, tudo bem?",
+                "parent_template_id": a["id"],
+            },
+        )
+    ).json()
+    leads = []
+    for i in range(4):
+        await client.post(
+            INJECT,
+            headers=h,
+            json={"from_number": f"+55119800000{i:02d}", "contact_name": f"Cli{i} X", "content": "oi"},
+        )
+    await run_wa_jobs(database, settings)
+    leads = [c["lead_id"] for c in await _conversations(client, h)]
+    assert len(leads) == 4
+    texts = []
+    for lead_id in leads:
+        r = await client.post(
+            f"/api/v1/leads/{lead_id}/messages", headers=h, json={"template_id": a["id"]}
+        )
+        assert r.status_code == 202, r.text
+        texts.append(r.json()["content"])
+    # Two of each: the family is used evenly.
+    assert sum(t.startswith("Oi Cli") for t in texts) == 2
+    assert sum(t.startswith("Olá Cli") for t in texts) == 2
+    got = {t["id"]: t for t in (await client.get("/api/v1/templates", headers=h)).json()}
+    assert got[a["id"]]["usage_count"] == 2 and got[b["id"]]["usage_count"] == 2
+
+    # One lead answers: its template's use is marked answered, with a response time.
+    await run_wa_jobs(database, settings)
+    phone = (await client.get(f"/api/v1/leads/{leads[0]}", headers=h)).json()["phone"]
+    await client.post(INJECT, headers=h, json={"from_number": phone, "content": "quero!"})
+    await run_wa_jobs(database, settings)
+    async with database.sessionmaker() as s, s.begin():
+        await set_tenant(s, uuid.UUID(org["organization_id"]))
+        stats = (await s.execute(select(TemplateUsageStat))).scalars().all()
+    answered = [x for x in stats if x.response_received]
+    assert len(stats) == 4 and len(answered) == 1
+    assert answered[0].response_time_minutes == 0
+    got = {t["id"]: t for t in (await client.get("/api/v1/templates", headers=h)).json()}
+    rates = sorted([got[a["id"]]["success_rate"], got[b["id"]]["success_rate"]])
+    assert rates == [0.0, 0.5]
