@@ -51,9 +51,7 @@ def upgrade() -> None:
     op.add_column(
         "message_templates", sa.Column("whatsapp_template_name", sa.String(512), nullable=True)
     )
-    op.add_column(
-        "message_templates", sa.Column("whatsapp_language", sa.String(20), nullable=True)
-    )
+    op.add_column("message_templates", sa.Column("whatsapp_language", sa.String(20), nullable=True))
     op.create_table(
         "whatsapp_status_backlog",
         sa.Column("id", sa.Uuid(), server_default=sa.text("gen_random_uuid()"), nullable=False),

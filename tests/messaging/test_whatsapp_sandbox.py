@@ -164,7 +164,11 @@ async def test_ab_variants_are_used_evenly_and_answers_counted(
         await client.post(
             INJECT,
             headers=h,
-            json={"from_number": f"+55119800000{i:02d}", "contact_name": f"Cli{i} X", "content": "oi"},
+            json={
+                "from_number": f"+55119800000{i:02d}",
+                "contact_name": f"Cli{i} X",
+                "content": "oi",
+            },
         )
     await run_wa_jobs(database, settings)
     leads = [c["lead_id"] for c in await _conversations(client, h)]
