@@ -54,7 +54,7 @@ from lovedcrm.core.middleware import describe_bytes
 from lovedcrm.db.tenant import after_commit, tenant_transaction
 from lovedcrm.jobs.engine import JobContext, LeaseLost, PermanentFailure, enqueue, job_handler
 from lovedcrm.jobs.models import BackgroundJob
-from lovedcrm.leads import service
+from lovedcrm.leads import assignment, service
 from lovedcrm.leads.models import Lead
 from lovedcrm.leads.schemas import LeadIn
 from lovedcrm.organizations.models import Organization, OrganizationMember
@@ -952,6 +952,10 @@ async def _run_chunk(
                 continue
             if not principal.can("leads:write_all"):
                 data["assigned_to"] = principal.user_id
+            elif "assigned_to" not in data:  # as create_lead: the assignment setting decides
+                data["assigned_to"] = await assignment.automatic_assignee(
+                    s, org_id, (org.settings if org else None) or {}
+                )
             lead = Lead(id=uuid.uuid4(), organization_id=org_id, stage_id=stage_id, **data)
             s.add(lead)
             known.add(lead)

@@ -42,7 +42,13 @@ class LeadIn(StrictIn):
     company: str | None = Field(default=None, max_length=255, examples=["Padaria Pão Quente"])
     job_title: str | None = Field(default=None, max_length=255, examples=["Sócio"])
     stage_id: uuid.UUID | None = None
-    assigned_to: uuid.UUID | None = None
+    assigned_to: uuid.UUID | None = Field(
+        default=None,
+        description="The member the lead goes to. Left out, the organization's "
+        "`settings.assignment` decides: `round_robin` gives it to the next active sales "
+        "member, `manual` to nobody; `null` leaves it unassigned either way. Without "
+        "`leads:write_all` a new lead is always yours.",
+    )
     source: str | None = Field(default=None, max_length=100, examples=["whatsapp"])
     estimated_value: Decimal | None = Field(
         default=None, ge=0, max_digits=10, decimal_places=2, examples=["1500.00"]

@@ -3,13 +3,17 @@ domain event per change (webhooks, analytics and live pages follow from the even
 
 Scope: without ``leads:read_all`` a member sees only the leads assigned to them; without
 ``leads:write_all`` they edit only those (and cannot give a lead to someone else).
+
+A new lead that names no assignee is assigned by the organization's ``assignment`` setting
+(``leads.assignment``: round-robin among the sales members, or nobody).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -27,6 +31,7 @@ from lovedcrm.core.errors import Forbidden, NotFound, ValidationFailed
 from lovedcrm.core.events import DomainEvent, emit
 from lovedcrm.core.pagination import BadCursor, decode_cursor, encode_cursor
 from lovedcrm.core.phones import to_e164
+from lovedcrm.leads import assignment
 from lovedcrm.leads.models import Lead, folded
 from lovedcrm.leads.schemas import LeadOut
 from lovedcrm.organizations.models import Organization, OrganizationMember
@@ -49,6 +54,24 @@ AUDITED_FIELDS = (
 )
 
 CUSTOM_FIELD_TYPES = ("text", "number", "date", "select", "checkbox")
+# A key is also a message template variable ({{key}}), hence an identifier.
+CUSTOM_FIELD_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,49}")
+MAX_CUSTOM_FIELDS = 50
+MAX_CUSTOM_OPTIONS = 100
+CUSTOM_LABEL_MAX = 100
+CUSTOM_OPTION_MAX = 100
+
+# The messages of custom_field_definition_errors (the settings page words them for people).
+DEF_NOT_A_LIST = "must be a list of field definitions"
+DEF_TOO_MANY = f"can hold at most {MAX_CUSTOM_FIELDS} fields"
+DEF_NOT_AN_OBJECT = "must be an object with a key, a label and a type"
+DEF_BAD_KEY = "must be 1 to 50 letters, digits or _, not starting with a digit"
+DEF_KEY_TAKEN = "is already used by another field"
+DEF_BAD_LABEL = f"must be text of 1 to {CUSTOM_LABEL_MAX} characters"
+DEF_BAD_TYPE = f"must be one of: {', '.join(CUSTOM_FIELD_TYPES)}"
+DEF_NO_OPTIONS = f"a select field needs 1 to {MAX_CUSTOM_OPTIONS} options"
+DEF_BAD_OPTIONS = f"must be different texts of 1 to {CUSTOM_OPTION_MAX} characters"
+DEF_BAD_REQUIRED = "must be true or false"
 
 
 def snapshot(lead: Lead) -> dict[str, Any]:
@@ -189,6 +212,58 @@ def custom_field_definitions(org: Organization | None) -> list[dict[str, Any]]:
     return [d for d in raw if isinstance(d, dict) and isinstance(d.get("key"), str)]
 
 
+def _definition_errors(where: str, d: dict[str, Any]) -> list[dict[str, str]]:
+    errors: list[dict[str, str]] = []
+    if not (isinstance(d.get("key"), str) and CUSTOM_FIELD_KEY.fullmatch(d["key"])):
+        errors.append({"field": f"{where}.key", "message": DEF_BAD_KEY})
+    label = d.get("label")
+    if "label" in d and not (
+        isinstance(label, str) and label.strip() and len(label) <= CUSTOM_LABEL_MAX
+    ):
+        errors.append({"field": f"{where}.label", "message": DEF_BAD_LABEL})
+    kind = d.get("type", "text")
+    if kind not in CUSTOM_FIELD_TYPES:
+        errors.append({"field": f"{where}.type", "message": DEF_BAD_TYPE})
+    options = d.get("options")
+    if kind == "select" and not (
+        isinstance(options, list) and 0 < len(options) <= MAX_CUSTOM_OPTIONS
+    ):
+        errors.append({"field": f"{where}.options", "message": DEF_NO_OPTIONS})
+    elif options is not None and not (
+        isinstance(options, list)
+        and all(isinstance(o, str) and o.strip() and len(o) <= CUSTOM_OPTION_MAX for o in options)
+        and len(set(options)) == len(options)
+    ):
+        errors.append({"field": f"{where}.options", "message": DEF_BAD_OPTIONS})
+    if "required" in d and not isinstance(d["required"], bool):
+        errors.append({"field": f"{where}.required", "message": DEF_BAD_REQUIRED})
+    return errors
+
+
+def custom_field_definition_errors(raw: Any) -> list[dict[str, str]]:
+    """Field errors of ``settings.custom_fields``: a list of ``{key, label, type, options,
+    required}`` (``label`` defaults to the key, ``type`` to text; ``options`` only for
+    select). Other attributes are kept as they are."""
+    if not isinstance(raw, list):
+        return [{"field": "custom_fields", "message": DEF_NOT_A_LIST}]
+    if len(raw) > MAX_CUSTOM_FIELDS:
+        return [{"field": "custom_fields", "message": DEF_TOO_MANY}]
+    errors: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for i, d in enumerate(raw):
+        where = f"custom_fields.{i}"
+        if not isinstance(d, dict):
+            errors.append({"field": where, "message": DEF_NOT_AN_OBJECT})
+            continue
+        errors += _definition_errors(where, d)
+        key = d.get("key")
+        if isinstance(key, str):
+            if key in seen:
+                errors.append({"field": f"{where}.key", "message": DEF_KEY_TAKEN})
+            seen.add(key)
+    return errors
+
+
 def _custom_value_error(definition: dict[str, Any], value: Any) -> str | None:
     kind = definition.get("type", "text")
     if kind == "text":
@@ -211,12 +286,19 @@ def _custom_value_error(definition: dict[str, Any], value: Any) -> str | None:
 
 
 def validate_custom_fields(
-    definitions: Sequence[dict[str, Any]], values: dict[str, Any]
+    definitions: Sequence[dict[str, Any]],
+    values: dict[str, Any],
+    *,
+    changed: Collection[str] | None = None,
 ) -> list[dict[str, str]]:
-    """Field errors for ``values`` against the organization's definitions."""
+    """Field errors for ``values`` against the organization's definitions.
+
+    With ``changed`` (an update) only those keys are checked: values kept from before stay
+    valid even when their field was removed or redefined since, and a required field left
+    empty on an older lead does not block changing another one (it cannot be emptied)."""
     by_key = {d["key"]: d for d in definitions}
     errors: list[dict[str, str]] = []
-    unknown = sorted(k for k in values if k not in by_key)
+    unknown = sorted(k for k in values if k not in by_key and (changed is None or k in changed))
     if unknown:
         errors.append(
             {
@@ -226,6 +308,8 @@ def validate_custom_fields(
             }
         )
     for key, definition in by_key.items():
+        if changed is not None and key not in changed:
+            continue
         value = values.get(key)
         if value is None or value == "":
             if definition.get("required"):
@@ -246,7 +330,11 @@ def _region(org: Organization | None) -> str:
 
 
 async def _clean(
-    session: AsyncSession, principal: Principal, data: dict[str, Any]
+    session: AsyncSession,
+    principal: Principal,
+    data: dict[str, Any],
+    *,
+    custom_changed: Collection[str] | None = None,
 ) -> dict[str, Any]:
     errors: list[dict[str, str]] = []
     org = await _org(session, principal.org())
@@ -261,7 +349,9 @@ async def _clean(
         data["custom_fields"] = {
             k: v for k, v in (data["custom_fields"] or {}).items() if v is not None
         }
-        errors += validate_custom_fields(custom_field_definitions(org), data["custom_fields"])
+        errors += validate_custom_fields(
+            custom_field_definitions(org), data["custom_fields"], changed=custom_changed
+        )
     if data.get("stage_id") is not None:
         stage = await session.get(PipelineStage, data["stage_id"])
         if stage is None or stage.organization_id != principal.org() or not stage.is_active:
@@ -422,6 +512,12 @@ async def create_lead(session: AsyncSession, principal: Principal, data: dict[st
         await dedup.refuse_duplicates(session, principal, data)
     if data.get("stage_id") is None:
         data["stage_id"] = (await first_stage(session, principal.org())).id
+    if "assigned_to" not in data:
+        # Nobody named (null would be "nobody" on purpose): the organization's setting decides.
+        org = await _org(session, principal.org())
+        data["assigned_to"] = await assignment.automatic_assignee(
+            session, principal.org(), (org.settings if org else None) or {}
+        )
     lead = Lead(organization_id=principal.org(), **data)
     if lead.status == "converted":
         lead.converted_at = func.now()
@@ -481,6 +577,7 @@ async def update_lead(
             code="permission_denied",
             extra={"permission": "leads:write_all"},
         )
+    custom_changes = dict(changes.get("custom_fields") or {})
     if "custom_fields" in changes:
         # PATCH semantics: merged into the current values (null removes a key).
         changes["custom_fields"] = {
@@ -489,7 +586,10 @@ async def update_lead(
         }
     merged = {**snapshot(lead), **changes}
     cleaned = await _clean(
-        session, principal, {k: v for k, v in merged.items() if k in changes or k == "lost_reason"}
+        session,
+        principal,
+        {k: v for k, v in merged.items() if k in changes or k == "lost_reason"},
+        custom_changed=set(custom_changes),
     )
     before = snapshot(lead)
     for key, value in cleaned.items():

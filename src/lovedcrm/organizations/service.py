@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +20,8 @@ from lovedcrm.core import security
 from lovedcrm.core.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 from lovedcrm.core.mail import get_mailer
 from lovedcrm.db.tenant import after_commit, set_tenant
+from lovedcrm.leads import service as leads_service
+from lovedcrm.leads.assignment import ASSIGNMENT_MODES
 from lovedcrm.organizations.models import Invitation, Organization, OrganizationMember
 from lovedcrm.organizations.permissions import Role, validate_overrides
 
@@ -52,6 +55,12 @@ def _setting_errors(settings: dict[str, Any]) -> list[dict[str, str]]:
         errors.append({"field": "locale", "message": f"must be one of {', '.join(LOCALES)}"})
     if "currency" in settings and settings["currency"] not in CURRENCIES:
         errors.append({"field": "currency", "message": f"must be one of {', '.join(CURRENCIES)}"})
+    if "assignment" in settings and settings["assignment"] not in ASSIGNMENT_MODES:
+        errors.append(
+            {"field": "assignment", "message": f"must be one of {', '.join(ASSIGNMENT_MODES)}"}
+        )
+    if settings.get("custom_fields") is not None:
+        errors += leads_service.custom_field_definition_errors(settings["custom_fields"])
     days = settings.get("stale_days", 7)
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 365:
         errors.append({"field": "stale_days", "message": "must be a whole number from 1 to 365"})
@@ -72,6 +81,23 @@ async def get_organization(session: AsyncSession, principal: Principal) -> Organ
     return org
 
 
+async def _locked_organization(session: AsyncSession, principal: Principal) -> Organization:
+    """The organization re-read and row-locked (FOR NO KEY UPDATE: inserts referencing it
+    are not blocked) until the transaction ends, so a read-modify-write of its settings
+    cannot lose a concurrent change (the lead assignment cursor among them)."""
+    org = (
+        await session.execute(
+            select(Organization)
+            .where(Organization.id == principal.org())
+            .with_for_update(key_share=True)
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+    if org is None:
+        raise NotFound("Organization not found.")
+    return org
+
+
 async def update_organization(
     session: AsyncSession,
     principal: Principal,
@@ -80,7 +106,7 @@ async def update_organization(
     settings: dict[str, Any] | None,
 ) -> Organization:
     principal.require("settings:manage")
-    org = await get_organization(session, principal)
+    org = await _locked_organization(session, principal)
     before = {"name": org.name, "settings": dict(org.settings or {})}
     if settings:
         unknown = sorted(set(settings) - _SETTING_KEYS)
@@ -113,6 +139,108 @@ async def update_organization(
         changes=audit.diff(before, {"name": org.name, "settings": dict(org.settings or {})}),
     )
     return org
+
+
+# --- custom fields (settings.custom_fields, edited one at a time by the settings page) ------
+
+
+def custom_field_key(label: str) -> str:
+    """The key a label suggests: "Data de aniversário" → ``data_de_aniversario``."""
+    ascii_text = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode()
+    key = re.sub(r"[^a-z0-9]+", "_", ascii_text.lower()).strip("_")
+    if key[:1].isdigit():
+        key = f"f_{key}"
+    return key[:50].rstrip("_")
+
+
+async def _custom_fields(session: AsyncSession, principal: Principal) -> list[dict[str, Any]]:
+    principal.require("settings:manage")
+    org = await _locked_organization(session, principal)
+    return [dict(d) for d in leads_service.custom_field_definitions(org)]
+
+
+def _index_of(fields: list[dict[str, Any]], key: str) -> int:
+    for i, d in enumerate(fields):
+        if d["key"] == key:
+            return i
+    raise NotFound("No custom field with that key.", code="custom_field_not_found")
+
+
+def _definition(
+    key: str, label: str, kind: str, options: list[str] | None, required: bool
+) -> dict[str, Any]:
+    definition: dict[str, Any] = {"key": key, "label": label.strip(), "type": kind}
+    if kind == "select":
+        definition["options"] = [o.strip() for o in options or [] if o.strip()]
+    if required:
+        definition["required"] = True
+    return definition
+
+
+async def add_custom_field(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    label: str,
+    key: str | None,
+    kind: str,
+    options: list[str] | None = None,
+    required: bool = False,
+) -> dict[str, Any]:
+    """Append a field (the key derived from the label when not given); the settings'
+    validation decides what is acceptable."""
+    fields = await _custom_fields(session, principal)
+    definition = _definition(
+        (key or "").strip() or custom_field_key(label), label, kind, options, required
+    )
+    await update_organization(
+        session, principal, name=None, settings={"custom_fields": [*fields, definition]}
+    )
+    return definition
+
+
+async def update_custom_field(
+    session: AsyncSession,
+    principal: Principal,
+    key: str,
+    *,
+    label: str,
+    options: list[str] | None = None,
+    required: bool = False,
+) -> dict[str, Any]:
+    """A field's label, options (select) and required flag; its key and type stay (the
+    values already saved in leads depend on them). Other attributes are kept."""
+    fields = await _custom_fields(session, principal)
+    i = _index_of(fields, key)
+    current = fields[i]
+    changed = _definition(key, label, str(current.get("type", "text")), options, required)
+    kept = {k: v for k, v in current.items() if k not in ("label", "options", "required")}
+    fields[i] = {**kept, **changed}
+    await update_organization(session, principal, name=None, settings={"custom_fields": fields})
+    return fields[i]
+
+
+async def move_custom_field(
+    session: AsyncSession, principal: Principal, key: str, direction: Literal["up", "down"]
+) -> None:
+    """One place up or down (the order of the lead page and forms)."""
+    fields = await _custom_fields(session, principal)
+    i = _index_of(fields, key)
+    j = i - 1 if direction == "up" else i + 1
+    if 0 <= j < len(fields):
+        fields[i], fields[j] = fields[j], fields[i]
+        await update_organization(session, principal, name=None, settings={"custom_fields": fields})
+
+
+async def remove_custom_field(session: AsyncSession, principal: Principal, key: str) -> None:
+    """Stop offering a field. The values leads hold are kept (not shown any more; adding a
+    field with the same key brings them back)."""
+    fields = await _custom_fields(session, principal)
+    del fields[_index_of(fields, key)]
+    await update_organization(session, principal, name=None, settings={"custom_fields": fields})
+
+
+# --- members ------------------------------------------------------------------------------
 
 
 async def list_members(

@@ -1,6 +1,7 @@
 """HTML pages for leads: the list (sort, filters, keyset pages, bulk actions), the create
 form (with the duplicate warning), the lead page (edit in place, stage, won/lost, timeline,
-notes, tasks, merge, delete) and the import wizard (upload → mapping → progress).
+notes, tasks, merge, delete, custom fields) and the import wizard (upload → mapping →
+progress).
 
 Thin: every rule (scope, permissions, validation, duplicates) lives in ``leads.service``,
 ``leads.activities``, ``leads.dedup`` and ``leads.importing``; these views translate forms
@@ -10,11 +11,13 @@ into their calls and their errors into words under the fields.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, get_args
 from urllib.parse import urlencode
@@ -28,7 +31,7 @@ from lovedcrm.auth.deps import SESSION_COOKIE, SessionDep, SettingsDep, get_prin
 from lovedcrm.config import Settings
 from lovedcrm.core.errors import AppError, NotFound
 from lovedcrm.leads import activities as activities_service
-from lovedcrm.leads import dedup, importing
+from lovedcrm.leads import assignment, dedup, importing
 from lovedcrm.leads import service as leads_service
 from lovedcrm.leads.models import LEAD_STATUSES, Lead
 from lovedcrm.leads.schemas import LeadIn, LeadSort, LeadUpdateIn
@@ -66,6 +69,9 @@ EDITABLE = (
     "assigned_to",
 )
 TEXT_FIELDS = ("full_name", "email", "phone", "company", "job_title", "source")
+# A custom field is edited in place as "custom:<key>".
+CUSTOM = "custom:"
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")
 TIMELINE_TYPES = ("note", "task", "stage_change", "call", "email", "meeting", "message")
 
 
@@ -438,8 +444,35 @@ def _friendly(name: str, t: Any) -> str:
     return FRIENDLY[name](t) if name in FRIENDLY else str(t("Check this field."))
 
 
-def _field_errors(exc: Exception, t: Any) -> dict[str, str]:
-    """Errors by form field from a pydantic error or a service's ValidationFailed."""
+def _custom_message(definition: dict[str, Any] | None, message: str, t: Any) -> str:
+    """A custom field's error (leads.service's validation) naming the field."""
+    if definition is None:
+        return str(t("This custom field no longer exists. Reload the page."))
+    name = {"field": definition.get("label") or definition["key"]}
+    if message == "is required":
+        return str(t("%(field)s is required: fill it in.")) % name
+    kind = definition.get("type", "text")
+    if kind == "number":
+        return str(t("%(field)s: use a number, like 12 or 1500.50.")) % name
+    if kind == "date":
+        return str(t("%(field)s: use a date, like 2026-11-25.")) % name
+    if kind == "checkbox":
+        return str(t("%(field)s: choose yes or no.")) % name
+    if kind == "select":
+        options = ", ".join(str(o) for o in definition.get("options") or [])
+        return str(t("%(field)s: choose one of the options: %(options)s.")) % {
+            **name,
+            "options": options,
+        }
+    return str(t("%(field)s: use text.")) % name
+
+
+def _field_errors(
+    exc: Exception, t: Any, definitions: list[dict[str, Any]] | None = None
+) -> dict[str, str]:
+    """Errors by form field from a pydantic error or a service's ValidationFailed (custom
+    fields named by their label when ``definitions`` are given)."""
+    by_key = {d["key"]: d for d in definitions or []}
     errors: dict[str, str] = {}
     if isinstance(exc, PydanticValidationError):
         for err in exc.errors():
@@ -451,7 +484,11 @@ def _field_errors(exc: Exception, t: Any) -> dict[str, str]:
         for err in exc.extra.get("errors", []) or []:
             name = str(err.get("field", "form"))
             key = name.replace("custom_fields.", "custom_")
-            errors.setdefault(key, _friendly(name, t))
+            if definitions is not None and name.startswith("custom_fields"):
+                definition = by_key.get(name.removeprefix("custom_fields."))
+                errors.setdefault(key, _custom_message(definition, str(err.get("message")), t))
+            else:
+                errors.setdefault(key, _friendly(name, t))
         if not errors:
             errors["form"] = str(t(exc.detail))
     return errors
@@ -475,7 +512,7 @@ def _custom_values(
             continue
         value = importing.custom_value(d, raw)
         if d.get("type") == "number" and isinstance(value, str):
-            errors[f"custom_{key}"] = str(t("Use a number."))
+            errors[f"custom_{key}"] = _custom_message(d, "must be a number", t)
             continue
         values[key] = value
     return values
@@ -506,6 +543,10 @@ async def _lead_data(
             data["probability_percentage"] = int(raw_prob)
         else:
             errors["probability_percentage"] = FRIENDLY["probability_percentage"](t)
+    if (form.get("assigned_to") or "").strip() == "none":
+        # Nobody on purpose; an empty choice leaves it to the assignment setting.
+        data["assigned_to"] = None
+        form = {k: v for k, v in form.items() if k != "assigned_to"}
     for name in ("stage_id", "assigned_to"):
         raw = (form.get(name) or "").strip()
         if raw:
@@ -553,7 +594,13 @@ async def _form_page(
         candidates=candidates,
         hidden_candidates=hidden_candidates,
         can_assign=frame.principal.can("leads:write_all"),
+        round_robin=_round_robin(frame),
     )
+
+
+def _round_robin(frame: Shell) -> bool:
+    org_settings = frame.org.settings if frame.org else None
+    return assignment.mode_of(org_settings) == assignment.ROUND_ROBIN
 
 
 @router.get("/leads/new", response_class=HTMLResponse)
@@ -599,7 +646,7 @@ async def lead_create(request: Request, session: SessionDep, settings: SettingsD
             session,
             frame,
             form=form,
-            errors=_field_errors(exc, frame.i18n.gettext),
+            errors=_field_errors(exc, frame.i18n.gettext, _custom_definitions(frame)),
             status_code=exc.status,
         )
     response = RedirectResponse(f"/leads/{lead.id}", status_code=303)
@@ -631,6 +678,57 @@ def _field_value(lead: Lead, name: str) -> str:
     return str(value)
 
 
+def _definition_of(frame: Shell, name: str) -> dict[str, Any] | None:
+    """The custom field an in-place name ("custom:<key>") stands for, if it is defined."""
+    if not name.startswith(CUSTOM):
+        return None
+    key = name.removeprefix(CUSTOM)
+    return next((d for d in _custom_definitions(frame) if d["key"] == key), None)
+
+
+def _editable(frame: Shell, name: str) -> bool:
+    return name in EDITABLE or _definition_of(frame, name) is not None
+
+
+def _dom_id(name: str) -> str:
+    """The field's element id (a key with other characters, possible in older
+    definitions, is hashed so the HTMX target stays a valid selector)."""
+    if not name.startswith(CUSTOM):
+        return name
+    key = name.removeprefix(CUSTOM)
+    return "cf-" + (
+        key if _SAFE_ID.fullmatch(key) else hashlib.sha256(key.encode()).hexdigest()[:16]
+    )
+
+
+def _custom_input(definition: dict[str, Any], value: Any) -> str:
+    """A custom value as its edit input starts with."""
+    if value is None:
+        return ""
+    kind = definition.get("type", "text")
+    if kind == "checkbox":
+        return "1" if value is True else ""
+    if kind == "number" and isinstance(value, float):
+        return str(value).replace(".", ",")  # "1.5" would read as 15 (thousands)
+    return str(value)
+
+
+def _custom_display(frame: Shell, definition: dict[str, Any], value: Any) -> str | None:
+    """A custom value for people (None when empty)."""
+    if value is None or value == "":
+        return None
+    kind = definition.get("type", "text")
+    t = frame.i18n.gettext
+    if kind == "checkbox":
+        return str(t("Yes") if value is True else t("No"))
+    if kind == "number" and isinstance(value, int | float) and not isinstance(value, bool):
+        return frame.i18n.number(value)
+    if kind == "date" and isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return frame.i18n.date(date.fromisoformat(value))
+    return str(value)
+
+
 def _field_context(
     frame: Shell,
     lead: Lead,
@@ -641,14 +739,23 @@ def _field_context(
     value: str | None = None,
     error: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    definition = _definition_of(frame, name)
+    ctx: dict[str, Any] = {
         "name": name,
+        "dom": _dom_id(name),
+        "custom": definition,
         "editing": editing,
-        "value": _field_value(lead, name) if value is None else value,
         "error": error,
         "can_edit": leads_service.may_edit(frame.principal, lead)
         and (name != "assigned_to" or frame.principal.can("leads:write_all")),
     }
+    if definition is None:
+        ctx["value"] = _field_value(lead, name) if value is None else value
+        return ctx
+    stored = (lead.custom_fields or {}).get(definition["key"])
+    ctx["value"] = _custom_input(definition, stored) if value is None else value
+    ctx["display"] = _custom_display(frame, definition, stored)
+    return ctx
 
 
 @dataclass
@@ -720,7 +827,8 @@ async def _lead_page(
         stage=lookups.stage_by_id.get(lead.stage_id),
         assignee=lookups.member_by_id.get(lead.assigned_to) if lead.assigned_to else None,
         editable=EDITABLE,
-        editing=editing if editing in EDITABLE else None,
+        custom_names=[CUSTOM + d["key"] for d in _custom_definitions(frame)],
+        editing=editing if editing and _editable(frame, editing) else None,
         entries=_entries(timeline.items, lookups),
         timeline_next=timeline.next_cursor,
         can_edit=leads_service.may_edit(principal, lead),
@@ -1060,10 +1168,11 @@ async def lead_edit_form(
     lead = await _lead_or_none(session, frame, lead_id)
     if lead is None:
         return _not_found(request, frame)
-    if name not in EDITABLE:
+    if not _editable(frame, name):
         return RedirectResponse(f"/leads/{lead.id}", status_code=303)
     if not _is_htmx(request):
-        return RedirectResponse(f"/leads/{lead.id}?edit={name}#field-{name}", status_code=303)
+        query = urlencode({"edit": name})
+        return RedirectResponse(f"/leads/{lead.id}?{query}#field-{_dom_id(name)}", status_code=303)
     lookups = await _lookups(session, frame)
     editing = request.query_params.get("cancel") != "1"
     return render(
@@ -1074,6 +1183,18 @@ async def lead_edit_form(
         lookups=lookups,
         f=_field_context(frame, lead, lookups, name, editing=editing),
     )
+
+
+def _custom_change(definition: dict[str, Any], raw: str) -> dict[str, Any]:
+    """A custom field's typed value as a change for update_lead (empty removes it); the
+    service checks it against the definition."""
+    value = raw.strip()
+    parsed: Any = None
+    if definition.get("type") == "checkbox":
+        parsed = value in ("1", "on", "true")
+    elif value:
+        parsed = importing.custom_value(definition, value)
+    return {"custom_fields": {definition["key"]: parsed}}
 
 
 def _edit_changes(name: str, raw: str, t: Any) -> tuple[dict[str, Any] | None, str | None]:
@@ -1114,7 +1235,7 @@ async def lead_edit_submit(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    field_name: Annotated[str, Form(alias="field", max_length=40)] = "",
+    field_name: Annotated[str, Form(alias="field", max_length=80)] = "",
     value: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     frame = await _frame(request, session, settings)
@@ -1124,9 +1245,15 @@ async def lead_edit_submit(
     lead = await _lead_or_none(session, frame, lead_id)
     if lead is None:
         return _not_found(request, frame)
-    if field_name not in EDITABLE:
+    if not _editable(frame, field_name):
         return RedirectResponse(f"/leads/{lead.id}", status_code=303)
-    changes, error = _edit_changes(field_name, value, t)
+    definition = _definition_of(frame, field_name)
+    changes: dict[str, Any] | None = None
+    error: str | None = None
+    if definition is not None:
+        changes = _custom_change(definition, value)
+    else:
+        changes, error = _edit_changes(field_name, value, t)
     if changes is not None:
         try:
             async with session.begin_nested():
@@ -1137,7 +1264,8 @@ async def lead_edit_submit(
             if exc.status == 403:
                 error = t("You cannot change this field.")
             else:
-                error = next(iter(_field_errors(exc, t).values()), t("Check this field."))
+                errors = _field_errors(exc, t, _custom_definitions(frame))
+                error = next(iter(errors.values()), t("Check this field."))
             await session.refresh(lead)
     if not _is_htmx(request):
         if error is None:

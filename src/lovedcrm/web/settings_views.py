@@ -1,12 +1,14 @@
-"""HTML pages for settings (branding: name, color, language, currency, logo), the logo
-file itself and the person's language choice. Thin: the rules live in
-``organizations.service`` and ``organizations.branding``.
+"""HTML pages for settings (branding: name, color, language, currency, logo; the assignment
+of new leads; custom fields), the logo file itself and the person's language choice. Thin:
+the rules live in ``organizations.service``, ``organizations.branding``,
+``leads.assignment`` and ``leads.service`` (custom field definitions).
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
@@ -14,6 +16,8 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from lovedcrm.auth.deps import SESSION_COOKIE, SessionDep, SettingsDep, get_principal
 from lovedcrm.core.errors import AppError, Forbidden, NotFound
+from lovedcrm.leads import assignment
+from lovedcrm.leads import service as leads_service
 from lovedcrm.organizations import branding, dashboard
 from lovedcrm.organizations import service as org_service
 from lovedcrm.web.i18n import CURRENCIES, LANG_COOKIE, LANGUAGE_TAGS, localizer_for
@@ -172,6 +176,370 @@ async def logo_submit(
     response = RedirectResponse("/settings/branding", status_code=303)
     flash(response, frame.i18n.gettext("Logo updated."))
     return response
+
+
+# --- shared by the settings forms ---------------------------------------------------------
+
+
+async def _settings_frame(
+    request: Request, session: SessionDep, settings: SettingsDep
+) -> Shell | None:
+    """The signed-in person of a settings form (403 on a CSRF failure), or None."""
+    if not request.cookies.get(SESSION_COOKIE):
+        return None
+    await get_principal(request, session, settings, None)
+    frame = await shell(request, session, settings)
+    if frame is None or frame.org is None:
+        return None
+    return frame
+
+
+def _saved(path: str, text: str) -> Response:
+    response = RedirectResponse(path, status_code=303)
+    flash(response, text)
+    return response
+
+
+# --- assignment of new leads ---------------------------------------------------------------
+
+
+async def _assignment_page(
+    request: Request,
+    session: SessionDep,
+    frame: Shell,
+    *,
+    mode: str | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    org_settings = dict(frame.org.settings or {}) if frame.org else {}
+    rotation = await assignment.rotation_order(session, frame.principal.org())
+    return render(
+        request,
+        "settings_assignment.html",
+        status_code,
+        **frame.context("settings"),
+        tab="assignment",
+        mode=mode or assignment.mode_of(org_settings),
+        saved_mode=assignment.mode_of(org_settings),
+        rotation=rotation,
+        error=error,
+        can_manage=frame.principal.can("settings:manage"),
+    )
+
+
+@router.get("/settings/assignment", response_class=HTMLResponse)
+async def assignment_page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    frame = await shell(request, session, settings)
+    if frame is None:
+        return RedirectResponse("/login", status_code=303)
+    if frame.org is None:
+        return RedirectResponse("/", status_code=303)
+    return await _assignment_page(request, session, frame)
+
+
+@router.post("/settings/assignment", response_class=HTMLResponse)
+async def assignment_submit(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    mode: Annotated[str, Form(alias="assignment", max_length=20)] = "",
+) -> Response:
+    frame = await _settings_frame(request, session, settings)
+    if frame is None:
+        return RedirectResponse("/login", status_code=303)
+    t = frame.i18n.gettext
+    try:
+        async with session.begin_nested():
+            await org_service.update_organization(
+                session, frame.principal, name=None, settings={"assignment": mode}
+            )
+    except AppError as exc:
+        error = t("You do not have permission to change this setting.")
+        if exc.status != 403:
+            error = t("Choose one of the options in the list.")
+        return await _assignment_page(
+            request, session, frame, mode=mode, error=error, status_code=exc.status
+        )
+    return _saved("/settings/assignment", t("Settings saved."))
+
+
+# --- custom fields -------------------------------------------------------------------------
+
+
+@dataclass
+class FieldForm:
+    """A custom field form as typed (kept for redisplay after an error)."""
+
+    label: str = ""
+    key: str = ""
+    kind: str = "text"
+    options: str = ""
+    required: bool = False
+
+    @property
+    def option_list(self) -> list[str]:
+        return [o.strip() for o in self.options.splitlines() if o.strip()]
+
+
+def _type_names(t: Any) -> dict[str, str]:
+    return {
+        "text": t("Text"),
+        "number": t("Number"),
+        "date": t("Date"),
+        "select": t("List of options"),
+        "checkbox": t("Yes or no"),
+    }
+
+
+def _definition_messages(t: Any) -> dict[tuple[str, str], str]:
+    """The settings validation's messages (leads.service) in words for people."""
+    return {
+        ("key", leads_service.DEF_BAD_KEY): t(
+            "Use up to 50 letters without accents, digits or _ in the key, starting with a letter."
+        ),
+        ("key", leads_service.DEF_KEY_TAKEN): t(
+            "Another field already uses this key. Choose a different one."
+        ),
+        ("label", leads_service.DEF_BAD_LABEL): t("Give the field a name of up to 100 characters."),
+        ("type", leads_service.DEF_BAD_TYPE): t("Choose one of the types in the list."),
+        ("options", leads_service.DEF_NO_OPTIONS): t(
+            "A list of options needs at least one option (one per line, up to 100)."
+        ),
+        ("options", leads_service.DEF_BAD_OPTIONS): t(
+            "Write each option only once, with up to 100 characters."
+        ),
+        ("custom_fields", leads_service.DEF_TOO_MANY): t(
+            "An organization can have up to 50 custom fields."
+        ),
+    }
+
+
+def _definition_errors(exc: AppError, index: int, t: Any) -> dict[str, str]:
+    """The service's errors for the field at ``index`` by form input; the rest as "form"."""
+    words = _definition_messages(t)
+    errors: dict[str, str] = {}
+    for err in exc.extra.get("errors", []) or []:
+        parts = str(err.get("field", "")).split(".")
+        name = parts[-1]
+        message = words.get((name, str(err.get("message", ""))))
+        if parts[:2] == ["custom_fields", str(index)] and len(parts) == 3 and message:
+            errors.setdefault(name, message)
+        else:
+            errors.setdefault("form", message or t(exc.detail))
+    if not errors:
+        errors["form"] = t(exc.detail)
+    return errors
+
+
+async def _custom_fields_page(
+    request: Request,
+    frame: Shell,
+    *,
+    forms: dict[str, FieldForm] | None = None,
+    errors: dict[str, dict[str, str]] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    t = frame.i18n.gettext
+    return render(
+        request,
+        "settings_custom_fields.html",
+        status_code,
+        **frame.context("settings"),
+        tab="custom_fields",
+        definitions=leads_service.custom_field_definitions(frame.org),
+        type_names=_type_names(t),
+        types=leads_service.CUSTOM_FIELD_TYPES,
+        forms=forms or {},
+        errors=errors or {},
+        can_manage=frame.principal.can("settings:manage"),
+    )
+
+
+async def _refuse_fields(request: Request, frame: Shell) -> HTMLResponse | None:
+    """The read-only page with a 403 for someone without settings:manage, else None."""
+    if frame.principal.can("settings:manage"):
+        return None
+    t = frame.i18n.gettext
+    return await _custom_fields_page(
+        request,
+        frame,
+        errors={"page": {"form": t("You do not have permission to change the custom fields.")}},
+        status_code=403,
+    )
+
+
+@router.get("/settings/custom-fields", response_class=HTMLResponse)
+async def custom_fields_page(
+    request: Request, session: SessionDep, settings: SettingsDep
+) -> Response:
+    frame = await shell(request, session, settings)
+    if frame is None:
+        return RedirectResponse("/login", status_code=303)
+    if frame.org is None:
+        return RedirectResponse("/", status_code=303)
+    return await _custom_fields_page(request, frame)
+
+
+@router.post("/settings/custom-fields", response_class=HTMLResponse)
+async def custom_field_add(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    label: Annotated[str, Form(max_length=500)] = "",
+    key: Annotated[str, Form(max_length=200)] = "",
+    kind: Annotated[str, Form(alias="type", max_length=20)] = "text",
+    options: Annotated[str, Form(max_length=20000)] = "",
+    required: Annotated[str | None, Form(max_length=10)] = None,
+) -> Response:
+    frame = await _settings_frame(request, session, settings)
+    if frame is None:
+        return RedirectResponse("/login", status_code=303)
+    if (refused := await _refuse_fields(request, frame)) is not None:
+        return refused
+    t = frame.i18n.gettext
+    form = FieldForm(
+        label=label.strip(),
+        key=key.strip(),
+        kind=kind,
+        options=options,
+        required=required is not None,
+    )
+    if not form.label:
+        return await _custom_fields_page(
+            request,
+            frame,
+            forms={"new": form},
+            errors={"new": {"label": t("Give the field a name of up to 100 characters.")}},
+            status_code=422,
+        )
+    index = len(leads_service.custom_field_definitions(frame.org))
+    try:
+        async with session.begin_nested():
+            added = await org_service.add_custom_field(
+                session,
+                frame.principal,
+                label=form.label,
+                key=form.key or None,
+                kind=form.kind,
+                options=form.option_list,
+                required=form.required,
+            )
+    except AppError as exc:
+        return await _custom_fields_page(
+            request,
+            frame,
+            forms={"new": form},
+            errors={"new": _definition_errors(exc, index, t)},
+            status_code=exc.status,
+        )
+    return _saved(
+        "/settings/custom-fields",
+        t("Field %(name)s added.") % {"name": added["label"]},
+    )
+
+
+@router.post("/settings/custom-fields/{key}", response_class=HTMLResponse)
+async def custom_field_update(
+    key: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    label: Annotated[str, Form(max_length=500)] = "",
+    options: Annotated[str, Form(max_length=20000)] = "",
+    required: Annotated[str | None, Form(max_length=10)] = None,
+) -> Response:
+    frame = await _settings_frame(request, session, settings)
+    if frame is None:
+        return RedirectResponse("/login", status_code=303)
+    if (refused := await _refuse_fields(request, frame)) is not None:
+        return refused
+    t = frame.i18n.gettext
+    form = FieldForm(label=label.strip(), key=key, options=options, required=required is not None)
+    definitions = leads_service.custom_field_definitions(frame.org)
+    index = next((i for i, d in enumerate(definitions) if d["key"] == key), -1)
+    if not form.label:
+        return await _custom_fields_page(
+            request,
+            frame,
+            forms={key: form},
+            errors={key: {"label": t("Give the field a name of up to 100 characters.")}},
+            status_code=422,
+        )
+    try:
+        async with session.begin_nested():
+            await org_service.update_custom_field(
+                session,
+                frame.principal,
+                key,
+                label=form.label,
+                options=form.option_list,
+                required=form.required,
+            )
+    except AppError as exc:
+        errors = _definition_errors(exc, index, t)
+        if exc.status == 404:
+            errors = {"form": t("This field no longer exists. Reload the page.")}
+        return await _custom_fields_page(
+            request, frame, forms={key: form}, errors={key: errors}, status_code=exc.status
+        )
+    return _saved("/settings/custom-fields", t("Field saved."))
+
+
+@router.post("/settings/custom-fields/{key}/move", response_class=HTMLResponse)
+async def custom_field_move(
+    key: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    direction: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    """Up or down one place (the order of the lead page and forms)."""
+    frame = await _settings_frame(request, session, settings)
+    if frame is None:
+        return RedirectResponse("/login", status_code=303)
+    if (refused := await _refuse_fields(request, frame)) is not None:
+        return refused
+    t = frame.i18n.gettext
+    try:
+        async with session.begin_nested():
+            await org_service.move_custom_field(
+                session, frame.principal, key, "up" if direction == "up" else "down"
+            )
+    except AppError as exc:
+        return await _custom_fields_page(
+            request,
+            frame,
+            errors={key: _definition_errors(exc, -1, t)},
+            status_code=exc.status,
+        )
+    return _saved("/settings/custom-fields", t("Order saved."))
+
+
+@router.post("/settings/custom-fields/{key}/delete", response_class=HTMLResponse)
+async def custom_field_delete(
+    key: str, request: Request, session: SessionDep, settings: SettingsDep
+) -> Response:
+    frame = await _settings_frame(request, session, settings)
+    if frame is None:
+        return RedirectResponse("/login", status_code=303)
+    if (refused := await _refuse_fields(request, frame)) is not None:
+        return refused
+    t = frame.i18n.gettext
+    try:
+        async with session.begin_nested():
+            await org_service.remove_custom_field(session, frame.principal, key)
+    except AppError as exc:
+        return await _custom_fields_page(
+            request,
+            frame,
+            errors={key: _definition_errors(exc, -1, t)},
+            status_code=exc.status,
+        )
+    return _saved(
+        "/settings/custom-fields",
+        t("Field removed. The values already saved in leads are kept."),
+    )
 
 
 @router.get("/branding/logo/{organization_id}")
