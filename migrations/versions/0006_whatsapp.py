@@ -10,6 +10,8 @@ template names, and the webhook's configuration look-up.
   template a library template maps to.
 - ``lovedcrm_whatsapp_webhook_config(id)``: a webhook arrives before any tenant is known;
   this narrow security-definer function returns only what verification needs.
+- ``lovedcrm_store_webhook(org, type, data, max_attempts)``: stores a verified inbound
+  webhook as a job in one round trip.
 
 Revision ID: 0006
 Revises: 0005
@@ -108,9 +110,33 @@ def upgrade() -> None:
         """
     )
     op.execute("REVOKE ALL ON FUNCTION lovedcrm_whatsapp_webhook_config(uuid) FROM PUBLIC")
+    # A verified webhook is stored in one round trip (no tenant set-up, no transaction
+    # block): the provider's acknowledgement waits on this alone. Only inbound job types.
+    op.execute(
+        """
+        CREATE FUNCTION lovedcrm_store_webhook(
+            p_org uuid, p_type text, p_data jsonb, p_max_attempts int)
+        RETURNS uuid
+        LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+        DECLARE v_id uuid;
+        BEGIN
+            IF p_type NOT LIKE '%.inbound' THEN
+                RAISE EXCEPTION 'lovedcrm_store_webhook stores inbound webhooks only, not %',
+                    p_type;
+            END IF;
+            INSERT INTO background_jobs
+                (organization_id, job_type, job_data, status, scheduled_for, max_attempts)
+            VALUES (p_org, p_type, p_data, 'pending', now(), p_max_attempts)
+            RETURNING id INTO v_id;
+            RETURN v_id;
+        END $$
+        """
+    )
+    op.execute("REVOKE ALL ON FUNCTION lovedcrm_store_webhook(uuid, text, jsonb, int) FROM PUBLIC")
 
 
 def downgrade() -> None:
+    op.execute("DROP FUNCTION IF EXISTS lovedcrm_store_webhook(uuid, text, jsonb, int)")
     op.execute("DROP FUNCTION IF EXISTS lovedcrm_whatsapp_webhook_config(uuid)")
     op.execute("DROP POLICY IF EXISTS owner_read ON whatsapp_configs")
     op.drop_table("whatsapp_status_backlog")

@@ -30,6 +30,7 @@ from lovedcrm.messaging.whatsapp_configs import (
     build_provider,
     decrypt,
     http_client,
+    idle_client,
 )
 
 
@@ -54,10 +55,8 @@ async def process_inbound(ctx: JobContext, p: InboundJob) -> dict[str, Any]:
         payload = json.loads(p.body)
     except ValueError as exc:
         raise PermanentFailure(f"the webhook body is not JSON: {exc}") from exc
-    async with http_client(ctx.settings) as client:
-        parsed = build_provider(decrypt(ctx.settings, config), client, ctx.settings).parse_webhook(
-            payload
-        )
+    provider = build_provider(decrypt(ctx.settings, config), idle_client(), ctx.settings)
+    parsed = provider.parse_webhook(payload)
     counts = await whatsapp.process_webhook(ctx.session, ctx.organization_id, config, parsed)
     return {
         "messages": counts.messages,

@@ -20,23 +20,26 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import httpx
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.auth.deps import get_database, get_settings_dep
 from lovedcrm.config import Settings
 from lovedcrm.core.errors import Forbidden, NotFound, Unauthorized
 from lovedcrm.db.engine import Database
-from lovedcrm.db.tenant import set_tenant
-from lovedcrm.jobs.engine import enqueue
 from lovedcrm.messaging.jobs import InboundJob
 from lovedcrm.messaging.providers.base import WhatsAppProvider
-from lovedcrm.messaging.whatsapp_configs import DecryptedConfig, build_provider, decrypt_value
+from lovedcrm.messaging.whatsapp_configs import (
+    DecryptedConfig,
+    build_provider,
+    decrypt_value,
+    idle_client,
+)
 
 CACHE_SECONDS = 10.0
+INBOUND_MAX_ATTEMPTS = 10
+_STORE = text("SELECT lovedcrm_store_webhook(:org, :type, CAST(:data AS jsonb), :attempts)")
 _SIGNATURE_HEADERS = {
     "business_api": "x-hub-signature-256",
     "web_unofficial": "x-webhook-hmac",
@@ -52,15 +55,6 @@ class Target:
 
 
 _cache: dict[uuid.UUID, tuple[float, Target | None]] = {}
-# Verification needs no network; adapters want a client, so one idle client is shared.
-_idle_client: httpx.AsyncClient | None = None
-
-
-def _client() -> httpx.AsyncClient:
-    global _idle_client
-    if _idle_client is None:
-        _idle_client = httpx.AsyncClient(trust_env=False)
-    return _idle_client
 
 
 async def _load(database: Database, settings: Settings, config_id: uuid.UUID) -> Target | None:
@@ -86,7 +80,7 @@ async def _load(database: Database, settings: Settings, config_id: uuid.UUID) ->
         organization_id=org,
         kind=row.provider_type,
         verify_token=decrypt_value(settings, org, "verify_token", row.webhook_verify_token),
-        provider=build_provider(cfg, _client(), settings),
+        provider=build_provider(cfg, idle_client(), settings),
     )
 
 
@@ -150,17 +144,21 @@ async def receive(
         body_text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise Forbidden("The webhook body is not UTF-8.", code="webhook_body_invalid") from exc
-    async with AsyncSession(database.app_engine) as session, session.begin():
-        await set_tenant(session, found.organization_id)
-        job_id = await enqueue(
-            session,
-            "whatsapp.inbound",
-            InboundJob(config_id=config_id, body=body_text, received_at=datetime.now(UTC)),
-            organization_id=found.organization_id,
-            max_attempts=10,
-        )
-    assert job_id is not None
-    return job_id
+    data = InboundJob(config_id=config_id, body=body_text, received_at=datetime.now(UTC))
+    async with database.app_engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        job_id = (
+            await conn.execute(
+                _STORE,
+                {
+                    "org": found.organization_id,
+                    "type": "whatsapp.inbound",
+                    "data": data.model_dump_json(),
+                    "attempts": INBOUND_MAX_ATTEMPTS,
+                },
+            )
+        ).scalar_one()
+    return uuid.UUID(str(job_id))
 
 
 router = APIRouter(tags=["whatsapp webhooks"], include_in_schema=False)

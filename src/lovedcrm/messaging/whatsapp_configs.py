@@ -13,13 +13,16 @@ up); everything else needs ``settings:manage``.
 from __future__ import annotations
 
 import secrets
+import ssl
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import certifi
 import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -158,12 +161,31 @@ def build_provider(
     return SandboxProvider(outbox=outbox_path(settings))
 
 
+@cache
+def _tls() -> ssl.SSLContext:
+    # Loading the CA bundle costs ~20 ms: once per process, not once per job.
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 def http_client(settings: Settings) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         timeout=httpx.Timeout(settings.whatsapp_http_timeout_seconds),
         follow_redirects=False,
         trust_env=False,
+        verify=_tls(),
     )
+
+
+_idle: httpx.AsyncClient | None = None
+
+
+def idle_client() -> httpx.AsyncClient:
+    """A client that is never used to send: adapters built only to verify or parse webhooks
+    take it, so those paths cost no client set-up."""
+    global _idle
+    if _idle is None:
+        _idle = httpx.AsyncClient(trust_env=False, verify=_tls())
+    return _idle
 
 
 def webhook_url(settings: Settings, config_id: uuid.UUID) -> str:

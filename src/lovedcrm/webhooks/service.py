@@ -476,17 +476,21 @@ async def _enqueue(
 async def enqueue_deliveries(session: AsyncSession, event: DomainEvent) -> None:
     """One ``webhook.deliver`` job per active subscription of the event's organization that
     wants its type, in the caller's transaction (no job if the change rolls back)."""
-    result = await session.execute(
-        select(WebhookSubscription).where(
-            WebhookSubscription.organization_id == event.organization_id,
-            WebhookSubscription.is_active.is_(True),
-            or_(
-                WebhookSubscription.events.contains([event.type]),
-                WebhookSubscription.events.contains([ALL_EVENTS]),
-            ),
-        )
+    # The organization's active subscriptions are read once per unit of work: a message or
+    # an import emits several events in one transaction.
+    cache: dict[uuid.UUID, list[WebhookSubscription]] = session.info.setdefault(
+        "webhook_subscriptions", {}
     )
-    subs = list(result.scalars())
+    active = cache.get(event.organization_id)
+    if active is None:
+        result = await session.execute(
+            select(WebhookSubscription).where(
+                WebhookSubscription.organization_id == event.organization_id,
+                WebhookSubscription.is_active.is_(True),
+            )
+        )
+        active = cache[event.organization_id] = list(result.scalars())
+    subs = [s for s in active if event.type in (s.events or []) or ALL_EVENTS in (s.events or [])]
     if not subs:
         return
     envelope = json.loads(json.dumps(event.envelope(), default=str))
