@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from lovedcrm.core.schemas import Out, StrictIn
 
@@ -20,6 +20,26 @@ class ConfigIn(StrictIn):
     """A provider configuration. Which fields are required depends on ``provider_type``:
     ``business_api`` needs ``business_phone_id``, ``access_token`` and ``app_secret``;
     ``web_unofficial`` needs ``session_id`` and ``bridge_url``; ``sandbox`` needs nothing."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"provider_type": "sandbox", "label": "Demo"},
+                {
+                    "provider_type": "business_api",
+                    "business_phone_id": "106540352242922",
+                    "access_token": "EAAG...",
+                    "app_secret": "0f1e2d...",
+                },
+                {
+                    "provider_type": "web_unofficial",
+                    "session_id": "default",
+                    "bridge_url": "http://waha:3000",
+                    "bridge_api_key": "secret",
+                },
+            ]
+        }
+    )
 
     provider_type: Literal["business_api", "web_unofficial", "sandbox"]
     label: str | None = Field(default=None, max_length=100, examples=["Comercial"])
@@ -108,6 +128,15 @@ class MigrationOut(Out):
 
 class SendIn(StrictIn):
     """A text (``content``) or a template (``template_id``), not both."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"content": "Oi Ana, segue a proposta!"},
+                {"template_id": "6f1c1f9e-6d1a-4a53-9d1b-2a4f2b7c9e10"},
+            ]
+        }
+    )
 
     content: str | None = Field(default=None, min_length=1, max_length=4096)
     template_id: uuid.UUID | None = None
