@@ -167,6 +167,31 @@ def create_admin(email: str, full_name: str, organization_name: str, password: s
     click.echo(f"admin {email} created for organization {org_slug}")
 
 
+@main.group()
+def whatsapp() -> None:
+    """WhatsApp tools."""
+
+
+@whatsapp.command("inject")
+@click.option("--organization", required=True, help="The organization's slug or id.")
+@click.option("--from", "from_number", required=True, help="The customer's phone, any format.")
+@click.option("--name", "contact_name", default=None, help="The customer's WhatsApp name.")
+@click.argument("text")
+def whatsapp_inject(
+    organization: str, from_number: str, contact_name: str | None, text: str
+) -> None:
+    """Type a customer's message into the sandbox provider (processed like a webhook)."""
+    from lovedcrm.messaging.sandbox import inject_for
+
+    try:
+        message_id = asyncio.run(
+            inject_for(get_settings(), organization, from_number, text, contact_name)
+        )
+    except Exception as exc:
+        raise click.ClickException(str(getattr(exc, "detail", exc))) from exc
+    click.echo(f"queued {message_id}")
+
+
 @main.command("data-dir")
 def data_dir() -> None:
     """Print the data directory."""

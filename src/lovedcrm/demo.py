@@ -7,6 +7,7 @@ import secrets
 from decimal import Decimal
 
 import click
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.auth import service as auth_service
 from lovedcrm.auth.deps import Principal
@@ -68,6 +69,7 @@ async def load_demo(settings: Settings, *, announce: bool = True) -> None:
                         "probability_percentage": rng.choice([10, 25, 40, 60]),
                     },
                 )
+            await _demo_whatsapp(session, settings, principal)
         click.echo(
             "\n  Loved CRM demo is ready.\n"
             f"  Log in at {settings.base_url}/login\n"
@@ -77,6 +79,24 @@ async def load_demo(settings: Settings, *, announce: bool = True) -> None:
         )
     finally:
         await db.dispose()
+
+
+async def _demo_whatsapp(session: AsyncSession, settings: Settings, principal: Principal) -> None:
+    """The sandbox WhatsApp provider, active, and two customers' messages waiting in the
+    inbox (processed by the worker like real webhooks)."""
+    from lovedcrm.messaging import sandbox, switching, whatsapp_configs
+
+    config = await whatsapp_configs.create_config(
+        session, principal, settings, {"provider_type": "sandbox", "label": "Sandbox (demo)"}
+    )
+    await switching.activate(session, principal, settings, config.id)
+    for phone, name, text in (
+        ("+5511987654321", "Mariana Costa", "Oi! Vocês entregam no sábado? Preciso de 200 pães."),
+        ("+5511912345678", "Paulo Mendes", "Boa tarde, vi o anúncio. Qual o valor do plano anual?"),
+    ):
+        await sandbox.inject(
+            session, principal.org(), from_number=phone, content=text, contact_name=name
+        )
 
 
 async def create_admin_account(

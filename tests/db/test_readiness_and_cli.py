@@ -96,9 +96,31 @@ def test_cli_upgrade_demo_and_create_admin(
         "boss-password-1",
     )
     assert r.returncode != 0 and "already exists" in r.stderr
+    # The demo's WhatsApp is the sandbox; a customer's message can be typed in.
+    r = run("whatsapp", "inject", "--organization", "loved-demo", "--from", "11 98888-7777", "Oi!")
+    assert r.returncode == 0 and r.stdout.startswith("queued sandbox-in."), r.stderr
+    r = run("whatsapp", "inject", "--organization", "boss-ltda", "--from", "11988887777", "x")
+    assert r.returncode != 0 and "sandbox is not the active" in r.stderr
+    r = run("whatsapp", "inject", "--organization", "nope", "--from", "11988887777", "x")
+    assert r.returncode != 0 and "No organization" in r.stderr
     engine = create_engine(url)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM leads")).scalar() == 6
+        assert (
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM whatsapp_configs WHERE is_active AND provider_type = 'sandbox'"
+                )
+            ).scalar()
+            == 1
+        )
+        # The demo's two messages and the injected one wait for the worker.
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM background_jobs WHERE job_type = 'whatsapp.inbound'")
+            ).scalar()
+            == 3
+        )
         assert conn.execute(
             text("SELECT email_verified FROM users WHERE email = 'boss@example.com'")
         ).scalar()

@@ -200,3 +200,11 @@ async def test_ab_variants_are_used_evenly_and_answers_counted(
     got = {t["id"]: t for t in (await client.get("/api/v1/templates", headers=h)).json()}
     rates = sorted([got[a["id"]]["success_rate"], got[b["id"]]["success_rate"]])
     assert rates == [0.0, 0.5]
+
+    # The lead that answered is won: its template use is marked as leading to a conversion.
+    r = await client.patch(f"/api/v1/leads/{leads[0]}", headers=h, json={"status": "converted"})
+    assert r.status_code == 200, r.text
+    async with database.sessionmaker() as s, s.begin():
+        await set_tenant(s, uuid.UUID(org["organization_id"]))
+        stats = (await s.execute(select(TemplateUsageStat))).scalars().all()
+    assert [x.lead_id for x in stats if x.led_to_conversion] == [uuid.UUID(leads[0])]

@@ -476,6 +476,9 @@ async def _after_update(
             **{"from": _sid(before["assigned_to"]), "to": _sid(after["assigned_to"])},
         )
     if "status" in changed and after["status"] == "converted":
+        from lovedcrm.messaging.whatsapp import mark_conversion  # messaging builds on leads
+
+        await mark_conversion(session, lead)
         await _emit(session, principal, lead, "lead.converted", lead=lead_json(lead))
     if "status" in changed and after["status"] == "lost":
         await _emit(session, principal, lead, "lead.lost", reason=lead.lost_reason)

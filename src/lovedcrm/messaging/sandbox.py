@@ -8,10 +8,13 @@ import json
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-from lovedcrm.core.errors import Conflict, ValidationFailed
+from lovedcrm.config import Settings
+from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
 from lovedcrm.core.phones import to_e164
+from lovedcrm.db.tenant import tenant_transaction
 from lovedcrm.jobs.engine import enqueue
 from lovedcrm.messaging.jobs import InboundJob
 from lovedcrm.messaging.whatsapp_configs import active_config
@@ -60,3 +63,41 @@ async def inject(
         organization_id=organization_id,
     )
     return message_id
+
+
+async def inject_for(
+    settings: Settings,
+    organization: str,
+    from_number: str,
+    content: str,
+    contact_name: str | None = None,
+) -> str:
+    """``lovedcrm whatsapp inject``: find the organization by slug or id (as the owner: no
+    tenant is known yet), then inject in its own transaction."""
+    from lovedcrm.db.engine import create_database
+
+    db = create_database(settings)
+    try:
+        owner = create_async_engine(db.owner_url)
+        try:
+            async with owner.connect() as conn:
+                org_id = (
+                    await conn.execute(
+                        text("SELECT id FROM organizations WHERE slug = :s OR id::text = :s"),
+                        {"s": organization},
+                    )
+                ).scalar_one_or_none()
+        finally:
+            await owner.dispose()
+        if org_id is None:
+            raise NotFound(f"No organization with slug or id {organization!r}.")
+        async with tenant_transaction(db.sessionmaker, org_id) as session:
+            return await inject(
+                session,
+                org_id,
+                from_number=from_number,
+                content=content,
+                contact_name=contact_name,
+            )
+    finally:
+        await db.dispose()
