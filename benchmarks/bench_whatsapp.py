@@ -235,6 +235,7 @@ def main() -> None:
     ap.add_argument("--senders", type=int, default=2000)
     ap.add_argument("--probes", type=int, default=50)
     ap.add_argument("--worker-concurrency", type=int, default=4)
+    ap.add_argument("--web-processes", type=int, default=1)
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
@@ -253,7 +254,15 @@ def main() -> None:
         "LOVEDCRM_BASE_URL": f"http://127.0.0.1:{port}",
     }
     web = subprocess.Popen(
-        [str(ROOT / ".venv/bin/lovedcrm"), "serve", "--port", str(port), "--no-worker"],
+        [
+            str(ROOT / ".venv/bin/lovedcrm"),
+            "serve",
+            "--port",
+            str(port),
+            "--no-worker",
+            "--workers",
+            str(args.web_processes),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -341,7 +350,8 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "database": "external" if os.environ.get("LOVEDCRM_DATABASE_URL") else "embedded",
         "params": vars(args),
-        "setup": "1 serve --no-worker + 1 worker process + PostgreSQL + wrk on the same cores",
+        "setup": f"serve --no-worker --workers {args.web_processes} + 1 worker process"
+        " + PostgreSQL + wrk, all on the same cores",
         "acknowledgement": load,
         "stored_messages": count,
         "distinct_messages_acknowledged_at_least": len(surely_acked),

@@ -36,8 +36,21 @@ def main() -> None:
 @click.option("--demo/--no-demo", default=False, help="Load the demo organization if missing.")
 @click.option("--reload", is_flag=True, help="Reload on code changes (development).")
 @click.option("--no-worker", is_flag=True, help="Do not run a job worker inside the server.")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Server processes (each with its own in-process job worker unless --no-worker).",
+)
 def serve(
-    host: str, port: int, no_migrate: bool, demo: bool, reload: bool, no_worker: bool
+    host: str,
+    port: int,
+    no_migrate: bool,
+    demo: bool,
+    reload: bool,
+    no_worker: bool,
+    workers: int,
 ) -> None:
     """Serve the web app and the API."""
     import os
@@ -62,6 +75,7 @@ def serve(
         host=host,
         port=port,
         reload=reload,
+        workers=None if reload else workers,
         proxy_headers=True,
         log_config=None,
     )
