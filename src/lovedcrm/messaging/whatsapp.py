@@ -218,7 +218,7 @@ async def store_inbound(
         lead,
         user_id=None,
         activity_type="message",
-        title="WhatsApp recebido",
+        title="WhatsApp message received",
         description=_preview(msg.content) or f"[{msg.message_type}]",
         metadata={"message_id": str(message.id), "direction": "inbound"},
     )
@@ -663,7 +663,7 @@ async def send_message(
         lead,
         user_id=principal.user_id,
         activity_type="message",
-        title="WhatsApp enviado",
+        title="WhatsApp message sent",
         description=_preview(content),
         metadata={"message_id": str(message.id), "direction": "outbound"},
     )
