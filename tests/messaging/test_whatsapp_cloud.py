@@ -509,3 +509,26 @@ async def test_waha_webhooks_are_verified_and_processed(
         msg = (await client.get(f"/api/v1/messages/{mid}", headers=h)).json()
         assert msg["status"] == "read"
     make_due(database)
+
+
+async def test_editing_keeps_or_clears_fields_as_sent(
+    client: httpx.AsyncClient, org: dict[str, Any]
+) -> None:
+    h, cid = org["headers"], org["config"]["id"]
+    url = f"/api/v1/whatsapp/configs/{cid}"
+    # An empty secret keeps the stored one; a required field cannot be cleared.
+    r = await client.patch(url, headers=h, json={"access_token": "", "label": "Vendas"})
+    assert r.status_code == 200 and r.json()["label"] == "Vendas"
+    assert r.json()["access_token"].endswith(ACCESS_TOKEN[-4:])
+    for body in ({"business_phone_id": ""}, {"business_phone_id": None}):
+        r = await client.patch(url, headers=h, json=body)
+        assert r.status_code == 422, r.text
+        assert "business_phone_id" in r.json()["detail"]
+    r = await client.patch(url, headers=h, json={"label": None})
+    assert r.status_code == 200 and r.json()["label"] is None
+    steps = (await client.get("/api/v1/whatsapp/migrations", headers=h)).json()[0]
+    assert [s["code"] for s in steps["migration_data"]["steps"]] == [
+        "requested",
+        "checking",
+        "switched",
+    ]

@@ -71,11 +71,13 @@ async def _step(
     principal: Principal,
     migration: ProviderMigration,
     status: str,
+    code: str,
     note: str,
 ) -> None:
+    """One step: ``code`` is stable (pages translate it), ``note`` says it in English."""
     data = dict(migration.migration_data or {})
     steps = list(data.get("steps") or [])
-    steps.append({"status": status, "at": _now().isoformat(), "note": note})
+    steps.append({"status": status, "code": code, "at": _now().isoformat(), "note": note})
     data["steps"] = steps
     migration.migration_data = data
     migration.status = status
@@ -146,8 +148,10 @@ async def activate(
     )
     session.add(migration)
     await session.flush()
-    await _step(session, principal, migration, "pending", "switch requested")
-    await _step(session, principal, migration, "in_progress", "checking the new provider")
+    await _step(session, principal, migration, "pending", "requested", "switch requested")
+    await _step(
+        session, principal, migration, "in_progress", "checking", "checking the new provider"
+    )
     check = await _check(settings, target)
     target.connection_status = "connected" if check.ok else check.status
     if not check.ok:
@@ -156,6 +160,7 @@ async def activate(
             principal,
             migration,
             "failed",
+            "check_failed",
             f"the new provider did not answer: {check.detail}; nothing was changed",
         )
         return migration
@@ -172,6 +177,7 @@ async def activate(
         principal,
         migration,
         "completed",
+        "switched",
         "active provider switched; queued messages leave through it",
     )
     return migration

@@ -8,6 +8,15 @@ from pydantic import ConfigDict, Field, field_validator
 
 from lovedcrm.core.schemas import Out, StrictIn
 
+META_NAME_HELP = (
+    "The Meta-approved WhatsApp template this one maps to (Cloud API): lowercase letters, "
+    "digits and underscores. Outside the 24-hour window only mapped templates can be sent."
+)
+META_LANGUAGE_HELP = (
+    "The language of the Meta template, as Meta writes it (`pt_BR`, `en_US`, `es`); "
+    "required with `whatsapp_template_name`."
+)
+
 
 class TemplateIn(StrictIn):
     model_config = ConfigDict(
@@ -37,6 +46,12 @@ class TemplateIn(StrictIn):
     )
     is_active: bool = True
     is_shared: bool = False
+    whatsapp_template_name: str | None = Field(
+        default=None, max_length=512, description=META_NAME_HELP, examples=["follow_up_proposta"]
+    )
+    whatsapp_language: str | None = Field(
+        default=None, max_length=20, description=META_LANGUAGE_HELP, examples=["pt_BR"]
+    )
 
 
 class TemplateUpdateIn(StrictIn):
@@ -49,6 +64,14 @@ class TemplateUpdateIn(StrictIn):
     content: str | None = Field(default=None, min_length=1, max_length=10000)
     is_active: bool | None = None
     is_shared: bool | None = None
+    whatsapp_template_name: str | None = Field(
+        default=None,
+        max_length=512,
+        description=META_NAME_HELP + " `null` or an empty string removes the mapping.",
+    )
+    whatsapp_language: str | None = Field(
+        default=None, max_length=20, description=META_LANGUAGE_HELP
+    )
 
 
 class TemplateVariable(Out):
@@ -69,6 +92,8 @@ class TemplateOut(Out):
     success_rate: float | None
     is_active: bool | None
     is_shared: bool | None
+    whatsapp_template_name: str | None
+    whatsapp_language: str | None
     created_at: datetime | None
     updated_at: datetime | None
 

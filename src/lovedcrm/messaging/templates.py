@@ -41,7 +41,28 @@ LEAD_VARIABLES: dict[str, Callable[[Lead, PipelineStage | None, User | None], An
     "stage": lambda _l, stage, _u: stage.name if stage else None,
     "assignee_name": lambda _l, _s, user: user.full_name if user else None,
 }
-_FIELDS = ("name", "category", "content", "is_active", "is_shared", "variables")
+_FIELDS = (
+    "name",
+    "category",
+    "content",
+    "is_active",
+    "is_shared",
+    "variables",
+    "whatsapp_template_name",
+    "whatsapp_language",
+)
+# Meta's rules for a message template's name, and its language codes (``pt_BR``, ``en_US``,
+# ``es``, ``fil``): the Cloud API sends a template by name + language.
+META_NAME = re.compile(r"[a-z0-9_]{1,512}")
+META_LANGUAGE = re.compile(r"[a-z]{2,3}(_[A-Z]{2})?")
+# The mapping's error messages (stable: the pages translate them by value).
+MAP_BAD_NAME = (
+    "use only lowercase letters, digits and underscores (up to 512), exactly as the template "
+    "is named in Meta's WhatsApp Manager"
+)
+MAP_BAD_LANGUAGE = "use a language code as Meta writes it, such as pt_BR, en_US or es"
+MAP_NEEDS_LANGUAGE = "required with a Meta template name: the language it was approved in"
+MAP_NEEDS_NAME = "required with a language: the name of the approved Meta template"
 
 
 def parse_variables(content: str) -> list[str]:
@@ -69,6 +90,34 @@ def _variables(content: str, org: Organization | None) -> list[dict[str, str]]:
             },
         )
     return [{"name": n, "type": "string"} for n in names]
+
+
+def _clean(value: Any) -> str | None:
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+def meta_mapping(name: Any, language: Any) -> tuple[str | None, str | None]:
+    """The Meta template (name, language) a template maps to, checked; (None, None) for no
+    mapping. A language needs a name, and a name needs a language."""
+    clean_name, clean_language = _clean(name), _clean(language)
+    errors: list[dict[str, str]] = []
+    if clean_name is not None and not META_NAME.fullmatch(clean_name):
+        errors.append({"field": "whatsapp_template_name", "message": MAP_BAD_NAME})
+    if clean_language is not None and not META_LANGUAGE.fullmatch(clean_language):
+        errors.append({"field": "whatsapp_language", "message": MAP_BAD_LANGUAGE})
+    if clean_name is not None and clean_language is None:
+        errors.append({"field": "whatsapp_language", "message": MAP_NEEDS_LANGUAGE})
+    if clean_name is None and clean_language is not None:
+        errors.append({"field": "whatsapp_template_name", "message": MAP_NEEDS_NAME})
+    if errors:
+        raise ValidationFailed(
+            "Invalid Meta template mapping: "
+            + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+            code="invalid_whatsapp_template",
+            extra={"errors": errors},
+        )
+    return clean_name, clean_language
 
 
 def _text(value: Any) -> str:
@@ -168,6 +217,9 @@ async def create_template(
     the original and number on from the highest version of the family."""
     principal.require("templates:manage")
     org = await session.get(Organization, principal.org())
+    meta_name, meta_language = meta_mapping(
+        data.get("whatsapp_template_name"), data.get("whatsapp_language")
+    )
     variables = _variables(data["content"], org)
     version = 1
     parent_id = data.get("parent_template_id")
@@ -201,6 +253,8 @@ async def create_template(
         parent_template_id=parent_id,
         is_active=data.get("is_active", True),
         is_shared=data.get("is_shared", False),
+        whatsapp_template_name=meta_name,
+        whatsapp_language=meta_language,
     )
     session.add(template)
     await session.flush()
@@ -215,6 +269,14 @@ async def update_template(
     principal.require("templates:manage")
     template = await get_template(session, principal, template_id)
     before = _snapshot(template)
+    mapping = (template.whatsapp_template_name, template.whatsapp_language)
+    if "whatsapp_template_name" in changes or "whatsapp_language" in changes:
+        # A name removed takes its language along, unless a language is given again.
+        name = changes.get("whatsapp_template_name", template.whatsapp_template_name)
+        language = changes.get("whatsapp_language")
+        if "whatsapp_language" not in changes and _clean(name) is not None:
+            language = template.whatsapp_language
+        mapping = meta_mapping(name, language)
     if changes.get("content") is not None:
         org = await session.get(Organization, principal.org())
         template.variables = _variables(changes["content"], org)
@@ -222,6 +284,7 @@ async def update_template(
     for key in ("name", "category", "is_active", "is_shared"):
         if changes.get(key) is not None:
             setattr(template, key, changes[key])
+    template.whatsapp_template_name, template.whatsapp_language = mapping
     template.updated_at = func.now()
     await session.flush()
     await session.refresh(template)

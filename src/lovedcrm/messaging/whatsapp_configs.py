@@ -42,6 +42,7 @@ from lovedcrm.messaging.providers.base import (
     WhatsAppProvider,
 )
 
+_SECRET_INPUTS = ("access_token", "app_secret", "bridge_api_key")
 SECRET_FIELDS = ("access_token", "app_secret", "bridge_api_key", "hmac_key", "verify_token")
 DEFAULT_RATE_LIMITS: dict[str, dict[str, int]] = {
     # Meta's default throughput is 80 messages/s per number; bridges get banned for bursts.
@@ -384,8 +385,10 @@ async def update_config(
 ) -> WhatsappConfig:
     row = await get_config(session, principal, config_id)
     before = _audit_view(row)
+    # A field sent empty is cleared (and refused if the provider needs it); a secret sent
+    # empty keeps its stored value.
     merged = _current_values(settings, row)
-    merged.update({k: v for k, v in values.items() if v not in (None, "")})
+    merged.update({k: v for k, v in values.items() if k not in _SECRET_INPUTS or v})
     _check(row.provider_type, merged)
     _apply(settings, row, values, creating=False)
     row.updated_at = datetime.now(UTC)
@@ -430,6 +433,7 @@ async def _record_status(row: WhatsappConfig, check: ConnectionCheck) -> None:
     row.connection_status = "connected" if check.ok else check.status
     if check.ok:
         row.last_connected_at = datetime.now(UTC)
+        row.qr_code_data = None  # a QR code is a short-lived login credential
     row.updated_at = datetime.now(UTC)
 
 

@@ -1,0 +1,531 @@
+"""HTML pages for Settings → Message templates: the library grouped by category, each
+original followed by its A/B variants with their usage and answer rate; create, edit, make a
+variant, delete. Seeing the list needs ``messages:read``; changing it ``templates:manage``.
+
+Thin: the rules (placeholders checked against the lead and custom fields, variants, the Meta
+mapping) live in ``messaging.templates``; the API's request models check lengths.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from lovedcrm.auth.deps import SESSION_COOKIE, SessionDep, SettingsDep, get_principal
+from lovedcrm.config import Settings
+from lovedcrm.core.errors import AppError
+from lovedcrm.leads.service import custom_field_definitions
+from lovedcrm.messaging import templates
+from lovedcrm.messaging.models import MessageTemplate
+from lovedcrm.messaging.template_schemas import TemplateIn
+from lovedcrm.web.i18n import N_
+from lovedcrm.web.render import Shell, flash, render, shell
+
+router = APIRouter(include_in_schema=False)
+Gettext = Callable[[str], str]
+
+PAGE = "/settings/templates"
+READ = "messages:read"
+MANAGE = "templates:manage"
+CATEGORIES = ("greeting", "follow_up", "objection", "closing")
+OTHER = "_other"
+PREVIEW = 140
+
+SERVICE_MESSAGES = (
+    N_("No template with that id."),
+    N_("parent_template_id is not a template of this organization."),
+)
+
+
+def _category_names(t: Gettext) -> dict[str, str]:
+    return {
+        "greeting": t("Greeting"),
+        "follow_up": t("Follow-up"),
+        "objection": t("Objection handling"),
+        "closing": t("Closing"),
+    }
+
+
+def _placeholder(name: str) -> str:
+    return "{{" + name + "}}"
+
+
+def _letter(version: int | None) -> str:
+    """A/B naming: version 1 is A, 2 is B…"""
+    number = version or 1
+    return chr(ord("A") + number - 1) if 1 <= number <= 26 else str(number)
+
+
+# --- the form -------------------------------------------------------------------------------
+
+
+@dataclass
+class TemplateForm:
+    """The form as typed (kept for redisplay after an error)."""
+
+    name: str = ""
+    category: str = "follow_up"
+    category_other: str = ""
+    content: str = ""
+    is_active: bool = True
+    is_shared: bool = False
+    whatsapp_template_name: str = ""
+    whatsapp_language: str = ""
+    parent_template_id: str = ""
+
+    @property
+    def category_value(self) -> str:
+        return self.category_other if self.category in ("", OTHER) else self.category
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "category": self.category_value,
+            "content": self.content,
+            "is_active": self.is_active,
+            "is_shared": self.is_shared,
+            "whatsapp_template_name": self.whatsapp_template_name,
+            "whatsapp_language": self.whatsapp_language,
+        }
+
+    @classmethod
+    def of(cls, template: MessageTemplate) -> TemplateForm:
+        # The page's category list holds every category in use, this one included.
+        return cls(
+            name=template.name,
+            category=template.category,
+            content=template.content,
+            is_active=template.is_active is not False,
+            is_shared=bool(template.is_shared),
+            whatsapp_template_name=template.whatsapp_template_name or "",
+            whatsapp_language=template.whatsapp_language or "",
+        )
+
+
+@dataclass
+class FormState:
+    """Which form the page shows: a new template, a variant of ``parent`` or ``editing``."""
+
+    form: TemplateForm = field(default_factory=TemplateForm)
+    editing: MessageTemplate | None = None
+    parent: MessageTemplate | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def _schema_errors(exc: ValidationError, t: Gettext) -> dict[str, str]:
+    required = {
+        "name": t("Give the template a name."),
+        "category": t("Choose a category or write one."),
+        "content": t("Write the message."),
+    }
+    errors: dict[str, str] = {}
+    for err in exc.errors():
+        loc = [str(part) for part in err.get("loc", ())]
+        name = loc[-1] if loc else "form"
+        kind = err.get("type", "")
+        ctx = err.get("ctx") or {}
+        if kind in ("missing", "string_too_short") and name in required:
+            message = required[name]
+        elif kind == "string_too_long":
+            message = t("Too long: use at most %(max)s characters.") % {
+                "max": ctx.get("max_length")
+            }
+        else:
+            message = t("Check this value.")
+        if name == "parent_template_id":
+            name = "form"
+        errors.setdefault(name, message)
+    return errors
+
+
+def _service_errors(exc: AppError, t: Gettext) -> dict[str, str]:
+    mapping = {
+        templates.MAP_BAD_NAME: t(
+            "Use only lowercase letters, digits and _, exactly as the template is named "
+            "in Meta's WhatsApp Manager."
+        ),
+        templates.MAP_BAD_LANGUAGE: t("Use a language code as Meta writes it: pt_BR, en_US, es."),
+        templates.MAP_NEEDS_LANGUAGE: t(
+            "Give the language the Meta template was approved in, such as pt_BR."
+        ),
+        templates.MAP_NEEDS_NAME: t("Give the name of the approved Meta template too."),
+    }
+    if exc.code == "unknown_variables":
+        names = ", ".join(_placeholder(n) for n in exc.extra.get("unknown", []))
+        return {
+            "content": t(
+                "Unknown variables: %(names)s. Use only the variables listed below the text."
+            )
+            % {"names": names}
+        }
+    if exc.code == "invalid_whatsapp_template":
+        errors: dict[str, str] = {}
+        for err in exc.extra.get("errors", []) or []:
+            name, message = str(err.get("field", "")), str(err.get("message", ""))
+            errors.setdefault(name, mapping.get(message, message))
+        return errors
+    return {"form": t(exc.detail)}
+
+
+# --- the list -------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    template: MessageTemplate
+    letter: str
+    is_variant: bool
+    next_letter: str
+    rate: int | None
+    preview: str
+
+
+@dataclass
+class Group:
+    category: str
+    title: str
+    rows: list[Row]
+
+
+def _groups(rows: list[MessageTemplate], t: Gettext) -> list[Group]:
+    """By category; in each, every original followed by its variants (the service's order)."""
+    names = _category_names(t)
+    family_top: dict[uuid.UUID, int] = {}
+    for tpl in rows:
+        root = tpl.parent_template_id or tpl.id
+        family_top[root] = max(family_top.get(root, 1), tpl.version or 1)
+    groups: list[Group] = []
+    for category, items in groupby(rows, key=lambda tpl: tpl.category):
+        view = []
+        for tpl in items:
+            content = tpl.content or ""
+            view.append(
+                Row(
+                    template=tpl,
+                    letter=_letter(tpl.version),
+                    is_variant=tpl.parent_template_id is not None,
+                    next_letter=_letter(family_top[tpl.parent_template_id or tpl.id] + 1),
+                    rate=round((tpl.success_rate or 0) * 100) if tpl.usage_count else None,
+                    preview=content if len(content) <= PREVIEW else content[:PREVIEW] + "…",
+                )
+            )
+        groups.append(Group(category=category, title=names.get(category, category), rows=view))
+    # The usual categories in the order of a sale, then the organization's own.
+    order = {name: i for i, name in enumerate(CATEGORIES)}
+    groups.sort(key=lambda g: (order.get(g.category, len(order)), g.category))
+    return groups
+
+
+def _variables_help(frame: Shell) -> tuple[list[str], list[str]]:
+    """The placeholders a template may use: the lead's fields, then the custom fields."""
+    lead = [_placeholder(name) for name in templates.LEAD_VARIABLES]
+    custom = [_placeholder(d["key"]) for d in custom_field_definitions(frame.org)]
+    return lead, custom
+
+
+async def _page(
+    request: Request,
+    session: SessionDep,
+    frame: Shell,
+    *,
+    state: FormState | None = None,
+    page_error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    t = frame.i18n.gettext
+    try:
+        rows = await templates.list_templates(session, frame.principal)
+    except AppError:
+        return render(
+            request,
+            "settings_templates.html",
+            403,
+            **frame.context("settings"),
+            tab="templates",
+            denied=True,
+            permission=READ,
+        )
+    lead_vars, custom_vars = _variables_help(frame)
+    categories = list(CATEGORIES) + sorted(
+        {r.category for r in rows if r.category not in CATEGORIES}
+    )
+    return render(
+        request,
+        "settings_templates.html",
+        status_code,
+        **frame.context("settings"),
+        tab="templates",
+        denied=False,
+        groups=_groups(rows, t),
+        count=len(rows),
+        can_manage=frame.principal.can(MANAGE),
+        state=state or FormState(),
+        categories=categories,
+        category_names=_category_names(t),
+        other=OTHER,
+        lead_vars=lead_vars,
+        custom_vars=custom_vars,
+        page_error=page_error,
+        letter=_letter,
+    )
+
+
+async def _page_frame(request: Request, session: SessionDep, settings: Settings) -> Shell | None:
+    frame = await shell(request, session, settings)
+    if frame is None or frame.org is None:
+        return None
+    return frame
+
+
+async def _form_frame(request: Request, session: SessionDep, settings: Settings) -> Shell | None:
+    """The signed-in person of a form post (403 on a CSRF failure), or None."""
+    if not request.cookies.get(SESSION_COOKIE):
+        return None
+    await get_principal(request, session, settings, None)
+    return await _page_frame(request, session, settings)
+
+
+async def _refuse(request: Request, session: SessionDep, frame: Shell) -> HTMLResponse | None:
+    """The list with a 403 for someone without templates:manage, else None."""
+    if frame.principal.can(MANAGE):
+        return None
+    t = frame.i18n.gettext
+    return await _page(
+        request,
+        session,
+        frame,
+        page_error=t("You do not have permission to change message templates."),
+        status_code=403,
+    )
+
+
+def _login() -> RedirectResponse:
+    return RedirectResponse("/login", status_code=303)
+
+
+def _back(text: str) -> Response:
+    response = RedirectResponse(PAGE, status_code=303)
+    flash(response, text)
+    return response
+
+
+def _uuid(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value).strip()) if value else None
+    except ValueError:
+        return None
+
+
+def _form(
+    name: str,
+    category: str,
+    category_other: str,
+    content: str,
+    is_active: str | None,
+    is_shared: str | None,
+    whatsapp_template_name: str,
+    whatsapp_language: str,
+    parent_template_id: str = "",
+) -> TemplateForm:
+    return TemplateForm(
+        name=name.strip(),
+        category=category.strip(),
+        category_other=category_other.strip(),
+        content=content,
+        is_active=is_active is not None,
+        is_shared=is_shared is not None,
+        whatsapp_template_name=whatsapp_template_name.strip(),
+        whatsapp_language=whatsapp_language.strip(),
+        parent_template_id=parent_template_id.strip(),
+    )
+
+
+# Form inputs shared by create and edit.
+NameIn = Annotated[str, Form(max_length=1000)]
+CategoryIn = Annotated[str, Form(max_length=1000)]
+ContentIn = Annotated[str, Form(max_length=20000)]
+FlagIn = Annotated[str | None, Form(max_length=10)]
+MetaIn = Annotated[str, Form(max_length=1000)]
+
+
+# --- routes ---------------------------------------------------------------------------------
+
+
+@router.get(PAGE, response_class=HTMLResponse)
+async def templates_page(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    edit: str | None = None,
+    variant_of: str | None = None,
+) -> Response:
+    """The list; ``?edit=<id>`` opens a template in the form, ``?variant_of=<id>`` the form
+    for a new A/B variant of it."""
+    frame = await _page_frame(request, session, settings)
+    if frame is None:
+        return _login()
+    t = frame.i18n.gettext
+    state = FormState()
+    wanted = _uuid(edit or variant_of)
+    if wanted is not None and frame.principal.can(MANAGE):
+        try:
+            chosen = await templates.get_template(session, frame.principal, wanted)
+        except AppError as exc:
+            return await _page(request, session, frame, page_error=t(exc.detail), status_code=404)
+        form = TemplateForm.of(chosen)
+        if edit:
+            state = FormState(form=form, editing=chosen)
+        else:
+            root = chosen.parent_template_id or chosen.id
+            form.parent_template_id = str(root)
+            form.whatsapp_template_name = form.whatsapp_language = ""
+            state = FormState(form=form, parent=chosen)
+    return await _page(request, session, frame, state=state)
+
+
+@router.post(PAGE, response_class=HTMLResponse)
+async def template_create(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    name: NameIn = "",
+    category: CategoryIn = "",
+    category_other: CategoryIn = "",
+    content: ContentIn = "",
+    is_active: FlagIn = None,
+    is_shared: FlagIn = None,
+    whatsapp_template_name: MetaIn = "",
+    whatsapp_language: MetaIn = "",
+    parent_template_id: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    frame = await _form_frame(request, session, settings)
+    if frame is None:
+        return _login()
+    if (refused := await _refuse(request, session, frame)) is not None:
+        return refused
+    t = frame.i18n.gettext
+    form = _form(
+        name,
+        category,
+        category_other,
+        content,
+        is_active,
+        is_shared,
+        whatsapp_template_name,
+        whatsapp_language,
+        parent_template_id,
+    )
+    state = FormState(form=form)
+    parent_id = _uuid(form.parent_template_id)
+    if parent_id is not None:
+        try:
+            state.parent = await templates.get_template(session, frame.principal, parent_id)
+        except AppError:
+            state.parent = None
+    try:
+        body = TemplateIn.model_validate(
+            {**form.data(), "parent_template_id": form.parent_template_id or None}
+        )
+    except ValidationError as exc:
+        state.errors = _schema_errors(exc, t)
+        return await _page(request, session, frame, state=state, status_code=422)
+    try:
+        async with session.begin_nested():
+            created = await templates.create_template(session, frame.principal, body.model_dump())
+    except AppError as exc:
+        state.errors = _service_errors(exc, t)
+        return await _page(request, session, frame, state=state, status_code=exc.status)
+    if created.parent_template_id is not None:
+        return _back(
+            t("Variant %(letter)s of the template created.") % {"letter": _letter(created.version)}
+        )
+    return _back(t("Template %(name)s created.") % {"name": created.name})
+
+
+@router.post(PAGE + "/{template_id}", response_class=HTMLResponse)
+async def template_update(
+    template_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    name: NameIn = "",
+    category: CategoryIn = "",
+    category_other: CategoryIn = "",
+    content: ContentIn = "",
+    is_active: FlagIn = None,
+    is_shared: FlagIn = None,
+    whatsapp_template_name: MetaIn = "",
+    whatsapp_language: MetaIn = "",
+) -> Response:
+    frame = await _form_frame(request, session, settings)
+    if frame is None:
+        return _login()
+    if (refused := await _refuse(request, session, frame)) is not None:
+        return refused
+    t = frame.i18n.gettext
+    form = _form(
+        name,
+        category,
+        category_other,
+        content,
+        is_active,
+        is_shared,
+        whatsapp_template_name,
+        whatsapp_language,
+    )
+    try:
+        editing = await templates.get_template(session, frame.principal, template_id)
+    except AppError as exc:
+        return await _page(request, session, frame, page_error=t(exc.detail), status_code=404)
+    state = FormState(form=form, editing=editing)
+    try:
+        # Every input is sent, so the rules of a new template apply (an empty one is an error).
+        body = TemplateIn.model_validate(form.data())
+    except ValidationError as exc:
+        state.errors = _schema_errors(exc, t)
+        return await _page(request, session, frame, state=state, status_code=422)
+    try:
+        async with session.begin_nested():
+            await templates.update_template(
+                session,
+                frame.principal,
+                template_id,
+                body.model_dump(exclude={"parent_template_id"}),
+            )
+    except AppError as exc:
+        state.errors = _service_errors(exc, t)
+        return await _page(request, session, frame, state=state, status_code=exc.status)
+    return _back(t("Template saved."))
+
+
+@router.post(PAGE + "/{template_id}/delete", response_class=HTMLResponse)
+async def template_delete(
+    template_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep
+) -> Response:
+    frame = await _form_frame(request, session, settings)
+    if frame is None:
+        return _login()
+    if (refused := await _refuse(request, session, frame)) is not None:
+        return refused
+    t = frame.i18n
+    try:
+        async with session.begin_nested():
+            await templates.delete_template(session, frame.principal, template_id)
+    except AppError as exc:
+        message = t.gettext(exc.detail)
+        if exc.code == "template_has_variants":
+            count = int(exc.extra.get("variant_count") or 0)
+            message = t.ngettext(
+                "This template has %(num)d variant: delete it first.",
+                "This template has %(num)d variants: delete them first.",
+                count,
+            ) % {"num": count}
+        return await _page(request, session, frame, page_error=message, status_code=exc.status)
+    return _back(t.gettext("Template deleted."))
