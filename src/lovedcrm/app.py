@@ -38,6 +38,8 @@ IMPORT_UPLOAD_PATHS = ("/api/v1/imports", "/leads/import")
 
 # Each module exposes ``router``; one line per module (HTML pages last).
 ROUTER_MODULES = [
+    # First: providers post here at high rates, and routes are matched in order.
+    "lovedcrm.messaging.webhook_ingest",
     "lovedcrm.core.health",
     "lovedcrm.auth.api",
     "lovedcrm.auth.api_keys_api",
@@ -51,12 +53,14 @@ ROUTER_MODULES = [
     "lovedcrm.core.live",
     "lovedcrm.messaging.templates_api",
     "lovedcrm.messaging.whatsapp_api",
-    "lovedcrm.messaging.webhook_ingest",
     "lovedcrm.jobs.api",
     "lovedcrm.webhooks.api",
     "lovedcrm.web.settings_views",
+    "lovedcrm.web.whatsapp_views",
+    "lovedcrm.web.templates_views",
     "lovedcrm.web.board_views",
     "lovedcrm.web.leads_views",
+    "lovedcrm.web.inbox_views",
     "lovedcrm.web.views",
 ]
 

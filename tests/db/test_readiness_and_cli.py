@@ -109,7 +109,8 @@ def test_cli_upgrade_demo_and_create_admin(
         assert (
             conn.execute(
                 text(
-                    "SELECT count(*) FROM whatsapp_configs WHERE is_active AND provider_type = 'sandbox'"
+                    "SELECT count(*) FROM whatsapp_configs"
+                    " WHERE is_active AND provider_type = 'sandbox'"
                 )
             ).scalar()
             == 1

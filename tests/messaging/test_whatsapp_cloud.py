@@ -532,3 +532,50 @@ async def test_editing_keeps_or_clears_fields_as_sent(
         "checking",
         "switched",
     ]
+
+
+async def test_outside_the_window_only_approved_variants_are_chosen(
+    client: httpx.AsyncClient,
+    org: dict[str, Any],
+    graph: FakeGraphApi,
+    database: Database,
+    settings: Settings,
+) -> None:
+    h = org["headers"]
+    a = (
+        await client.post(
+            "/api/v1/templates",
+            headers=h,
+            json={
+                "name": "Retomada A",
+                "category": "follow_up",
+                "content": "Oi {{first_name}}",
+                "whatsapp_template_name": "retomada_a",
+                "whatsapp_language": "pt_BR",
+            },
+        )
+    ).json()
+    r = await client.post(
+        "/api/v1/templates",
+        headers=h,
+        json={
+            "name": "Retomada B (sem Meta)",
+            "category": "follow_up",
+            "content": "Olá {{first_name}}",
+            "parent_template_id": a["id"],
+        },
+    )
+    assert r.status_code == 201, r.text
+    for i in range(6):
+        lead = (
+            await client.post(
+                "/api/v1/leads",
+                headers=h,
+                json={"full_name": f"Fria {i}", "phone": f"1197000100{i}"},
+            )
+        ).json()
+        r = await client.post(
+            f"/api/v1/leads/{lead['id']}/messages", headers=h, json={"template_id": a["id"]}
+        )
+        assert r.status_code == 202, r.text
+        assert r.json()["metadata"]["template"]["whatsapp_template_name"] == "retomada_a"

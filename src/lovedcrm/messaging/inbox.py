@@ -26,7 +26,7 @@ _CONVERSATIONS = """
     ), unread AS (
         SELECT lead_id, count(*) AS n
           FROM messages
-         WHERE organization_id = :org AND direction = 'inbound' AND status <> 'read'
+         WHERE organization_id = :org AND direction = 'inbound' AND status = 'delivered'
            AND lead_id IS NOT NULL
          GROUP BY lead_id
     )
@@ -71,8 +71,18 @@ async def conversations(
 
 
 async def unread_total(session: AsyncSession, principal: Principal) -> int:
-    rows = await conversations(session, principal, unread_only=True, limit=1000)
-    return sum(int(r["unread"]) for r in rows)
+    """Unread inbound messages on the leads the member sees (the navigation's badge)."""
+    principal.require("messages:read")
+    own = "" if principal.can("leads:read_all") else " AND l.assigned_to = :me"
+    count = await session.execute(
+        text(
+            "SELECT count(*) FROM messages m JOIN leads l ON l.id = m.lead_id"
+            " WHERE m.organization_id = :org AND m.direction = 'inbound'"
+            " AND m.status = 'delivered'" + own
+        ),
+        {"org": principal.org(), "me": principal.user_id},
+    )
+    return int(count.scalar_one())
 
 
 async def messages(

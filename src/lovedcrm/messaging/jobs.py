@@ -74,13 +74,16 @@ async def _note_attempt(ctx: JobContext, message_id: uuid.UUID, error: str) -> N
     async with AsyncSession(ctx.session.bind) as own, own.begin():
         await set_tenant(own, ctx.organization_id)
         msg = await own.get(Message, message_id)
-        if msg is not None:
-            meta = dict(msg.metadata_ or {})
-            meta["last_error"] = error
-            meta["attempts"] = ctx.attempt
-            msg.metadata_ = meta
+        if msg is None:
+            return
+        meta = dict(msg.metadata_ or {})
+        meta["last_error"] = error
+        meta["attempts"] = ctx.attempt
+        msg.metadata_ = meta
         assert ctx.organization_id is not None
-        await notify_live(own, ctx.organization_id, "message.updated", message_id=message_id)
+        await notify_live(
+            own, ctx.organization_id, "message.updated", message_id=message_id, lead_id=msg.lead_id
+        )
 
 
 async def _over_rate_limit(ctx: JobContext, config: WhatsappConfig) -> float | None:

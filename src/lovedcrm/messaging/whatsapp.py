@@ -489,9 +489,12 @@ async def mark_conversion(session: AsyncSession, lead: Lead) -> None:
     )
 
 
-async def choose_variant(session: AsyncSession, template: MessageTemplate) -> MessageTemplate:
+async def choose_variant(
+    session: AsyncSession, template: MessageTemplate, *, approved_only: bool = False
+) -> MessageTemplate:
     """An A/B family (the original and its active variants) is used evenly: the least used
-    member is chosen, ties at random. The original's row lock serializes concurrent picks."""
+    member is chosen, ties at random. The original's row lock serializes concurrent picks.
+    ``approved_only`` (outside the 24-hour window): only members mapped to a Meta template."""
     root_id = template.parent_template_id or template.id
     await session.execute(
         select(MessageTemplate.id).where(MessageTemplate.id == root_id).with_for_update()
@@ -510,6 +513,8 @@ async def choose_variant(session: AsyncSession, template: MessageTemplate) -> Me
         .scalars()
         .all()
     )
+    if approved_only:
+        family = [t for t in family if t.whatsapp_template_name]
     if not family:
         return template
     fewest = min(t.usage_count or 0 for t in family)
@@ -588,11 +593,14 @@ async def send_message(
     org = await session.get(Organization, org_id)
     metadata: dict[str, Any] = {"sent_by": str(principal.user_id)}
     template: MessageTemplate | None = None
+    window = await window_state(session, config.provider_type, lead.id)
     if template_id is not None:
         chosen = await templates_service.get_template(session, principal, template_id)
         if not chosen.is_active:
             raise ValidationFailed("This template is inactive.", code="template_inactive")
-        template = await choose_variant(session, chosen)
+        template = await choose_variant(
+            session, chosen, approved_only=window.applies and not window.open
+        )
         stage = await session.get(PipelineStage, lead.stage_id)
         assignee = await session.get(User, lead.assigned_to) if lead.assigned_to else None
         content = templates_service.render(template, lead, org, stage=stage, assignee=assignee)
@@ -604,7 +612,6 @@ async def send_message(
             "language": template.whatsapp_language,
             "parameters": _template_parameters(template, lead, org, stage, assignee),
         }
-    window = await window_state(session, config.provider_type, lead.id)
     if window.applies and not window.open:
         approved = template is not None and template.whatsapp_template_name
         if not approved:
