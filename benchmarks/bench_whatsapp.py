@@ -15,8 +15,9 @@ acknowledged is stored exactly once, and the latency from posting one webhook to
 
 Writes benchmarks/results/whatsapp.json.
 
-Usage: .venv/bin/python benchmarks/bench_whatsapp.py [--seconds 20] [--connections 16]
-       [--senders 2000] [--probes 50]
+Usage: .venv/bin/python benchmarks/bench_whatsapp.py [--seconds 20] [--connections 8]
+       [--senders 2000] [--probes 50] [--web-processes 1] [--worker-processes 1]
+       [--out whatsapp.json]
 """
 
 from __future__ import annotations
@@ -231,11 +232,13 @@ def pct(values: list[float], q: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=20)
-    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--senders", type=int, default=2000)
     ap.add_argument("--probes", type=int, default=50)
     ap.add_argument("--worker-concurrency", type=int, default=4)
     ap.add_argument("--web-processes", type=int, default=1)
+    ap.add_argument("--worker-processes", type=int, default=1)
+    ap.add_argument("--out", default="whatsapp.json")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
@@ -269,20 +272,23 @@ def main() -> None:
     )
     base = f"http://127.0.0.1:{port}"
     owner = sa.create_engine(db_url)
-    worker: subprocess.Popen[bytes] | None = None
+    workers: list[subprocess.Popen[bytes]] = []
     try:
         wait_ready(base, 60)
-        worker = subprocess.Popen(
-            [
-                str(ROOT / ".venv/bin/lovedcrm"),
-                "worker",
-                "--concurrency",
-                str(args.worker_concurrency),
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        for _ in range(args.worker_processes):
+            workers.append(
+                subprocess.Popen(
+                    [
+                        str(ROOT / ".venv/bin/lovedcrm"),
+                        "worker",
+                        "--concurrency",
+                        str(args.worker_concurrency),
+                    ],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         r = httpx.post(
             f"{base}/api/v1/auth/signup",
             json={
@@ -334,9 +340,7 @@ def main() -> None:
 
         latencies = sse_probe(base, token, config_id, args.probes)
     finally:
-        for proc in (worker, web):
-            if proc is None:
-                continue
+        for proc in (*workers, web):
             proc.terminate()
             try:
                 proc.wait(timeout=30)
@@ -350,8 +354,8 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "database": "external" if os.environ.get("LOVEDCRM_DATABASE_URL") else "embedded",
         "params": vars(args),
-        "setup": f"serve --no-worker --workers {args.web_processes} + 1 worker process"
-        " + PostgreSQL + wrk, all on the same cores",
+        "setup": f"serve --no-worker --workers {args.web_processes}"
+        f" + {args.worker_processes} worker process(es) + PostgreSQL + wrk, all on the same cores",
         "acknowledgement": load,
         "stored_messages": count,
         "distinct_messages_acknowledged_at_least": len(surely_acked),
@@ -370,7 +374,7 @@ def main() -> None:
         },
         "targets": {"rate_per_s": 500, "ack_p95_ms": 50, "lost": 0, "doubled": 0},
     }
-    path = ROOT / "benchmarks" / "results" / "whatsapp.json"
+    path = ROOT / "benchmarks" / "results" / args.out
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))
