@@ -3,12 +3,14 @@ their statuses advance, templates are counted, and nobody sees another organizat
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 
 from lovedcrm.config import Settings
 from lovedcrm.db.engine import Database
@@ -208,3 +210,47 @@ async def test_ab_variants_are_used_evenly_and_answers_counted(
         await set_tenant(s, uuid.UUID(org["organization_id"]))
         stats = (await s.execute(select(TemplateUsageStat))).scalars().all()
     assert [x.lead_id for x in stats if x.led_to_conversion] == [uuid.UUID(leads[0])]
+
+
+async def test_rate_limits_defer_sends_without_losing_them(
+    client: httpx.AsyncClient, org: dict[str, Any], database: Database, settings: Settings
+) -> None:
+    h = org["headers"]
+    r = await client.patch(
+        f"/api/v1/whatsapp/configs/{org['config_id']}",
+        headers=h,
+        json={"rate_limits": {"messages_per_minute": 2}},
+    )
+    assert r.status_code == 200 and r.json()["rate_limits"] == {"messages_per_minute": 2}
+    await client.post(INJECT, headers=h, json={"from_number": "11 95555-0001", "content": "oi"})
+    await run_wa_jobs(database, settings)
+    lead_id = (await _conversations(client, h))[0]["lead_id"]
+    # All four sends and their jobs in one minute window.
+    await asyncio.sleep(max(0.0, time.time() % 60 - 50) and 60 - time.time() % 60 + 0.1)
+    ids = []
+    for i in range(4):
+        r = await client.post(
+            f"/api/v1/leads/{lead_id}/messages", headers=h, json={"content": f"msg {i}"}
+        )
+        ids.append(r.json()["id"])
+    await run_wa_jobs(database, settings)
+    statuses = [
+        (await client.get(f"/api/v1/messages/{i}", headers=h)).json()["status"] for i in ids
+    ]
+    # Two within this minute's budget; the others wait for the next window, still queued.
+    assert sorted(statuses) == ["pending", "pending", "sent", "sent"], statuses
+    # In a later minute they leave (their deferred jobs brought forward here).
+    engine = create_engine(database.owner_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text("DELETE FROM rate_limit_counters WHERE bucket LIKE :b"),
+                {"b": f"wa-send:{org['config_id']}:%"},
+            )
+    finally:
+        engine.dispose()
+    await run_wa_jobs(database, settings, due_now=True)
+    statuses = [
+        (await client.get(f"/api/v1/messages/{i}", headers=h)).json()["status"] for i in ids
+    ]
+    assert all(s in ("sent", "delivered", "read") for s in statuses), statuses
