@@ -97,6 +97,15 @@ class Settings(BaseSettings):
         "application/msword",
         "application/vnd.ms-excel",
     )
+    # Where downloaded and uploaded files live: a local folder (data_dir/files) or an
+    # S3-compatible bucket (AWS S3, MinIO, Cloudflare R2, …).
+    storage_backend: Literal["local", "s3"] = "local"
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_prefix: str = ""
     # Timeout of one call to a WhatsApp provider.
     whatsapp_http_timeout_seconds: float = Field(default=15.0, gt=0, le=60)
     log_level: str = "INFO"
@@ -111,6 +120,8 @@ class Settings(BaseSettings):
                 raise ValueError("LOVEDCRM_ENCRYPTION_KEY must be set in production")
             if self.database_url is None:
                 raise ValueError("LOVEDCRM_DATABASE_URL must be set in production")
+        if self.storage_backend == "s3" and not self.s3_bucket:
+            raise ValueError("LOVEDCRM_S3_BUCKET must be set when LOVEDCRM_STORAGE_BACKEND=s3")
         if len(self.secret_key.get_secret_value()) < 32:
             raise ValueError("LOVEDCRM_SECRET_KEY must be at least 32 characters")
         return self

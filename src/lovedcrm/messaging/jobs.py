@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import mimetypes
 import uuid
@@ -270,7 +271,7 @@ async def fetch_media(ctx: JobContext, p: MessageJob) -> dict[str, Any]:
     if "." not in name:
         name += ext
     key = f"{ctx.organization_id}/attachments/{uuid.uuid4().hex}{ext}"
-    get_storage(ctx.settings).save(key, got.content)
+    await asyncio.to_thread(get_storage(ctx.settings).save, key, got.content, mime)
     attachment = MessageAttachment(
         organization_id=ctx.organization_id,
         message_id=msg.id,

@@ -3,6 +3,8 @@ rules in messaging.whatsapp_configs, switching, whatsapp, inbox)."""
 
 from __future__ import annotations
 
+import asyncio
+import urllib.parse
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -13,7 +15,7 @@ from fastapi.responses import FileResponse
 from lovedcrm.auth.deps import Principal, Require, SessionDep, SettingsDep
 from lovedcrm.core.errors import NotFound
 from lovedcrm.core.openapi import problem_responses
-from lovedcrm.core.storage import get_storage
+from lovedcrm.core.storage import FileMissing, get_storage
 from lovedcrm.messaging import inbox, sandbox, switching, whatsapp
 from lovedcrm.messaging import whatsapp_configs as configs
 from lovedcrm.messaging.models import Message, MessageAttachment
@@ -321,17 +323,26 @@ INLINE_TYPES = ("image/jpeg", "image/png", "image/webp", "audio/", "video/")
 )
 async def download_attachment(
     attachment_id: uuid.UUID, principal: Reader, session: SessionDep, settings: SettingsDep
-) -> FileResponse:
+) -> Response:
     """An attachment's file, for members who can see its lead."""
     row = await inbox.attachment(session, principal, attachment_id)
-    path = get_storage(settings).path(row.file_url)
-    if not path.is_file():
-        raise NotFound("The attachment's file is missing from storage.")
+    storage = get_storage(settings)
     inline = row.file_type.startswith(INLINE_TYPES)
-    return FileResponse(
-        path,
-        media_type=row.file_type,
-        filename=row.file_name,
-        content_disposition_type="inline" if inline else "attachment",
-        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"},
-    )
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"}
+    disposition = "inline" if inline else "attachment"
+    path = await asyncio.to_thread(storage.local_path, row.file_url)
+    if path is not None:
+        return FileResponse(
+            path,
+            media_type=row.file_type,
+            filename=row.file_name,
+            content_disposition_type=disposition,
+            headers=headers,
+        )
+    try:
+        data = await asyncio.to_thread(storage.read, row.file_url)
+    except FileMissing as exc:
+        raise NotFound("The attachment's file is missing from storage.") from exc
+    quoted = urllib.parse.quote(row.file_name)
+    headers["Content-Disposition"] = f"{disposition}; filename*=utf-8''{quoted}"
+    return Response(data, media_type=row.file_type, headers=headers)
