@@ -25,9 +25,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lovedcrm.auth.deps import SESSION_COOKIE, SessionDep, SettingsDep, get_principal
+from lovedcrm.auth.deps import SessionDep, SettingsDep
 from lovedcrm.auth.models import User
-from lovedcrm.config import Settings
 from lovedcrm.core.errors import AppError, NotFound
 from lovedcrm.leads import service as leads_service
 from lovedcrm.leads.models import Lead
@@ -37,7 +36,7 @@ from lovedcrm.messaging.models import Message, MessageAttachment, WhatsappConfig
 from lovedcrm.messaging.whatsapp_configs import active_config, provider_name
 from lovedcrm.pipeline.models import PipelineStage
 from lovedcrm.web.i18n import N_, Localizer
-from lovedcrm.web.render import Shell, flash, render, shell, templates
+from lovedcrm.web.render import Shell, flash, page_frame, render, templates
 
 router = APIRouter(include_in_schema=False)
 
@@ -194,15 +193,6 @@ def _cursor(value: str | None) -> datetime | None:
 
 def _filter_query(which: str) -> str:
     return "" if which == "all" else "?" + urlencode({"filter": which})
-
-
-async def _frame(request: Request, session: AsyncSession, settings: Settings) -> Shell | None:
-    """The signed-in frame; for a POST the CSRF token is checked first (403, no redirect)."""
-    if request.method != "GET":
-        if not request.cookies.get(SESSION_COOKIE):
-            return None
-        await get_principal(request, session, settings, None)
-    return await shell(request, session, settings)
 
 
 def _fragment(
@@ -545,7 +535,7 @@ def _send_error(frame: Shell, exc: AppError) -> str:
 
 @router.get("/inbox", response_class=HTMLResponse)
 async def inbox_page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return RedirectResponse("/login", status_code=303)
     if frame.org is None:
@@ -563,7 +553,7 @@ async def inbox_page(request: Request, session: SessionDep, settings: SettingsDe
 async def inbox_list(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """The conversation list's items: a live re-read (``limit``) or the next page (``before``).
     ``X-Unread-Total`` carries the unread count for the menu's badge."""
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None or frame.org is None:
         return Response(status_code=401)
     p = request.query_params
@@ -591,7 +581,7 @@ async def inbox_list(request: Request, session: SessionDep, settings: SettingsDe
 @router.get("/inbox/unread", response_class=HTMLResponse)
 async def inbox_unread(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """The menu's unread badge."""
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None or frame.org is None:
         return HTMLResponse('<span class="nav-count" id="nav-unread" hidden></span>')
     try:
@@ -612,7 +602,7 @@ async def inbox_simulate(
     next: Annotated[str, Form(max_length=200)] = "/inbox",
 ) -> Response:
     """Sandbox only: a customer's message typed in; it arrives through the inbound job."""
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None or frame.org is None:
         return RedirectResponse("/login", status_code=303)
     t = frame.i18n.gettext
@@ -675,7 +665,7 @@ async def _visible_lead(session: AsyncSession, frame: Shell, lead_id: str) -> Le
 async def conversation_page(
     lead_id: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return RedirectResponse("/login", status_code=303)
     if frame.org is None:
@@ -697,7 +687,7 @@ async def conversation_thread(
 ) -> Response:
     """The chat's body (notice, messages, composer) for the live script; ``read=1`` marks the
     conversation read (the page is in front of someone)."""
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None or frame.org is None:
         return Response(status_code=401)
     p = request.query_params
@@ -723,7 +713,7 @@ async def conversation_older(
     lead_id: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """Messages before ``before`` (and the next "load older" button when there are more)."""
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None or frame.org is None:
         return Response(status_code=401)
     before = _cursor(request.query_params.get("before"))
@@ -761,7 +751,7 @@ async def conversation_send(
 ) -> Response:
     """The composer: a text, or a template by id (rendered by the server, A/B variant picked
     there). htmx gets the chat's body back; a plain form goes back to the page."""
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return RedirectResponse("/login", status_code=303)
     if frame.org is None:

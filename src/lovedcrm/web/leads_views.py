@@ -27,7 +27,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lovedcrm.auth.deps import SESSION_COOKIE, SessionDep, SettingsDep, get_principal
+from lovedcrm.auth.deps import SessionDep, SettingsDep
 from lovedcrm.config import Settings
 from lovedcrm.core.errors import AppError, NotFound
 from lovedcrm.leads import activities as activities_service
@@ -37,7 +37,7 @@ from lovedcrm.leads.models import LEAD_STATUSES, Lead
 from lovedcrm.leads.schemas import LeadIn, LeadSort, LeadUpdateIn
 from lovedcrm.organizations import service as org_service
 from lovedcrm.pipeline import service as pipeline_service
-from lovedcrm.web.render import Shell, flash, render, shell
+from lovedcrm.web.render import Shell, flash, page_frame, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -108,16 +108,6 @@ def _decimal(raw: str) -> Decimal:
 
 def _login() -> RedirectResponse:
     return RedirectResponse("/login", status_code=303)
-
-
-async def _frame(request: Request, session: AsyncSession, settings: Settings) -> Shell | None:
-    """The signed-in frame. For a POST the CSRF token is checked first: a wrong one is a 403,
-    never a silent redirect to the log-in page."""
-    if request.method != "GET":
-        if not request.cookies.get(SESSION_COOKIE):
-            return None
-        await get_principal(request, session, settings, None)
-    return await shell(request, session, settings)
 
 
 def _message(
@@ -299,7 +289,7 @@ def _filters_from(request: Request) -> ListFilters:
 
 @router.get("/leads", response_class=HTMLResponse)
 async def leads_list(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return _login()
     if frame.org is None:
@@ -365,7 +355,7 @@ async def leads_bulk(
     stage_id: Annotated[str, Form(max_length=64)] = "",
     back: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return _login()
     t = frame.i18n.gettext
@@ -605,7 +595,7 @@ def _round_robin(frame: Shell) -> bool:
 
 @router.get("/leads/new", response_class=HTMLResponse)
 async def lead_new(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return _login()
     if not frame.principal.can("leads:write"):
@@ -615,7 +605,7 @@ async def lead_new(request: Request, session: SessionDep, settings: SettingsDep)
 
 @router.post("/leads", response_class=HTMLResponse)
 async def lead_create(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return _login()
     raw = await request.form()
@@ -852,7 +842,7 @@ async def _lead_page(
 
 @router.get("/leads/import", response_class=HTMLResponse)
 async def import_page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return _login()
     if not frame.principal.can("leads:import"):
@@ -890,7 +880,7 @@ async def import_upload(
     settings: SettingsDep,
     file: Annotated[UploadFile | None, File()] = None,
 ) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return _login()
     t = frame.i18n.gettext
@@ -1030,7 +1020,7 @@ async def import_start(
     targets: Annotated[list[str] | None, Form()] = None,
     duplicate_policy: Annotated[str, Form(max_length=10)] = "skip",
 ) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return _login()
     t = frame.i18n.gettext
@@ -1103,7 +1093,7 @@ async def import_start(
 async def import_progress(
     job_id: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return _login()
     t = frame.i18n.gettext
@@ -1140,7 +1130,7 @@ async def import_progress(
 async def lead_detail(
     lead_id: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return _login()
     try:
@@ -1161,7 +1151,7 @@ async def lead_detail(
 async def lead_edit_form(
     lead_id: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return _login()
     name = request.query_params.get("field", "")
@@ -1238,7 +1228,7 @@ async def lead_edit_submit(
     field_name: Annotated[str, Form(alias="field", max_length=80)] = "",
     value: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return _login()
     t = frame.i18n.gettext
@@ -1338,7 +1328,7 @@ async def lead_stage(
     settings: SettingsDep,
     stage_id: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return _login()
     stage = _uuid(stage_id)
@@ -1357,7 +1347,7 @@ async def lead_stage(
 async def lead_won(
     lead_id: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return _login()
     return await _update_and_back(
@@ -1378,7 +1368,7 @@ async def lead_lost(
     settings: SettingsDep,
     lost_reason: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return _login()
     t = frame.i18n.gettext
@@ -1415,7 +1405,7 @@ async def lead_lost(
 async def lead_reopen(
     lead_id: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return _login()
     return await _update_and_back(
@@ -1435,7 +1425,7 @@ async def lead_reopen(
 async def lead_timeline(
     lead_id: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return _login()
     lead = await _lead_or_none(session, frame, lead_id)
@@ -1468,7 +1458,7 @@ async def lead_add_note(
     settings: SettingsDep,
     description: Annotated[str, Form(max_length=20000)] = "",
 ) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return _login()
     t = frame.i18n.gettext
@@ -1505,7 +1495,7 @@ async def lead_add_task(
     title: Annotated[str, Form(max_length=255)] = "",
     due_at: Annotated[str, Form(max_length=40)] = "",
 ) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return _login()
     t = frame.i18n.gettext
@@ -1558,7 +1548,7 @@ async def lead_task_done(
     settings: SettingsDep,
     done: Annotated[str, Form(max_length=5)] = "1",
 ) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return _login()
     t = frame.i18n.gettext
@@ -1585,7 +1575,7 @@ async def lead_task_done(
 async def lead_merge_page(
     lead_id: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return _login()
     lead = await _lead_or_none(session, frame, lead_id)
@@ -1622,7 +1612,7 @@ async def lead_merge(
     settings: SettingsDep,
     other_id: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return _login()
     lead = await _lead_or_none(session, frame, lead_id)
@@ -1643,7 +1633,7 @@ async def lead_merge(
 async def lead_delete_page(
     lead_id: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return _login()
     lead = await _lead_or_none(session, frame, lead_id)
@@ -1656,7 +1646,7 @@ async def lead_delete_page(
 async def lead_delete(
     lead_id: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    frame = await _frame(request, session, settings)
+    frame = await page_frame(request, session, settings)
     if frame is None:
         return _login()
     lead = await _lead_or_none(session, frame, lead_id)

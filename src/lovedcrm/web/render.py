@@ -209,6 +209,22 @@ class Shell:
         }
 
 
+async def page_frame(
+    request: Request, session: AsyncSession, settings: Settings, *, need_org: bool = False
+) -> Shell | None:
+    """The signed-in frame of a page or a form post. For anything but GET/HEAD the CSRF token
+    is checked first: a wrong one is a 403, never a silent redirect to the log-in page. None
+    when nobody is signed in (and, with ``need_org``, outside any organization)."""
+    if request.method not in ("GET", "HEAD"):
+        if not request.cookies.get(SESSION_COOKIE):
+            return None
+        await get_principal(request, session, settings, None)
+    frame = await shell(request, session, settings)
+    if frame is None or (need_org and frame.org is None):
+        return None
+    return frame
+
+
 async def shell(request: Request, session: AsyncSession, settings: Settings) -> Shell | None:
     principal = await web_principal(request, session, settings)
     if principal is None:

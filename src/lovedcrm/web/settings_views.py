@@ -21,7 +21,7 @@ from lovedcrm.leads import service as leads_service
 from lovedcrm.organizations import branding, dashboard
 from lovedcrm.organizations import service as org_service
 from lovedcrm.web.i18n import CURRENCIES, LANG_COOKIE, LANGUAGE_TAGS, localizer_for
-from lovedcrm.web.render import COLOR, DEFAULT_ACCENT, Shell, flash, render, shell
+from lovedcrm.web.render import COLOR, DEFAULT_ACCENT, Shell, flash, page_frame, render, shell
 
 router = APIRouter(include_in_schema=False)
 
@@ -91,11 +91,8 @@ async def branding_submit(
     currency: Annotated[str, Form(max_length=10)] = "BRL",
     stale_days: Annotated[str, Form(max_length=10)] = "7",
 ) -> Response:
-    if not request.cookies.get(SESSION_COOKIE):
-        return RedirectResponse("/login", status_code=303)
-    await get_principal(request, session, settings, None)  # 403 on a CSRF failure
-    frame = await shell(request, session, settings)
-    if frame is None or frame.org is None:
+    frame = await page_frame(request, session, settings, need_org=True)
+    if frame is None:
         return RedirectResponse("/login", status_code=303)
     t = frame.i18n.gettext
     color = primary_color.strip()
@@ -154,11 +151,8 @@ async def logo_submit(
     settings: SettingsDep,
     logo: Annotated[UploadFile, File()],
 ) -> Response:
-    if not request.cookies.get(SESSION_COOKIE):
-        return RedirectResponse("/login", status_code=303)
-    await get_principal(request, session, settings, None)  # 403 on a CSRF failure
-    frame = await shell(request, session, settings)
-    if frame is None or frame.org is None:
+    frame = await page_frame(request, session, settings, need_org=True)
+    if frame is None:
         return RedirectResponse("/login", status_code=303)
     data = await logo.read(settings.logo_max_bytes + 1)
     try:
@@ -179,19 +173,6 @@ async def logo_submit(
 
 
 # --- shared by the settings forms ---------------------------------------------------------
-
-
-async def _settings_frame(
-    request: Request, session: SessionDep, settings: SettingsDep
-) -> Shell | None:
-    """The signed-in person of a settings form (403 on a CSRF failure), or None."""
-    if not request.cookies.get(SESSION_COOKIE):
-        return None
-    await get_principal(request, session, settings, None)
-    frame = await shell(request, session, settings)
-    if frame is None or frame.org is None:
-        return None
-    return frame
 
 
 def _saved(path: str, text: str) -> Response:
@@ -245,7 +226,7 @@ async def assignment_submit(
     settings: SettingsDep,
     mode: Annotated[str, Form(alias="assignment", max_length=20)] = "",
 ) -> Response:
-    frame = await _settings_frame(request, session, settings)
+    frame = await page_frame(request, session, settings, need_org=True)
     if frame is None:
         return RedirectResponse("/login", status_code=303)
     t = frame.i18n.gettext
@@ -392,7 +373,7 @@ async def custom_field_add(
     options: Annotated[str, Form(max_length=20000)] = "",
     required: Annotated[str | None, Form(max_length=10)] = None,
 ) -> Response:
-    frame = await _settings_frame(request, session, settings)
+    frame = await page_frame(request, session, settings, need_org=True)
     if frame is None:
         return RedirectResponse("/login", status_code=303)
     if (refused := await _refuse_fields(request, frame)) is not None:
@@ -449,7 +430,7 @@ async def custom_field_update(
     options: Annotated[str, Form(max_length=20000)] = "",
     required: Annotated[str | None, Form(max_length=10)] = None,
 ) -> Response:
-    frame = await _settings_frame(request, session, settings)
+    frame = await page_frame(request, session, settings, need_org=True)
     if frame is None:
         return RedirectResponse("/login", status_code=303)
     if (refused := await _refuse_fields(request, frame)) is not None:
@@ -495,7 +476,7 @@ async def custom_field_move(
     direction: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     """Up or down one place (the order of the lead page and forms)."""
-    frame = await _settings_frame(request, session, settings)
+    frame = await page_frame(request, session, settings, need_org=True)
     if frame is None:
         return RedirectResponse("/login", status_code=303)
     if (refused := await _refuse_fields(request, frame)) is not None:
@@ -520,7 +501,7 @@ async def custom_field_move(
 async def custom_field_delete(
     key: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    frame = await _settings_frame(request, session, settings)
+    frame = await page_frame(request, session, settings, need_org=True)
     if frame is None:
         return RedirectResponse("/login", status_code=303)
     if (refused := await _refuse_fields(request, frame)) is not None:

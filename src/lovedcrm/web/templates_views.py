@@ -18,15 +18,14 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from lovedcrm.auth.deps import SESSION_COOKIE, SessionDep, SettingsDep, get_principal
-from lovedcrm.config import Settings
+from lovedcrm.auth.deps import SessionDep, SettingsDep
 from lovedcrm.core.errors import AppError
 from lovedcrm.leads.service import custom_field_definitions
 from lovedcrm.messaging import templates
 from lovedcrm.messaging.models import MessageTemplate
 from lovedcrm.messaging.template_schemas import TemplateIn
 from lovedcrm.web.i18n import N_
-from lovedcrm.web.render import Shell, flash, render, shell
+from lovedcrm.web.render import Shell, flash, page_frame, render
 
 router = APIRouter(include_in_schema=False)
 Gettext = Callable[[str], str]
@@ -277,21 +276,6 @@ async def _page(
     )
 
 
-async def _page_frame(request: Request, session: SessionDep, settings: Settings) -> Shell | None:
-    frame = await shell(request, session, settings)
-    if frame is None or frame.org is None:
-        return None
-    return frame
-
-
-async def _form_frame(request: Request, session: SessionDep, settings: Settings) -> Shell | None:
-    """The signed-in person of a form post (403 on a CSRF failure), or None."""
-    if not request.cookies.get(SESSION_COOKIE):
-        return None
-    await get_principal(request, session, settings, None)
-    return await _page_frame(request, session, settings)
-
-
 async def _refuse(request: Request, session: SessionDep, frame: Shell) -> HTMLResponse | None:
     """The list with a 403 for someone without templates:manage, else None."""
     if frame.principal.can(MANAGE):
@@ -368,7 +352,7 @@ async def templates_page(
 ) -> Response:
     """The list; ``?edit=<id>`` opens a template in the form, ``?variant_of=<id>`` the form
     for a new A/B variant of it."""
-    frame = await _page_frame(request, session, settings)
+    frame = await page_frame(request, session, settings, need_org=True)
     if frame is None:
         return _login()
     t = frame.i18n.gettext
@@ -405,7 +389,7 @@ async def template_create(
     whatsapp_language: MetaIn = "",
     parent_template_id: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    frame = await _form_frame(request, session, settings)
+    frame = await page_frame(request, session, settings, need_org=True)
     if frame is None:
         return _login()
     if (refused := await _refuse(request, session, frame)) is not None:
@@ -464,7 +448,7 @@ async def template_update(
     whatsapp_template_name: MetaIn = "",
     whatsapp_language: MetaIn = "",
 ) -> Response:
-    frame = await _form_frame(request, session, settings)
+    frame = await page_frame(request, session, settings, need_org=True)
     if frame is None:
         return _login()
     if (refused := await _refuse(request, session, frame)) is not None:
@@ -509,7 +493,7 @@ async def template_update(
 async def template_delete(
     template_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    frame = await _form_frame(request, session, settings)
+    frame = await page_frame(request, session, settings, need_org=True)
     if frame is None:
         return _login()
     if (refused := await _refuse(request, session, frame)) is not None:

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from lovedcrm.auth.deps import SESSION_COOKIE, SessionDep, SettingsDep, get_principal
+from lovedcrm.auth.deps import SessionDep, SettingsDep
 from lovedcrm.config import Settings
 from lovedcrm.core.errors import AppError
 from lovedcrm.messaging import switching
@@ -30,7 +30,7 @@ from lovedcrm.messaging.models import ProviderMigration
 from lovedcrm.messaging.providers.base import ConnectionCheck, QrCode
 from lovedcrm.messaging.whatsapp_schemas import ConfigIn, ConfigUpdateIn
 from lovedcrm.web.i18n import N_
-from lovedcrm.web.render import Shell, flash, render, shell, templates
+from lovedcrm.web.render import Shell, flash, page_frame, render, templates
 
 router = APIRouter(include_in_schema=False)
 Gettext = Callable[[str], str]
@@ -372,21 +372,6 @@ def _qr_fragment(request: Request, frame: Shell, panel: QrPanel) -> HTMLResponse
     return response
 
 
-async def _page_frame(request: Request, session: SessionDep, settings: Settings) -> Shell | None:
-    frame = await shell(request, session, settings)
-    if frame is None or frame.org is None:
-        return None
-    return frame
-
-
-async def _form_frame(request: Request, session: SessionDep, settings: Settings) -> Shell | None:
-    """The signed-in person of a form post (403 on a CSRF failure), or None."""
-    if not request.cookies.get(SESSION_COOKIE):
-        return None
-    await get_principal(request, session, settings, None)
-    return await _page_frame(request, session, settings)
-
-
 def _login() -> RedirectResponse:
     return RedirectResponse("/login", status_code=303)
 
@@ -499,7 +484,7 @@ def _service_errors(exc: AppError, t: Gettext, specs: list[FieldSpec]) -> dict[s
 
 @router.get(PAGE, response_class=HTMLResponse)
 async def whatsapp_page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    frame = await _page_frame(request, session, settings)
+    frame = await page_frame(request, session, settings, need_org=True)
     if frame is None:
         return _login()
     return await _page(request, session, settings, frame)
@@ -507,7 +492,7 @@ async def whatsapp_page(request: Request, session: SessionDep, settings: Setting
 
 @router.post(PAGE, response_class=HTMLResponse)
 async def config_create(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    frame = await _form_frame(request, session, settings)
+    frame = await page_frame(request, session, settings, need_org=True)
     if frame is None:
         return _login()
     if not frame.principal.can(PERMISSION):
@@ -542,7 +527,7 @@ async def config_create(request: Request, session: SessionDep, settings: Setting
 async def config_update(
     config_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    frame = await _form_frame(request, session, settings)
+    frame = await page_frame(request, session, settings, need_org=True)
     if frame is None:
         return _login()
     if not frame.principal.can(PERMISSION):
@@ -578,7 +563,7 @@ async def config_update(
 async def config_delete(
     config_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    frame = await _form_frame(request, session, settings)
+    frame = await page_frame(request, session, settings, need_org=True)
     if frame is None:
         return _login()
     if not frame.principal.can(PERMISSION):
@@ -599,7 +584,7 @@ async def config_check(
     config_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """Ask the provider whether the credentials work; the answer shows on the configuration."""
-    frame = await _form_frame(request, session, settings)
+    frame = await page_frame(request, session, settings, need_org=True)
     if frame is None:
         return _login()
     if not frame.principal.can(PERMISSION):
@@ -620,7 +605,7 @@ async def config_connect(
     config_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """WhatsApp Web: start the bridge's session, then show its QR code to scan."""
-    frame = await _form_frame(request, session, settings)
+    frame = await page_frame(request, session, settings, need_org=True)
     if frame is None:
         return _login()
     if not frame.principal.can(PERMISSION):
@@ -646,7 +631,7 @@ async def config_qr(
 ) -> Response:
     """WhatsApp Web: the session's status and QR code; HTMX polls this panel while it waits
     for a scan. Without JavaScript, the whole page with the panel."""
-    frame = await _page_frame(request, session, settings)
+    frame = await page_frame(request, session, settings, need_org=True)
     if frame is None:
         return _login()
     if not frame.principal.can(PERMISSION):
@@ -689,7 +674,7 @@ async def config_activate(
 ) -> Response:
     """Make this configuration the active provider: completed, or failed with nothing
     changed (the page says why)."""
-    frame = await _form_frame(request, session, settings)
+    frame = await page_frame(request, session, settings, need_org=True)
     if frame is None:
         return _login()
     if not frame.principal.can(PERMISSION):
@@ -709,7 +694,7 @@ async def migration_rollback(
     migration_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """Undo a completed switch: the previous provider becomes active again."""
-    frame = await _form_frame(request, session, settings)
+    frame = await page_frame(request, session, settings, need_org=True)
     if frame is None:
         return _login()
     if not frame.principal.can(PERMISSION):
