@@ -1,11 +1,43 @@
-"""What the benchmark scripts share: a free loopback port and waiting for a server."""
+"""What the benchmark scripts share: a fresh database, a free loopback port, waiting for a
+server, and stopping one."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
+from sqlalchemy.engine import URL, make_url
+
+from lovedcrm.db.bootstrap import create_database, drop_database
+from lovedcrm.db.embedded import start_embedded
+from lovedcrm.db.engine import as_psycopg
+
+
+@dataclass(frozen=True)
+class BenchDatabase:
+    server: URL
+    name: str
+    url: str
+
+    def drop(self) -> None:
+        drop_database(self.server, self.name)
+
+
+def bench_database(root: Path) -> BenchDatabase:
+    """A new database on LOVEDCRM_DATABASE_URL's server, or on an embedded one under var/."""
+    raw = os.environ.get("LOVEDCRM_DATABASE_URL") or start_embedded(root / "var" / "bench-postgres")
+    server = as_psycopg(make_url(raw))
+    name = f"lovedcrm_bench_{uuid.uuid4().hex[:8]}"
+    create_database(server, name)
+    return BenchDatabase(
+        server, name, server.set(database=name).render_as_string(hide_password=False)
+    )
 
 
 def free_port() -> int:
@@ -25,3 +57,13 @@ def wait_ready(base: str, seconds: float = 60) -> None:
             pass
         time.sleep(0.5)
     raise RuntimeError(f"{base} did not become ready in {seconds:g}s")
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL if it does not exit in time."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -26,17 +26,12 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import free_port, wait_ready  # noqa: E402
-
-from lovedcrm.db.bootstrap import create_database, drop_database  # noqa: E402
-from lovedcrm.db.embedded import start_embedded  # noqa: E402
-from lovedcrm.db.engine import as_psycopg  # noqa: E402
+from _common import bench_database, free_port, stop, wait_ready  # noqa: E402
 
 LUA = """
 done = function(summary, latency, requests)
@@ -81,11 +76,8 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
 
-    raw = os.environ.get("LOVEDCRM_DATABASE_URL") or start_embedded(ROOT / "var" / "bench-postgres")
-    server = as_psycopg(make_url(raw))
-    name = f"lovedcrm_bench_{uuid.uuid4().hex[:8]}"
-    create_database(server, name)
-    db_url = server.set(database=name).render_as_string(hide_password=False)
+    bench_db = bench_database(ROOT)
+    db_url = bench_db.url
     port = free_port()
     env = {
         **os.environ,
@@ -151,13 +143,9 @@ def main() -> None:
             {"Authorization": f"Bearer {key}"},
         )
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         owner.dispose()
-        drop_database(server, name)
+        bench_db.drop()
     out = {
         "benchmark": "api_leads_page_vs_bare",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

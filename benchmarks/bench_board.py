@@ -29,17 +29,12 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import free_port, wait_ready  # noqa: E402
-
-from lovedcrm.db.bootstrap import create_database, drop_database  # noqa: E402
-from lovedcrm.db.embedded import start_embedded  # noqa: E402
-from lovedcrm.db.engine import as_psycopg  # noqa: E402
+from _common import bench_database, free_port, stop, wait_ready  # noqa: E402
 
 FIRST = [
     "João", "Maria", "José", "Ana", "Antônio", "Francisca", "Carlos", "Luíza", "Paulo",
@@ -211,11 +206,8 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="Do not drop the database at the end.")
     args = ap.parse_args()
 
-    raw = os.environ.get("LOVEDCRM_DATABASE_URL") or start_embedded(ROOT / "var" / "bench-postgres")
-    server = as_psycopg(make_url(raw))
-    name = f"lovedcrm_bench_{uuid.uuid4().hex[:8]}"
-    create_database(server, name)
-    db_url = server.set(database=name).render_as_string(hide_password=False)
+    bench_db = bench_database(ROOT)
+    db_url = bench_db.url
     port = free_port()
     env = {
         **os.environ,
@@ -313,14 +305,10 @@ def main() -> None:
                 args.requests,
             )
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         owner.dispose()
         if not args.keep:
-            drop_database(server, name)
+            bench_db.drop()
     out = {
         "benchmark": "board_search_lead_list_at_scale",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

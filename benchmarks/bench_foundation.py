@@ -29,17 +29,12 @@ import uuid
 from pathlib import Path
 
 import httpx
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import free_port, wait_ready  # noqa: E402
-
-from lovedcrm.db.bootstrap import create_database, drop_database  # noqa: E402
-from lovedcrm.db.embedded import start_embedded  # noqa: E402
-from lovedcrm.db.engine import as_psycopg  # noqa: E402
+from _common import bench_database, free_port, stop, wait_ready  # noqa: E402
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -124,11 +119,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16)
     args = ap.parse_args()
 
-    raw = os.environ.get("LOVEDCRM_DATABASE_URL") or start_embedded(ROOT / "var" / "bench-postgres")
-    server = as_psycopg(make_url(raw))
-    name = f"lovedcrm_bench_{uuid.uuid4().hex[:8]}"
-    create_database(server, name)
-    db_url = server.set(database=name).render_as_string(hide_password=False)
+    bench_db = bench_database(ROOT)
+    db_url = bench_db.url
     port = free_port()
     env = {
         **os.environ,
@@ -147,9 +139,8 @@ def main() -> None:
         wait_ready(base, 60)
         results = asyncio.run(run(base, args.requests, args.leads, args.concurrency))
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        drop_database(server, name)
+        stop(proc)
+        bench_db.drop()
     out = {
         "benchmark": "foundation",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

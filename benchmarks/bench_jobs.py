@@ -23,14 +23,14 @@ import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from lovedcrm.db.bootstrap import create_database, drop_database, ensure_app_role  # noqa: E402
-from lovedcrm.db.embedded import start_embedded  # noqa: E402
-from lovedcrm.db.engine import as_psycopg  # noqa: E402
+from _common import bench_database, stop  # noqa: E402
+
+from lovedcrm.db.bootstrap import ensure_app_role  # noqa: E402
 from lovedcrm.db.migrate import upgrade  # noqa: E402
 
 
@@ -43,11 +43,8 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=50, help="1 = one transaction per job")
     args = ap.parse_args()
 
-    raw = os.environ.get("LOVEDCRM_DATABASE_URL") or start_embedded(ROOT / "var" / "bench-postgres")
-    server = as_psycopg(make_url(raw))
-    name = f"lovedcrm_bench_{uuid.uuid4().hex[:8]}"
-    create_database(server, name)
-    url = server.set(database=name).render_as_string(hide_password=False)
+    bench_db = bench_database(ROOT)
+    url = bench_db.url
     upgrade(url)
     ensure_app_role(url, "lovedcrm_app")
     owner = sa.create_engine(url)
@@ -93,8 +90,7 @@ def main() -> None:
                 break
         elapsed = time.perf_counter() - started
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        stop(proc, timeout=60)
         with owner.connect() as conn:
             by_status = dict(
                 conn.execute(
@@ -105,7 +101,7 @@ def main() -> None:
                 sa.text("SELECT max(attempts) FROM background_jobs")
             ).scalar_one()
         owner.dispose()
-        drop_database(server, name)
+        bench_db.drop()
     # Steady rate between 10 % and 90 % of the jobs, without process start-up.
     lo = next((t for t, d in samples if d >= args.jobs * 0.1), None)
     hi = next((t for t, d in samples if d >= args.jobs * 0.9), None)
