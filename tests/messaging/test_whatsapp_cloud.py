@@ -29,7 +29,14 @@ from tests.fakes.graph_api import (
     meta_status,
     meta_text_message,
 )
-from tests.fakes.waha import API_KEY, FakeWaha, waha_ack_event, waha_headers, waha_message_event
+from tests.fakes.waha import (
+    API_KEY,
+    FakeWaha,
+    waha_ack_event,
+    waha_headers,
+    waha_message_event,
+    waha_session_event,
+)
 from tests.messaging.conftest import make_due, run_wa_jobs
 
 APP_SECRET = "meta-app-secret-123"
@@ -508,6 +515,16 @@ async def test_waha_webhooks_are_verified_and_processed(
         await run_wa_jobs(database, settings)
         msg = (await client.get(f"/api/v1/messages/{mid}", headers=h)).json()
         assert msg["status"] == "read"
+        # The bridge reports its session: the configuration's status follows.
+        for raw, expected in (("SCAN_QR_CODE", "disconnected"), ("WORKING", "connected")):
+            event = json.dumps(waha_session_event(raw)).encode()
+            r = await client.post(
+                f"/webhooks/whatsapp/{cid}", content=event, headers=waha_headers(event, key)
+            )
+            assert r.status_code == 200
+            await run_wa_jobs(database, settings)
+            cfg = (await client.get(f"/api/v1/whatsapp/configs/{cid}", headers=h)).json()
+            assert cfg["connection_status"] == expected, (raw, cfg["connection_status"])
     make_due(database)
 
 
