@@ -72,7 +72,7 @@ async def test_list_create_and_variant_b(client: httpx.AsyncClient) -> None:
     page = (await client.get(PAGE)).text
     assert "Modelo Retomada criado." in page
     row = _row(page, original["id"])
-    assert "<code>first_name</code>, <code>company</code>" in row
+    assert '<code class="var-name">first_name</code>, <code class="var-name">company</code>' in row
     assert "Ativo" in row and "Compartilhado" in row and "Não mapeado" in row
     assert ">0</td>" in row  # no uses yet
     assert f"?variant_of={original['id']}" in row and "Criar variante B" in row
