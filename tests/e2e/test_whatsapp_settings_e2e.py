@@ -87,3 +87,25 @@ async def test_templates_page(page: Any, live_server: str) -> None:
     await screenshot(page, "settings-templates-desktop")
     await page.set_viewport_size(PHONE)
     await screenshot(page, "settings-templates-phone")
+
+
+async def test_no_page_is_wider_than_a_phone(page: Any, live_server: str) -> None:
+    """Wide tables and tab rows scroll inside their box; the page itself never scrolls
+    sideways (an absolutely placed screen-reader label once widened it)."""
+    await browser_signup(page)
+    await page.set_viewport_size(PHONE)
+    for path in (
+        "/",
+        "/pipeline",
+        "/leads",
+        "/inbox",
+        "/settings",
+        "/settings/whatsapp",
+        "/settings/templates",
+        "/settings/custom-fields",
+    ):
+        await page.goto(path)
+        widths = await page.evaluate(
+            "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+        )
+        assert widths[0] <= widths[1], (path, widths)
