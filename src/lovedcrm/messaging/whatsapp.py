@@ -54,7 +54,7 @@ from lovedcrm.messaging.providers.base import (
     ParsedWebhook,
     StatusUpdate,
 )
-from lovedcrm.messaging.whatsapp_configs import active_config, provider_name
+from lovedcrm.messaging.whatsapp_configs import active_config
 from lovedcrm.organizations.models import Organization
 from lovedcrm.pipeline.models import PipelineStage
 
@@ -722,7 +722,3 @@ async def mark_conversation_read(
     if count:
         await notify_live(session, principal.org(), "conversation.read", lead_id=lead_id)
     return count
-
-
-def describe_provider(kind: str) -> str:
-    return provider_name(kind)

@@ -43,7 +43,6 @@ from lovedcrm.messaging.providers.base import (
 )
 
 _SECRET_INPUTS = ("access_token", "app_secret", "bridge_api_key")
-SECRET_FIELDS = ("access_token", "app_secret", "bridge_api_key", "hmac_key", "verify_token")
 DEFAULT_RATE_LIMITS: dict[str, dict[str, int]] = {
     # Meta's default throughput is 80 messages/s per number; bridges get banned for bursts.
     "business_api": {"messages_per_second": 80},
@@ -429,7 +428,7 @@ async def delete_config(session: AsyncSession, principal: Principal, config_id: 
 # --- talking to the provider -----------------------------------------------------------------
 
 
-async def _record_status(row: WhatsappConfig, check: ConnectionCheck) -> None:
+def _record_status(row: WhatsappConfig, check: ConnectionCheck) -> None:
     row.connection_status = "connected" if check.ok else check.status
     if check.ok:
         row.last_connected_at = datetime.now(UTC)
@@ -448,7 +447,7 @@ async def check_connection(
             check = await build_provider(cfg, client, settings).check_connection()
         except ProviderError as exc:
             check = ConnectionCheck(ok=False, status="failed", detail=exc.message)
-    await _record_status(row, check)
+    _record_status(row, check)
     await session.flush()
     return check
 
@@ -469,7 +468,7 @@ async def start_session(
             check = await provider.start_session(webhook_url(settings, row.id))
         except ProviderError as exc:
             check = ConnectionCheck(ok=False, status="failed", detail=exc.message)
-    await _record_status(row, check)
+    _record_status(row, check)
     await session.flush()
     return check
 
@@ -491,6 +490,6 @@ async def qr_code(
             check = ConnectionCheck(ok=False, status="failed", detail=exc.message)
     if qr is not None:
         row.qr_code_data = f"data:{qr.mimetype};base64,{qr.data_base64}"
-    await _record_status(row, check)
+    _record_status(row, check)
     await session.flush()
     return check, qr

@@ -372,6 +372,28 @@ def _qr_fragment(request: Request, frame: Shell, panel: QrPanel) -> HTMLResponse
     return response
 
 
+async def _admin_frame(
+    request: Request, session: SessionDep, settings: Settings
+) -> Shell | Response:
+    """The frame of an admin on this page; otherwise the answer to give (the log-in page, or
+    the page with its refusal for someone without settings:manage)."""
+    frame = await page_frame(request, session, settings, need_org=True)
+    if frame is None:
+        return _login()
+    if not frame.principal.can(PERMISSION):
+        return await _page(request, session, settings, frame)
+    return frame
+
+
+async def _refused(
+    request: Request, session: SessionDep, settings: Settings, frame: Shell, exc: AppError
+) -> Response:
+    """The page with the service's refusal, in the reader's language."""
+    state = PageState.empty()
+    state.page_error = frame.i18n.gettext(exc.detail)
+    return await _page(request, session, settings, frame, state, exc.status)
+
+
 def _login() -> RedirectResponse:
     return RedirectResponse("/login", status_code=303)
 
@@ -492,11 +514,9 @@ async def whatsapp_page(request: Request, session: SessionDep, settings: Setting
 
 @router.post(PAGE, response_class=HTMLResponse)
 async def config_create(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    frame = await page_frame(request, session, settings, need_org=True)
-    if frame is None:
-        return _login()
-    if not frame.principal.can(PERMISSION):
-        return await _page(request, session, settings, frame)
+    frame = await _admin_frame(request, session, settings)
+    if not isinstance(frame, Shell):
+        return frame
     t = frame.i18n.gettext
     typed = await _typed(request)
     kind = typed["provider_type"] if typed["provider_type"] in KINDS else "sandbox"
@@ -527,11 +547,9 @@ async def config_create(request: Request, session: SessionDep, settings: Setting
 async def config_update(
     config_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    frame = await page_frame(request, session, settings, need_org=True)
-    if frame is None:
-        return _login()
-    if not frame.principal.can(PERMISSION):
-        return await _page(request, session, settings, frame)
+    frame = await _admin_frame(request, session, settings)
+    if not isinstance(frame, Shell):
+        return frame
     t = frame.i18n.gettext
     key = str(config_id)
     typed = await _typed(request)
@@ -539,8 +557,7 @@ async def config_update(
     try:
         row = await configs.get_config(session, frame.principal, config_id)
     except AppError as exc:
-        state.page_error = t(exc.detail)
-        return await _page(request, session, settings, frame, state, exc.status)
+        return await _refused(request, session, settings, frame, exc)
     specs = _field_specs(t)[row.provider_type]
     state.forms[key], state.retype[key] = _redisplay(typed)
     try:
@@ -563,19 +580,15 @@ async def config_update(
 async def config_delete(
     config_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    frame = await page_frame(request, session, settings, need_org=True)
-    if frame is None:
-        return _login()
-    if not frame.principal.can(PERMISSION):
-        return await _page(request, session, settings, frame)
+    frame = await _admin_frame(request, session, settings)
+    if not isinstance(frame, Shell):
+        return frame
     t = frame.i18n.gettext
     try:
         async with session.begin_nested():
             await configs.delete_config(session, frame.principal, config_id)
     except AppError as exc:
-        state = PageState.empty()
-        state.page_error = t(exc.detail)
-        return await _page(request, session, settings, frame, state, exc.status)
+        return await _refused(request, session, settings, frame, exc)
     return _back(t("Configuration removed."))
 
 
@@ -584,18 +597,15 @@ async def config_check(
     config_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """Ask the provider whether the credentials work; the answer shows on the configuration."""
-    frame = await page_frame(request, session, settings, need_org=True)
-    if frame is None:
-        return _login()
-    if not frame.principal.can(PERMISSION):
-        return await _page(request, session, settings, frame)
+    frame = await _admin_frame(request, session, settings)
+    if not isinstance(frame, Shell):
+        return frame
     state = PageState.empty()
     try:
         async with session.begin_nested():
             check = await configs.check_connection(session, frame.principal, settings, config_id)
     except AppError as exc:
-        state.page_error = frame.i18n.gettext(exc.detail)
-        return await _page(request, session, settings, frame, state, exc.status)
+        return await _refused(request, session, settings, frame, exc)
     state.checks[config_id] = check
     return await _page(request, session, settings, frame, state)
 
@@ -605,11 +615,9 @@ async def config_connect(
     config_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """WhatsApp Web: start the bridge's session, then show its QR code to scan."""
-    frame = await page_frame(request, session, settings, need_org=True)
-    if frame is None:
-        return _login()
-    if not frame.principal.can(PERMISSION):
-        return await _page(request, session, settings, frame)
+    frame = await _admin_frame(request, session, settings)
+    if not isinstance(frame, Shell):
+        return frame
     state = PageState.empty()
     try:
         async with session.begin_nested():
@@ -618,8 +626,7 @@ async def config_connect(
             if check.status == "qr":
                 check, qr = await configs.qr_code(session, frame.principal, settings, config_id)
     except AppError as exc:
-        state.page_error = frame.i18n.gettext(exc.detail)
-        return await _page(request, session, settings, frame, state, exc.status)
+        return await _refused(request, session, settings, frame, exc)
     state.checks[config_id] = check
     state.qr[config_id] = _qr_panel(config_id, check, qr)
     return await _page(request, session, settings, frame, state)
@@ -631,17 +638,14 @@ async def config_qr(
 ) -> Response:
     """WhatsApp Web: the session's status and QR code; HTMX polls this panel while it waits
     for a scan. Without JavaScript, the whole page with the panel."""
-    frame = await page_frame(request, session, settings, need_org=True)
-    if frame is None:
-        return _login()
-    if not frame.principal.can(PERMISSION):
-        return await _page(request, session, settings, frame)
+    frame = await _admin_frame(request, session, settings)
+    if not isinstance(frame, Shell):
+        return frame
     state = PageState.empty()
     try:
         check, qr = await configs.qr_code(session, frame.principal, settings, config_id)
     except AppError as exc:
-        state.page_error = frame.i18n.gettext(exc.detail)
-        return await _page(request, session, settings, frame, state, exc.status)
+        return await _refused(request, session, settings, frame, exc)
     panel = _qr_panel(config_id, check, qr)
     if request.headers.get("hx-request") == "true":
         return _qr_fragment(request, frame, panel)
@@ -674,18 +678,14 @@ async def config_activate(
 ) -> Response:
     """Make this configuration the active provider: completed, or failed with nothing
     changed (the page says why)."""
-    frame = await page_frame(request, session, settings, need_org=True)
-    if frame is None:
-        return _login()
-    if not frame.principal.can(PERMISSION):
-        return await _page(request, session, settings, frame)
+    frame = await _admin_frame(request, session, settings)
+    if not isinstance(frame, Shell):
+        return frame
     try:
         async with session.begin_nested():
             migration = await switching.activate(session, frame.principal, settings, config_id)
     except AppError as exc:
-        state = PageState.empty()
-        state.page_error = frame.i18n.gettext(exc.detail)
-        return await _page(request, session, settings, frame, state, exc.status)
+        return await _refused(request, session, settings, frame, exc)
     return await _switched(request, session, settings, frame, migration)
 
 
@@ -694,16 +694,12 @@ async def migration_rollback(
     migration_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """Undo a completed switch: the previous provider becomes active again."""
-    frame = await page_frame(request, session, settings, need_org=True)
-    if frame is None:
-        return _login()
-    if not frame.principal.can(PERMISSION):
-        return await _page(request, session, settings, frame)
+    frame = await _admin_frame(request, session, settings)
+    if not isinstance(frame, Shell):
+        return frame
     try:
         async with session.begin_nested():
             migration = await switching.rollback(session, frame.principal, settings, migration_id)
     except AppError as exc:
-        state = PageState.empty()
-        state.page_error = frame.i18n.gettext(exc.detail)
-        return await _page(request, session, settings, frame, state, exc.status)
+        return await _refused(request, session, settings, frame, exc)
     return await _switched(request, session, settings, frame, migration)
