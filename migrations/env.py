@@ -7,7 +7,7 @@ from sqlalchemy import create_engine, pool
 
 from lovedcrm.config import get_settings
 from lovedcrm.db.engine import owner_url
-from lovedcrm.db.models import metadata
+from lovedcrm.models import metadata
 
 config = context.config
 target_metadata = metadata

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from lovedcrm import wiring  # noqa: F401 - registers every job handler and event subscriber
+from lovedcrm.auth import api as auth_api
+from lovedcrm.auth import api_keys_api, team_api
 from lovedcrm.auth.api_keys import UsageFlusher
-from lovedcrm.auth.deps import SESSION_COOKIE
+from lovedcrm.auth.authentication import authenticate_request
 from lovedcrm.config import Settings, get_settings
+from lovedcrm.core import health, live
+from lovedcrm.core.deps import SESSION_COOKIE
 from lovedcrm.core.errors import install_error_handlers
 from lovedcrm.core.idempotency import IdempotencyMiddleware
 from lovedcrm.core.logging import configure_logging
@@ -21,6 +25,26 @@ from lovedcrm.core.middleware import BodySizeLimitMiddleware, RequestContextMidd
 from lovedcrm.core.openapi import install_problem_openapi
 from lovedcrm.core.ratelimit import RateLimitHeadersMiddleware
 from lovedcrm.db.engine import Database, create_database
+from lovedcrm.jobs import api as jobs_api
+from lovedcrm.jobs.engine import Worker
+from lovedcrm.leads import activities_api, dedup_api
+from lovedcrm.leads import api as leads_api
+from lovedcrm.leads import import_api as leads_import_api
+from lovedcrm.messaging import templates_api, whatsapp_api
+from lovedcrm.messaging import webhook_ingest as whatsapp_webhooks
+from lovedcrm.organizations import api as organizations_api
+from lovedcrm.pipeline import api as pipeline_api
+from lovedcrm.pipeline import board_api
+from lovedcrm.web import (
+    board_views,
+    inbox_views,
+    leads_views,
+    settings_views,
+    templates_views,
+    views,
+    whatsapp_views,
+)
+from lovedcrm.webhooks import api as webhooks_api
 
 API_DESCRIPTION = """
 Loved CRM's JSON API. Authenticate with `Authorization: Bearer <access token>` from
@@ -36,33 +60,34 @@ and creates nothing new.
 # Lead import uploads (API and web page) get settings.import_max_bytes instead.
 IMPORT_UPLOAD_PATHS = ("/api/v1/imports", "/leads/import")
 
-# Each module exposes ``router``; one line per module (HTML pages last).
-ROUTER_MODULES = [
-    # First: providers post here at high rates, and routes are matched in order.
-    "lovedcrm.messaging.webhook_ingest",
-    "lovedcrm.core.health",
-    "lovedcrm.auth.api",
-    "lovedcrm.auth.api_keys_api",
-    "lovedcrm.organizations.api",
-    "lovedcrm.leads.import_api",  # before leads.api: /leads/export.csv is not a {lead_id}
-    "lovedcrm.leads.api",
-    "lovedcrm.leads.dedup_api",
-    "lovedcrm.leads.activities_api",
-    "lovedcrm.pipeline.api",
-    "lovedcrm.pipeline.board_api",
-    "lovedcrm.core.live",
-    "lovedcrm.messaging.templates_api",
-    "lovedcrm.messaging.whatsapp_api",
-    "lovedcrm.jobs.api",
-    "lovedcrm.webhooks.api",
-    "lovedcrm.web.settings_views",
-    "lovedcrm.web.whatsapp_views",
-    "lovedcrm.web.templates_views",
-    "lovedcrm.web.board_views",
-    "lovedcrm.web.leads_views",
-    "lovedcrm.web.inbox_views",
-    "lovedcrm.web.views",
-]
+# Every router, in matching order (HTML pages last). Providers' webhooks come first: they
+# are posted at high rates and routes are matched in order.
+ROUTERS: tuple[APIRouter, ...] = (
+    whatsapp_webhooks.router,
+    health.router,
+    auth_api.router,
+    api_keys_api.router,
+    team_api.router,
+    organizations_api.router,
+    leads_import_api.router,  # before leads_api: /leads/export.csv is not a {lead_id}
+    leads_api.router,
+    dedup_api.router,
+    activities_api.router,
+    pipeline_api.router,
+    board_api.router,
+    live.router,
+    templates_api.router,
+    whatsapp_api.router,
+    jobs_api.router,
+    webhooks_api.router,
+    settings_views.router,
+    whatsapp_views.router,
+    templates_views.router,
+    board_views.router,
+    leads_views.router,
+    inbox_views.router,
+    views.router,
+)
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
@@ -75,8 +100,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             app.state.db = create_database(settings)
         worker, worker_task = None, None
         if settings.embedded_worker:
-            from lovedcrm.jobs.engine import Worker
-
             worker = Worker(
                 app.state.db, settings, concurrency=settings.embedded_worker_concurrency
             )
@@ -104,6 +127,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     )
     app.state.settings = settings
     app.state.db = database
+    app.state.authenticator = authenticate_request
     install_error_handlers(app)
     install_problem_openapi(app)
     # Innermost first: RateLimit-* headers, then Idempotency-Key replay (inside the body limit).
@@ -116,8 +140,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     )
     app.add_middleware(RequestContextMiddleware)
 
-    for module in ROUTER_MODULES:
-        app.include_router(importlib.import_module(module).router)
+    for router in ROUTERS:
+        app.include_router(router)
     static = Path(__file__).parent / "web" / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     return app

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from lovedcrm import wiring  # noqa: F401 - registers every job handler and event subscriber
 from lovedcrm.config import Settings, get_settings
 
 

@@ -10,12 +10,12 @@ import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.auth import service as auth_service
-from lovedcrm.auth.deps import Principal
+from lovedcrm.auth.permissions import ROLE_PERMISSIONS, Role
 from lovedcrm.config import Settings
+from lovedcrm.core.principal import Principal
 from lovedcrm.db.engine import create_database
 from lovedcrm.db.tenant import tenant_transaction
 from lovedcrm.leads import service as leads_service
-from lovedcrm.organizations.permissions import ROLE_PERMISSIONS, Role
 
 DEMO_EMAIL = "demo@example.com"
 

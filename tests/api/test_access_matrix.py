@@ -29,10 +29,10 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from lovedcrm.app import create_app
-from lovedcrm.auth import deps
 from lovedcrm.auth.api_keys import SCOPES, key_permissions
+from lovedcrm.auth.permissions import PERMISSIONS, ROLE_PERMISSIONS, Role
 from lovedcrm.config import Settings
-from lovedcrm.organizations.permissions import PERMISSIONS, ROLE_PERMISSIONS, Role
+from lovedcrm.core import deps
 from tests.conftest import PASSWORD, signup, unique_email
 
 API_PREFIX = "/api/v1/"

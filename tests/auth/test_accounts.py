@@ -17,14 +17,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import select, update
 
-from lovedcrm.auth.models import User, UserToken
+from lovedcrm.auth.models import OrganizationMember, User, UserToken
 from lovedcrm.config import Settings
 from lovedcrm.core import security
 from lovedcrm.core.errors import ValidationFailed
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import set_tenant
 from lovedcrm.messaging.models import MessageTemplate
-from lovedcrm.organizations.models import Organization, OrganizationMember
+from lovedcrm.organizations.models import Organization
 from lovedcrm.pipeline.models import PipelineStage
 from tests.conftest import PASSWORD, signup, unique_email
 
@@ -246,7 +246,7 @@ async def test_malformed_signup_lists_each_field(
 async def test_signup_is_atomic(
     client: httpx.AsyncClient, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lovedcrm.auth import service
+    from lovedcrm.organizations import service
 
     real = service.create_organization
     calls: list[str] = []

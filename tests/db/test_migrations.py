@@ -7,7 +7,7 @@ from collections.abc import Callable
 from sqlalchemy import create_engine, inspect, pool, text
 
 from lovedcrm.db.migrate import downgrade, upgrade
-from lovedcrm.db.models import metadata
+from lovedcrm.models import metadata
 
 
 def _state(url: str) -> tuple[set[str], set[str]]:

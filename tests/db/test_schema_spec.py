@@ -19,7 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, create_engine, pool, text
 from sqlalchemy.exc import IntegrityError
 
-from lovedcrm.db.models import metadata
+from lovedcrm.models import metadata
 
 pytestmark = pytest.mark.shared
 

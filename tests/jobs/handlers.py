@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from lovedcrm.analytics.models import AnalyticsEvent
-from lovedcrm.jobs.engine import JobContext, PermanentFailure, RetryLater, job_handler
+from lovedcrm.jobs.queue import JobContext, PermanentFailure, RetryLater, job_handler
+from lovedcrm.reports.models import AnalyticsEvent
 
 
 class RecordPayload(BaseModel):

@@ -23,8 +23,9 @@ import tests.jobs.handlers  # noqa: F401 - registers test.record / test.boom
 from lovedcrm.config import Settings
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import tenant_transaction
-from lovedcrm.jobs.engine import Worker, enqueue, run_until_idle
+from lovedcrm.jobs.engine import Worker, run_until_idle
 from lovedcrm.jobs.periodic import Periodic, enqueue_due, period_start
+from lovedcrm.jobs.queue import enqueue
 from tests.conftest import signup
 
 ROOT = Path(__file__).resolve().parents[2]

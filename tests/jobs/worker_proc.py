@@ -8,6 +8,7 @@ import os
 import signal
 
 import tests.jobs.handlers  # noqa: F401 - registers the test handlers
+from lovedcrm import wiring  # noqa: F401 - what `lovedcrm worker` registers
 from lovedcrm.config import Settings
 from lovedcrm.core.logging import configure_logging
 from lovedcrm.db.engine import create_database

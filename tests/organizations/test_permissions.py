@@ -14,15 +14,15 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from lovedcrm.db.engine import Database
-from lovedcrm.db.tenant import set_tenant
-from lovedcrm.organizations.permissions import (
+from lovedcrm.auth.permissions import (
     PERMISSIONS,
     ROLE_PERMISSIONS,
     Role,
     effective_permissions,
     validate_overrides,
 )
+from lovedcrm.db.engine import Database
+from lovedcrm.db.tenant import set_tenant
 from tests.conftest import PASSWORD, signup, unique_email
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "permissions.md"

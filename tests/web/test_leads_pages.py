@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from lovedcrm.auth.deps import SESSION_COOKIE
 from lovedcrm.config import Settings
+from lovedcrm.core.deps import SESSION_COOKIE
 from lovedcrm.db.engine import Database
 from lovedcrm.jobs.engine import run_until_idle
 from lovedcrm.leads.importing import JOB_TYPE

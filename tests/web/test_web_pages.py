@@ -8,11 +8,12 @@ from pathlib import Path
 import httpx
 
 import tests.jobs.handlers  # noqa: F401 - registers test.boom
-from lovedcrm.auth.deps import SESSION_COOKIE
 from lovedcrm.config import Settings
+from lovedcrm.core.deps import SESSION_COOKIE
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import tenant_transaction
-from lovedcrm.jobs.engine import enqueue, run_until_idle
+from lovedcrm.jobs.engine import run_until_idle
+from lovedcrm.jobs.queue import enqueue
 from tests.conftest import PASSWORD, signup, unique_email
 from tests.web.test_web_session import CSRF_INPUT, web_signup
 

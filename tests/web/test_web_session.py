@@ -7,9 +7,9 @@ import uuid
 
 import httpx
 
-from lovedcrm.auth.deps import SESSION_COOKIE
 from lovedcrm.config import Settings
 from lovedcrm.core import security
+from lovedcrm.core.deps import SESSION_COOKIE
 from tests.conftest import PASSWORD, signup, unique_email
 
 CSRF_INPUT = re.compile(r'name="csrf_token"\s+value="([^"]+)"')

@@ -735,7 +735,7 @@ def test_openapi_documents_the_routes(wh_app: Any) -> None:
 
 
 def test_jobs_module_registers_the_handler() -> None:
-    from lovedcrm.jobs.engine import HANDLERS
+    from lovedcrm.jobs.queue import HANDLERS
 
     assert HANDLERS["webhook.deliver"].fn is webhook_jobs.deliver
 

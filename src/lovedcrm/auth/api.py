@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import APIRouter, status
 
 from lovedcrm.auth import service
-from lovedcrm.auth.deps import CurrentPrincipal, SessionDep, SettingsDep
 from lovedcrm.auth.models import User
 from lovedcrm.auth.schemas import (
     ChangePasswordIn,
@@ -27,6 +26,7 @@ from lovedcrm.auth.schemas import (
 )
 from lovedcrm.config import Settings
 from lovedcrm.core import security
+from lovedcrm.core.deps import CurrentPrincipal, SessionDep, SettingsDep
 from lovedcrm.core.errors import Unauthorized
 from lovedcrm.db.tenant import set_tenant
 
@@ -150,9 +150,13 @@ async def switch_organization(
     # Rotate: the new pair is bound to the new organization.
     user_session.revoked_at = security.utcnow()
     issued = await service.open_session(
-        session, settings, principal.user, kind="api", organization_id=body.organization_id
+        session,
+        settings,
+        await service.user_of(session, principal),
+        kind="api",
+        organization_id=body.organization_id,
     )
-    return _tokens(settings, principal.user, issued)
+    return _tokens(settings, await service.user_of(session, principal), issued)
 
 
 @router.post("/verify-email", response_model=MessageOut, responses={401: _PROBLEMS[401]})
@@ -166,7 +170,9 @@ async def resend_verification(
     principal: CurrentPrincipal, session: SessionDep, settings: SettingsDep
 ) -> MessageOut:
     if not principal.user.email_verified:
-        await service.send_verification_email(session, settings, principal.user)
+        await service.send_verification_email(
+            session, settings, await service.user_of(session, principal)
+        )
     return MessageOut(detail="If your email is not verified yet, a new link is on its way.")
 
 
@@ -194,5 +200,7 @@ async def confirm_password_reset(body: PasswordResetIn, session: SessionDep) -> 
 async def change_password(
     body: ChangePasswordIn, principal: CurrentPrincipal, session: SessionDep
 ) -> MessageOut:
-    await service.change_password(session, principal.user, body.current_password, body.new_password)
+    await service.change_password(
+        session, await service.user_of(session, principal), body.current_password, body.new_password
+    )
     return MessageOut(detail="Password changed.")

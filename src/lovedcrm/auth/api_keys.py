@@ -44,13 +44,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
 from lovedcrm.auth.models import ApiKey, User
+from lovedcrm.auth.permissions import PERMISSIONS
 from lovedcrm.core import security
 from lovedcrm.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from lovedcrm.db.tenant import tenant_transaction
-from lovedcrm.organizations.permissions import PERMISSIONS
 
 if TYPE_CHECKING:
-    from lovedcrm.auth.deps import Principal
+    from lovedcrm.core.principal import Principal
     from lovedcrm.db.engine import Database
 
 log = structlog.stdlib.get_logger("lovedcrm.api_keys")

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import ConfigDict, Field
 
 from lovedcrm.auth import api_keys as service
-from lovedcrm.auth.deps import CurrentPrincipal, SessionDep
+from lovedcrm.core.deps import CurrentPrincipal, SessionDep
 from lovedcrm.core.schemas import Out, StrictIn
 
 router = APIRouter(prefix="/api/v1/api-keys", tags=["api-keys"])

@@ -6,82 +6,34 @@ Services never commit: the request (or job) that calls them owns the transaction
 from __future__ import annotations
 
 import re
-import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
-from lovedcrm.auth.models import User, UserSession, UserToken
+from lovedcrm.auth.models import OrganizationMember, User, UserSession, UserToken
 from lovedcrm.config import Settings
 from lovedcrm.core import security
 from lovedcrm.core.context import request_meta_var
-from lovedcrm.core.errors import Conflict, TooManyRequests, Unauthorized, ValidationFailed
+from lovedcrm.core.emails import normalize_email, valid_email
+from lovedcrm.core.errors import (
+    Conflict,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    ValidationFailed,
+)
 from lovedcrm.core.mail import get_mailer
+from lovedcrm.core.principal import Principal
 from lovedcrm.db.tenant import after_commit, set_tenant
-from lovedcrm.messaging.models import MessageTemplate
-from lovedcrm.organizations.models import Organization, OrganizationMember
-from lovedcrm.organizations.permissions import Role
-from lovedcrm.pipeline.models import PipelineStage
-
-# §12.2 of the spec: every new organization starts with these.
-DEFAULT_STAGES = [
-    ("Lead", 1, "lead", "#ef4444"),
-    ("Contact", 2, "contact", "#f97316"),
-    ("Proposal", 3, "proposal", "#eab308"),
-    ("Negotiation", 4, "negotiation", "#22c55e"),
-    ("Closed", 5, "closed", "#6366f1"),
-]
-DEFAULT_TEMPLATES = [
-    (
-        "Saudação Inicial",
-        "greeting",
-        "Olá {{lead_name}}! Obrigado pelo seu interesse em nossos serviços.",
-    ),
-    (
-        "Follow-up",
-        "follow_up",
-        "Oi {{lead_name}}, como está? Gostaria de saber se teve tempo de avaliar nossa proposta.",
-    ),
-    (
-        "Fechamento",
-        "closing",
-        "Perfeito {{lead_name}}! Vamos dar início ao projeto. Quando podemos agendar uma reunião?",
-    ),
-]
-DEFAULT_ORG_SETTINGS = {
-    "locale": "pt-BR",
-    "currency": "BRL",
-    "timezone": "America/Sao_Paulo",
-    "phone_region": "BR",
-    "assignment": "manual",
-    "primary_color": "#6366f1",
-}
+from lovedcrm.organizations import service as organizations
+from lovedcrm.organizations.models import Organization
 
 PASSWORD_MIN = 10
-
-
-def normalize_email(email: str) -> str:
-    return email.strip().lower()
-
-
-def valid_email(email: str) -> str:
-    """Normalised address, or ValidationFailed naming what is wrong (for every entry point,
-    forms included, not only the JSON API's schema)."""
-    try:
-        info = validate_email(email.strip(), check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise ValidationFailed(
-            f"The email address is not valid: {exc}",
-            code="invalid_email",
-            extra={"errors": [{"field": "email", "message": str(exc)}]},
-        ) from exc
-    return info.normalized.lower()
 
 
 def check_password(password: str, *, email: str | None = None) -> None:
@@ -103,84 +55,24 @@ def check_password(password: str, *, email: str | None = None) -> None:
         )
 
 
-def slugify(name: str) -> str:
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
-    return (slug or "org")[:80]
-
-
 @dataclass
 class IssuedSession:
     session: UserSession
     token: str  # the opaque refresh token (API) or session cookie (web), shown once
 
 
+async def user_of(session: AsyncSession, principal: Principal) -> User:
+    """The account behind a principal (already in the session's identity map after
+    authentication, so no query)."""
+    user = await session.get(User, principal.user_id)
+    if user is None:
+        raise Unauthorized("The account no longer exists.", code="account_disabled")
+    return user
+
+
 async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
     result = await session.execute(select(User).where(User.email == normalize_email(email)))
     return result.scalar_one_or_none()
-
-
-async def _insert_organization(session: AsyncSession, org: Organization) -> None:
-    """Insert with a unique slug: on a clash, retry with a numbered suffix."""
-    base = org.slug
-    for attempt in range(1, 50):
-        try:
-            async with session.begin_nested():
-                session.add(org)
-                await session.flush()
-            return
-        except IntegrityError as exc:
-            if "slug" not in str(exc.orig):
-                raise
-            if org in session:  # the savepoint rollback usually expunged it already
-                session.expunge(org)
-            org.slug = f"{base[:90]}-{attempt + 1}"
-    raise Conflict("Could not find a free organization slug", code="slug_taken")
-
-
-async def create_organization(
-    session: AsyncSession,
-    *,
-    name: str,
-    owner: User,
-    settings_override: dict[str, object] | None = None,
-) -> Organization:
-    """An organization with its admin membership, default stages and templates."""
-    org_id = uuid.uuid4()
-    await set_tenant(session, org_id, owner.id)
-    org = Organization(
-        id=org_id,
-        name=name.strip(),
-        slug=slugify(name),
-        plan_tier="starter",
-        settings={**DEFAULT_ORG_SETTINGS, **(settings_override or {})},
-        features_enabled={},
-    )
-    await _insert_organization(session, org)
-    session.add(OrganizationMember(organization_id=org_id, user_id=owner.id, role=Role.ADMIN.value))
-    for stage_name, order, stage_type, color in DEFAULT_STAGES:
-        session.add(
-            PipelineStage(
-                organization_id=org_id,
-                name=stage_name,
-                stage_order=order,
-                stage_type=stage_type,
-                color=color,
-            )
-        )
-    for tpl_name, category, content in DEFAULT_TEMPLATES:
-        session.add(
-            MessageTemplate(
-                organization_id=org_id,
-                created_by=owner.id,
-                name=tpl_name,
-                category=category,
-                content=content,
-                variables=[{"name": "lead_name", "type": "string"}],
-            )
-        )
-    await session.flush()
-    return org
 
 
 async def signup(
@@ -216,8 +108,8 @@ async def signup(
         raise Conflict(
             "An account with this email already exists. Log in instead.", code="email_taken"
         ) from exc
-    org = await create_organization(
-        session, name=organization_name, owner=user, settings_override={"locale": locale}
+    org = await organizations.create_organization(
+        session, name=organization_name, owner_id=user.id, settings_override={"locale": locale}
     )
     await audit.record(
         session,
@@ -515,8 +407,6 @@ async def switch_organization(
         o.id for _, o in await memberships_of(session, user_session.user_id)
     }:
         # 404, not 403: whether an organization exists is not the caller's business.
-        from lovedcrm.core.errors import NotFound
-
         raise NotFound("No organization with that id among yours.", code="organization_not_found")
     user_session.active_organization_id = organization_id
     await session.flush()

@@ -1,22 +1,31 @@
-"""Domain events: one place turns a change into everything that follows from it.
+"""Domain events: a change announced once, and every reaction to it in the same transaction.
 
-``emit`` runs inside the transaction that made the change, so its consequences commit or
-roll back with it: a delivery job per matching webhook subscription, an ``analytics_events``
-row where one belongs, and a NOTIFY for live pages (delivered by PostgreSQL only on commit).
+``emit`` runs inside the transaction that made the change and calls, in order, each
+subscriber registered for the event's type — so every consequence commits or rolls back with
+the change — then NOTIFYs live pages (delivered by PostgreSQL only on commit).
+
+Subscribers belong to the domain that reacts, in its ``events.py``, with :func:`subscriber`;
+``lovedcrm.wiring`` imports those modules (one visible place), which registers them. This
+module imports no domain: it only knows event names and whom to call.
+
+- **Public events** (``EVENT_TYPES``) are the product's contract: outgoing webhooks offer them
+  and live pages receive them.
+- **Internal events** (``INTERNAL_EVENT_TYPES``) let a domain react to another's change without
+  importing it (a new organization gets its default stages and templates); they are never
+  delivered outside.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
-
-from lovedcrm.analytics.models import AnalyticsEvent
 
 EVENT_TYPES = (
     "lead.created",
@@ -33,16 +42,9 @@ EVENT_TYPES = (
     "call.completed",
 )
 
-# Events that also feed reports (spec §8.3), with the analytics event_type they become.
-ANALYTICS = {
-    "lead.created": "lead_created",
-    "lead.stage_changed": "pipeline_conversion",
-    "lead.converted": "lead_won",
-    "lead.lost": "lead_lost",
-    "message.received": "message_received",
-    "message.sent": "message_sent",
-    "call.completed": "call_completed",
-}
+INTERNAL_EVENT_TYPES = ("organization.created",)
+
+ALL_PUBLIC = "*"  # subscribe to every public event
 
 LIVE_CHANNEL = "lovedcrm_live"
 
@@ -67,29 +69,47 @@ class DomainEvent:
         }
 
 
-async def emit(session: AsyncSession, event: DomainEvent) -> None:
-    if event.type not in EVENT_TYPES:
-        raise ValueError(f"unknown event type {event.type!r}")
-    from lovedcrm.webhooks.service import enqueue_deliveries  # webhooks builds on events
+Subscriber = Callable[[AsyncSession, DomainEvent], Awaitable[None]]
 
-    await enqueue_deliveries(session, event)
-    if event.type in ANALYTICS:
-        session.add(
-            AnalyticsEvent(
-                organization_id=event.organization_id,
-                user_id=event.actor_id,
-                event_type=ANALYTICS[event.type],
-                event_data={"event": event.type, **event.data},
-                occurred_at=event.occurred_at,
-            )
+_subscribers: dict[str, list[Subscriber]] = {}
+
+
+def subscriber(*event_types: str) -> Callable[[Subscriber], Subscriber]:
+    """Register the decorated coroutine for these event types (``ALL_PUBLIC``: every public
+    event). Registering the same function twice for a type is a no-op."""
+    for event_type in event_types:
+        if event_type != ALL_PUBLIC and event_type not in EVENT_TYPES + INTERNAL_EVENT_TYPES:
+            raise ValueError(f"unknown event type {event_type!r}")
+
+    def register(fn: Subscriber) -> Subscriber:
+        for event_type in event_types:
+            handlers = _subscribers.setdefault(event_type, [])
+            if fn not in handlers:
+                handlers.append(fn)
+        return fn
+
+    return register
+
+
+def subscribers_of(event_type: str) -> list[Subscriber]:
+    """Who reacts to ``event_type``, in registration order (``ALL_PUBLIC`` ones first)."""
+    wildcard = _subscribers.get(ALL_PUBLIC, []) if event_type in EVENT_TYPES else []
+    return [*wildcard, *_subscribers.get(event_type, [])]
+
+
+async def emit(session: AsyncSession, event: DomainEvent) -> None:
+    if event.type not in EVENT_TYPES and event.type not in INTERNAL_EVENT_TYPES:
+        raise ValueError(f"unknown event type {event.type!r}")
+    for handler in subscribers_of(event.type):
+        await handler(session, event)
+    if event.type in EVENT_TYPES:
+        await notify_live(
+            session,
+            event.organization_id,
+            event.type,
+            event_id=event.id,
+            **{k: event.data[k] for k in _LIVE_KEYS if event.data.get(k) is not None},
         )
-    await notify_live(
-        session,
-        event.organization_id,
-        event.type,
-        event_id=event.id,
-        **{k: event.data[k] for k in _LIVE_KEYS if event.data.get(k) is not None},
-    )
 
 
 _LIVE_KEYS = ("lead_id", "stage_id", "message_id", "activity_id")

@@ -34,7 +34,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy.engine import URL
 
-from lovedcrm.auth.deps import AnyPrincipal
+from lovedcrm.core.deps import AnyPrincipal
 from lovedcrm.core.events import LIVE_CHANNEL
 from lovedcrm.core.openapi import problem_responses
 

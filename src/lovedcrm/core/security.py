@@ -93,6 +93,9 @@ def decode_access_token(settings: Settings, token: str) -> dict[str, Any]:
     return claims
 
 
+CSRF_FIELD = "csrf_token"  # the form field that carries the token (or the X-CSRF-Token header)
+
+
 def csrf_token(settings: Settings, session_token_hash: str) -> str:
     key = settings.secret_key.get_secret_value().encode()
     return hmac.new(key, b"csrf:" + session_token_hash.encode(), hashlib.sha256).hexdigest()

@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from lovedcrm.auth.deps import Principal, Require, SessionDep
+from lovedcrm.core.deps import Require, SessionDep
+from lovedcrm.core.principal import Principal
 from lovedcrm.core.schemas import Out
 from lovedcrm.jobs import service
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 
-from lovedcrm.jobs.engine import JobContext, job_handler
+from lovedcrm.jobs.periodic import every
+from lovedcrm.jobs.queue import JobContext, job_handler
 
 
 class NoopPayload(BaseModel):
@@ -45,3 +47,6 @@ async def cleanup(ctx: JobContext, payload: CleanupPayload) -> dict[str, Any] | 
         "rate_limit_windows": windows.rowcount,  # type: ignore[attr-defined]
         "system_jobs": jobs.rowcount,  # type: ignore[attr-defined]
     }
+
+
+every("cleanup", "system.cleanup", timedelta(hours=1))

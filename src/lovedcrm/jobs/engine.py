@@ -1,7 +1,7 @@
 """The job engine on the ``background_jobs`` table.
 
-- ``enqueue`` inserts in the caller's transaction: a job exists if and only if that
-  transaction commits (a statement trigger NOTIFYs workers, and PostgreSQL delivers
+- ``enqueue`` (``jobs.queue``) inserts in the caller's transaction: a job exists if and only
+  if that transaction commits (a statement trigger NOTIFYs workers, and PostgreSQL delivers
   notifications only on commit).
 - Workers claim with ``lovedcrm_claim_jobs`` (``FOR UPDATE SKIP LOCKED``, an equal share per
   organization per call, a lease in ``locked_by``/``locked_until``), wake on LISTEN/NOTIFY
@@ -20,166 +20,37 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import socket
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 import structlog
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.config import Settings
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import run_after_commit
+from lovedcrm.jobs.periodic import enqueue_due
+from lovedcrm.jobs.queue import (
+    HANDLERS,
+    JobContext,
+    PermanentFailure,
+    RetryLater,
+    backoff_seconds,
+)
 
 log = structlog.stdlib.get_logger("lovedcrm.jobs")
-
-P = TypeVar("P", bound=BaseModel)
-
-
-class RetryLater(Exception):
-    """This attempt failed; run again after ``seconds`` if attempts remain."""
-
-    def __init__(self, seconds: float, reason: str) -> None:
-        super().__init__(reason)
-        self.seconds = seconds
-        self.reason = reason
-
-
-class PermanentFailure(Exception):
-    """Fail now; retrying cannot help (bad payload, target refused)."""
 
 
 class LeaseLost(Exception):
     """Another worker owns the job now; this attempt's effects are rolled back."""
-
-
-@dataclass
-class JobContext:
-    session: AsyncSession
-    job_id: uuid.UUID
-    job_type: str
-    organization_id: uuid.UUID | None
-    attempt: int
-    max_attempts: int
-    settings: Settings
-    database: Database
-
-
-Handler = Callable[[JobContext, Any], Awaitable[dict[str, Any] | None]]
-
-
-@dataclass(frozen=True)
-class HandlerSpec:
-    job_type: str
-    payload: type[BaseModel]
-    fn: Handler
-    max_attempts: int
-    timeout_seconds: float
-    # >1: short, database-only handlers whose jobs of one organization may share one
-    # transaction (all commit or none; on any error each job is re-run on its own).
-    batch: int = 1
-
-
-HANDLERS: dict[str, HandlerSpec] = {}
-
-
-def job_handler(
-    job_type: str,
-    payload: type[P],
-    *,
-    max_attempts: int = 3,
-    timeout_seconds: float = 300,
-    batch: int = 1,
-) -> Callable[
-    [Callable[[JobContext, P], Awaitable[dict[str, Any] | None]]],
-    Callable[[JobContext, P], Awaitable[dict[str, Any] | None]],
-]:
-    """Register the handler of ``job_type``; its payload is validated with ``payload``."""
-
-    def register(
-        fn: Callable[[JobContext, P], Awaitable[dict[str, Any] | None]],
-    ) -> Callable[[JobContext, P], Awaitable[dict[str, Any] | None]]:
-        if job_type in HANDLERS and HANDLERS[job_type].fn is not fn:
-            raise RuntimeError(f"two handlers for job type {job_type!r}")
-        HANDLERS[job_type] = HandlerSpec(
-            job_type, payload, fn, max_attempts, timeout_seconds, batch
-        )
-        return fn
-
-    return register
-
-
-_INSERT = text(
-    """
-    INSERT INTO background_jobs
-        (id, organization_id, job_type, job_data, status, scheduled_for, max_attempts, priority,
-         dedupe_key)
-    VALUES (:id, :org, :type, CAST(:data AS jsonb), 'pending',
-            COALESCE(CAST(:at AS timestamptz), now()), :max_attempts, :priority, :dedupe)
-    ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
-    """
-)
-
-
-async def enqueue(
-    session: AsyncSession,
-    job_type: str,
-    payload: BaseModel | dict[str, Any],
-    *,
-    organization_id: uuid.UUID | None,
-    delay: timedelta | None = None,
-    scheduled_for: datetime | None = None,
-    max_attempts: int | None = None,
-    priority: int = 0,
-    dedupe_key: str | None = None,
-) -> uuid.UUID | None:
-    """Queue a job in the caller's transaction. Returns its id, or None when a job with the
-    same ``dedupe_key`` already exists. ``organization_id=None`` makes a system job."""
-    from lovedcrm.jobs.registry import load_handlers
-
-    load_handlers()
-    spec = HANDLERS.get(job_type)
-    if spec is None:
-        raise ValueError(f"no handler registered for job type {job_type!r}")
-    data = payload if isinstance(payload, BaseModel) else spec.payload.model_validate(payload)
-    if not isinstance(data, spec.payload):
-        raise TypeError(f"{job_type} takes {spec.payload.__name__}, not {type(data).__name__}")
-    if organization_id is None:
-        # System jobs are visible only under this transaction-local scope (RLS policy).
-        await session.execute(text("SELECT set_config('app.scope', 'system', true)"))
-    at = scheduled_for
-    if delay is not None:
-        at = datetime.now().astimezone() + delay
-    job_id = uuid.uuid4()
-    result = await session.execute(
-        _INSERT,
-        {
-            "id": job_id,
-            "org": organization_id,
-            "type": job_type,
-            "data": data.model_dump_json(),
-            "at": at,
-            "max_attempts": max_attempts or spec.max_attempts,
-            "priority": priority,
-            "dedupe": dedupe_key,
-        },
-    )
-    return job_id if result.rowcount else None  # type: ignore[attr-defined]
-
-
-def backoff_seconds(attempt: int, *, base: float = 2.0, cap: float = 3600.0) -> float:
-    """Exponential backoff with full jitter around the mean: base·2^(n-1) × U(0.5, 1.5)."""
-    mean: float = min(cap, base * 2.0 ** max(0, attempt - 1))
-    return mean * random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not security
 
 
 @dataclass
@@ -250,9 +121,6 @@ class Worker:
     stats: WorkerStats = field(default_factory=WorkerStats)
 
     def __post_init__(self) -> None:
-        from lovedcrm.jobs.registry import load_handlers
-
-        load_handlers()
         # One entry per slot: the task and the ids of the jobs it holds (a batch or one job).
         self._running: dict[asyncio.Task[None], list[uuid.UUID]] = {}
         self._wake = asyncio.Event()
@@ -412,8 +280,6 @@ class Worker:
                 log.warning("heartbeat failed", error=repr(exc))
 
     async def _periodic(self) -> None:
-        from lovedcrm.jobs.periodic import enqueue_due
-
         while not self._stopping.is_set():
             try:
                 await enqueue_due(self.database)

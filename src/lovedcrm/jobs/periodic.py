@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lovedcrm.db.engine import Database
-from lovedcrm.jobs.engine import enqueue
+from lovedcrm.jobs.queue import enqueue
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,19 @@ class Periodic:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
-SCHEDULE: tuple[Periodic, ...] = (Periodic("cleanup", "system.cleanup", timedelta(hours=1)),)
+_SCHEDULE: dict[str, Periodic] = {}
+
+
+def every(name: str, job_type: str, interval: timedelta, **payload: Any) -> Periodic:
+    """Put a job on the schedule (called by the module that defines its handler)."""
+    item = Periodic(name, job_type, interval, dict(payload))
+    if _SCHEDULE.setdefault(name, item) != item:
+        raise RuntimeError(f"two periodic jobs named {name!r}")
+    return item
+
+
+def schedule() -> tuple[Periodic, ...]:
+    return tuple(_SCHEDULE.values())
 
 
 def period_start(now: datetime, every: timedelta) -> datetime:
@@ -30,13 +42,13 @@ def period_start(now: datetime, every: timedelta) -> datetime:
 
 
 async def enqueue_due(
-    database: Database, now: datetime | None = None, schedule: tuple[Periodic, ...] = SCHEDULE
+    database: Database, now: datetime | None = None, items: tuple[Periodic, ...] | None = None
 ) -> int:
     """Enqueue the current period of every scheduled job; returns how many were new."""
     now = now or datetime.now(UTC)
     created = 0
     async with database.sessionmaker() as session, session.begin():
-        for item in schedule:
+        for item in items if items is not None else schedule():
             start = period_start(now, item.every)
             job_id = await enqueue(
                 session,

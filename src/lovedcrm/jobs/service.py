@@ -11,9 +11,9 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
-from lovedcrm.auth.deps import Principal
 from lovedcrm.core.errors import Conflict, NotFound
 from lovedcrm.core.pagination import BadCursor, decode_cursor, encode_cursor
+from lovedcrm.core.principal import Principal
 from lovedcrm.jobs.models import JOB_STATUSES, BackgroundJob
 
 

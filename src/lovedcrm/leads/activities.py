@@ -14,9 +14,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
-from lovedcrm.auth.deps import Principal
 from lovedcrm.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from lovedcrm.core.events import DomainEvent, emit
+from lovedcrm.core.principal import Principal
 from lovedcrm.leads import service as leads
 from lovedcrm.leads.models import Lead, LeadActivity
 

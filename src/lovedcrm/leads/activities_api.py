@@ -7,8 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from lovedcrm.auth.deps import Principal, Require, SessionDep
+from lovedcrm.core.deps import Require, SessionDep
 from lovedcrm.core.openapi import problem_responses
+from lovedcrm.core.principal import Principal
 from lovedcrm.leads import activities
 from lovedcrm.leads.schemas import (
     ActivityIn,

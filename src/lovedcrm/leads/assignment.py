@@ -50,13 +50,10 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from lovedcrm.auth.models import User
-from lovedcrm.organizations.models import Organization, OrganizationMember
+from lovedcrm.auth.models import OrganizationMember, User
+from lovedcrm.organizations.models import Organization
+from lovedcrm.organizations.service import ASSIGNMENT_MODES, CURSOR_KEY, MANUAL, ROUND_ROBIN
 
-MANUAL = "manual"
-ROUND_ROBIN = "round_robin"
-ASSIGNMENT_MODES = (MANUAL, ROUND_ROBIN)
-CURSOR_KEY = "assignment_cursor"
 ROTATION_ROLE = "sales"
 
 

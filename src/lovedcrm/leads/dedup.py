@@ -20,10 +20,10 @@ from sqlalchemy import ColumnElement, and_, func, literal, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
-from lovedcrm.auth.deps import Principal
 from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
 from lovedcrm.core.events import DomainEvent, emit
 from lovedcrm.core.phones import to_e164
+from lovedcrm.core.principal import Principal
 from lovedcrm.leads import service
 from lovedcrm.leads.models import Lead
 

@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from pydantic import ConfigDict
 
-from lovedcrm.auth.deps import Principal, Require, SessionDep
+from lovedcrm.core.deps import Require, SessionDep
 from lovedcrm.core.openapi import problem_responses
+from lovedcrm.core.principal import Principal
 from lovedcrm.core.schemas import StrictIn
 from lovedcrm.leads import dedup
 from lovedcrm.leads.schemas import LeadOut

@@ -35,12 +35,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
-from lovedcrm.auth.deps import Principal
-from lovedcrm.auth.models import User
+from lovedcrm.auth.models import OrganizationMember, User
+from lovedcrm.core.principal import Principal
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import tenant_transaction
 from lovedcrm.leads import service
-from lovedcrm.organizations.models import Organization, OrganizationMember
+from lovedcrm.organizations import custom_fields
+from lovedcrm.organizations.models import Organization
 from lovedcrm.pipeline.models import PipelineStage
 
 EXPORT_BATCH = 1000
@@ -135,7 +136,7 @@ class _Lookups:
 
 async def _lookups(session: AsyncSession, organization_id: uuid.UUID) -> _Lookups:
     org = await session.get(Organization, organization_id)
-    keys = [d["key"] for d in service.custom_field_definitions(org)]
+    keys = [d["key"] for d in custom_fields.custom_field_definitions(org)]
     stages = {
         r.id: r.name
         for r in (

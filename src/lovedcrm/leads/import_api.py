@@ -16,8 +16,9 @@ from fastapi import APIRouter, Depends, File, Query, UploadFile, status
 from fastapi.responses import StreamingResponse
 from pydantic import ConfigDict, Field
 
-from lovedcrm.auth.deps import Principal, Require, SessionDep, SettingsDep, get_database
+from lovedcrm.core.deps import Require, SessionDep, SettingsDep, get_database
 from lovedcrm.core.openapi import Problem, problem_responses
+from lovedcrm.core.principal import Principal
 from lovedcrm.core.schemas import Out, StrictIn
 from lovedcrm.db.engine import Database
 from lovedcrm.jobs.models import BackgroundJob

@@ -46,19 +46,21 @@ from sqlalchemy import func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
-from lovedcrm.auth.deps import Principal
-from lovedcrm.auth.models import User
+from lovedcrm.auth.models import OrganizationMember, User
+from lovedcrm.auth.permissions import effective_permissions
 from lovedcrm.config import Settings
 from lovedcrm.core.errors import AppError, Conflict, NotFound, ValidationFailed
 from lovedcrm.core.middleware import describe_bytes
+from lovedcrm.core.principal import Principal
 from lovedcrm.db.tenant import after_commit, tenant_transaction
-from lovedcrm.jobs.engine import JobContext, LeaseLost, PermanentFailure, enqueue, job_handler
+from lovedcrm.jobs.engine import LeaseLost
 from lovedcrm.jobs.models import BackgroundJob
+from lovedcrm.jobs.queue import JobContext, PermanentFailure, enqueue, job_handler
 from lovedcrm.leads import assignment, service
 from lovedcrm.leads.models import Lead
 from lovedcrm.leads.schemas import LeadIn
-from lovedcrm.organizations.models import Organization, OrganizationMember
-from lovedcrm.organizations.permissions import effective_permissions
+from lovedcrm.organizations import custom_fields
+from lovedcrm.organizations.models import Organization
 
 JOB_TYPE = "leads.import"
 CHUNK_SIZE = 500
@@ -595,7 +597,9 @@ async def analyse_upload(
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    definitions = service.custom_field_definitions(await session.get(Organization, principal.org()))
+    definitions = custom_fields.custom_field_definitions(
+        await session.get(Organization, principal.org())
+    )
     clean_name = Path(file_name).name[:255]
     meta = {
         "upload_id": upload_id,
@@ -664,7 +668,7 @@ async def start_import(
     principal.require("leads:import")
     org_id = principal.org()
     meta = _load_meta(settings, org_id, upload_id)
-    definitions = service.custom_field_definitions(await session.get(Organization, org_id))
+    definitions = custom_fields.custom_field_definitions(await session.get(Organization, org_id))
     kept = check_mapping(mapping, list(meta["headers"]), definitions)
     path = upload_path(settings, org_id, upload_id, meta["format"])
     if not path.is_file():
@@ -921,7 +925,7 @@ async def _run_chunk(
     errors: list[RowError] = []
     async with tenant_transaction(ctx.database.sessionmaker, org_id, principal.user_id) as s:
         org = await s.get(Organization, org_id)
-        definitions = {d["key"]: d for d in service.custom_field_definitions(org)}
+        definitions = {d["key"]: d for d in custom_fields.custom_field_definitions(org)}
         stage_id = (await service.first_stage(s, org_id)).id
         cleaned: list[tuple[int, dict[str, Any]]] = []
         for line, cells in chunk.rows:

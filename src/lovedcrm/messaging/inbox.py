@@ -9,8 +9,8 @@ from typing import Any, Literal
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lovedcrm.auth.deps import Principal
 from lovedcrm.core.errors import NotFound
+from lovedcrm.core.principal import Principal
 from lovedcrm.leads import service as leads_service
 from lovedcrm.messaging.models import Message, MessageAttachment
 

@@ -16,7 +16,7 @@ from lovedcrm.core import ratelimit
 from lovedcrm.core.events import DomainEvent, emit, notify_live
 from lovedcrm.core.storage import get_storage
 from lovedcrm.db.tenant import set_tenant
-from lovedcrm.jobs.engine import JobContext, PermanentFailure, RetryLater, enqueue, job_handler
+from lovedcrm.jobs.queue import JobContext, PermanentFailure, RetryLater, enqueue, job_handler
 from lovedcrm.messaging import whatsapp
 from lovedcrm.messaging.models import Message, MessageAttachment, WhatsappConfig
 from lovedcrm.messaging.providers.base import (

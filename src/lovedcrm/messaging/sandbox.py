@@ -15,7 +15,7 @@ from lovedcrm.config import Settings
 from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
 from lovedcrm.core.phones import to_e164
 from lovedcrm.db.tenant import tenant_transaction
-from lovedcrm.jobs.engine import enqueue
+from lovedcrm.jobs.queue import enqueue
 from lovedcrm.messaging.jobs import InboundJob
 from lovedcrm.messaging.whatsapp_configs import active_config
 from lovedcrm.organizations.models import Organization

@@ -25,9 +25,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
-from lovedcrm.auth.deps import Principal
 from lovedcrm.config import Settings
 from lovedcrm.core.errors import Conflict, NotFound
+from lovedcrm.core.principal import Principal
 from lovedcrm.messaging.models import ProviderMigration, WhatsappConfig
 from lovedcrm.messaging.providers.base import ConnectionCheck, ProviderError
 from lovedcrm.messaging.whatsapp_configs import (

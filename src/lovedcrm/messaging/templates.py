@@ -19,12 +19,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
-from lovedcrm.auth.deps import Principal
 from lovedcrm.auth.models import User
 from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
+from lovedcrm.core.principal import Principal
 from lovedcrm.leads.models import Lead
-from lovedcrm.leads.service import custom_field_definitions
 from lovedcrm.messaging.models import MessageTemplate
+from lovedcrm.organizations.custom_fields import custom_field_definitions
 from lovedcrm.organizations.models import Organization
 from lovedcrm.pipeline.models import PipelineStage
 

@@ -24,8 +24,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import text
 
-from lovedcrm.auth.deps import get_database, get_settings_dep
 from lovedcrm.config import Settings
+from lovedcrm.core.deps import get_database, get_settings_dep
 from lovedcrm.core.errors import Forbidden, NotFound, Unauthorized
 from lovedcrm.db.engine import Database
 from lovedcrm.messaging.jobs import InboundJob

@@ -28,15 +28,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
-from lovedcrm.auth.deps import Principal
 from lovedcrm.auth.models import User
 from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
 from lovedcrm.core.events import DomainEvent, emit, notify_live
-from lovedcrm.jobs.engine import enqueue
+from lovedcrm.core.principal import Principal
+from lovedcrm.jobs.queue import enqueue
 from lovedcrm.leads import service as leads_service
 from lovedcrm.leads.activities import record_activity
 from lovedcrm.leads.models import Lead
@@ -475,18 +475,6 @@ async def _mark_template_responses(
         {"org": org_id, "lead": lead_id},
     )
     await _refresh_success_rates(session, {r.template_id for r in rows})
-
-
-async def mark_conversion(session: AsyncSession, lead: Lead) -> None:
-    """A won lead: every template used with it gets ``led_to_conversion``."""
-    await session.execute(
-        update(TemplateUsageStat)
-        .where(
-            TemplateUsageStat.organization_id == lead.organization_id,
-            TemplateUsageStat.lead_id == lead.id,
-        )
-        .values(led_to_conversion=True)
-    )
 
 
 async def choose_variant(

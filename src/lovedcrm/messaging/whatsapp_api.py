@@ -12,9 +12,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.responses import FileResponse
 
-from lovedcrm.auth.deps import Principal, Require, SessionDep, SettingsDep
+from lovedcrm.core.deps import Require, SessionDep, SettingsDep
 from lovedcrm.core.errors import NotFound
 from lovedcrm.core.openapi import problem_responses
+from lovedcrm.core.principal import Principal
 from lovedcrm.core.storage import FileMissing, get_storage
 from lovedcrm.messaging import inbox, sandbox, switching, whatsapp
 from lovedcrm.messaging import whatsapp_configs as configs

@@ -28,9 +28,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
-from lovedcrm.auth.deps import Principal
 from lovedcrm.config import Settings
 from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
+from lovedcrm.core.principal import Principal
 from lovedcrm.core.security import SecretBox, mask_secret
 from lovedcrm.messaging.models import WhatsappConfig
 from lovedcrm.messaging.providers.base import (

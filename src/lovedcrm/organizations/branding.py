@@ -18,9 +18,9 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.auth import service as auth_service
-from lovedcrm.auth.deps import Principal
 from lovedcrm.config import Settings
 from lovedcrm.core.errors import NotFound, ValidationFailed
+from lovedcrm.core.principal import Principal
 from lovedcrm.organizations import service as org_service
 from lovedcrm.organizations.models import Organization
 

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lovedcrm.auth.deps import Principal
+from lovedcrm.core.principal import Principal
 from lovedcrm.leads.models import Lead, LeadActivity
 from lovedcrm.leads.service import visible
 from lovedcrm.organizations.models import Organization

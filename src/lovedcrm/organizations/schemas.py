@@ -4,14 +4,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import EmailStr, Field, field_validator
+from pydantic import Field, field_validator
 
 from lovedcrm.core.schemas import Out, StrictIn
-from lovedcrm.leads.assignment import CURSOR_KEY
-from lovedcrm.organizations.permissions import Role
 
 # Settings the app keeps for itself: not shown, so a client can send back what it read.
-INTERNAL_SETTINGS = frozenset({CURSOR_KEY})
+INTERNAL_SETTINGS = frozenset({"assignment_cursor"})  # service.CURSOR_KEY
 
 
 class OrganizationOut(Out):
@@ -46,43 +44,3 @@ class OrganizationUpdateIn(StrictIn):
 
 class OrganizationCreateIn(StrictIn):
     name: str = Field(min_length=1, max_length=255)
-
-
-class MemberOut(Out):
-    id: uuid.UUID
-    user_id: uuid.UUID
-    email: str
-    full_name: str
-    role: str
-    permissions: dict[str, Any]
-    is_active: bool | None
-    joined_at: datetime | None
-
-
-class MemberUpdateIn(StrictIn):
-    role: Role | None = None
-    permissions: dict[str, bool] | None = None
-    is_active: bool | None = None
-
-
-class InvitationIn(StrictIn):
-    email: EmailStr
-    role: Role = Role.SALES
-
-
-class InvitationOut(Out):
-    id: uuid.UUID
-    email: str
-    role: str
-    expires_at: datetime
-    created_at: datetime | None
-
-
-class InvitationCreatedOut(InvitationOut):
-    accept_url: str
-
-
-class InvitationAcceptIn(StrictIn):
-    token: str = Field(min_length=10, max_length=200)
-    full_name: str | None = Field(default=None, min_length=1, max_length=255)
-    password: str | None = Field(default=None, min_length=1, max_length=256)

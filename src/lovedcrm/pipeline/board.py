@@ -32,11 +32,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lovedcrm.auth.deps import Principal
 from lovedcrm.auth.models import User
 from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
 from lovedcrm.core.events import DomainEvent, emit
 from lovedcrm.core.pagination import BadCursor, decode_cursor, encode_cursor
+from lovedcrm.core.principal import Principal
 from lovedcrm.leads import service as leads
 from lovedcrm.leads.models import Lead
 from lovedcrm.pipeline.models import PipelineStage

@@ -7,8 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from lovedcrm.auth.deps import Principal, Require, SessionDep
+from lovedcrm.core.deps import Require, SessionDep
 from lovedcrm.core.openapi import problem_responses
+from lovedcrm.core.principal import Principal
 from lovedcrm.pipeline import board
 from lovedcrm.pipeline.board_schemas import BoardOut, CardOut, CardPageOut, ColumnOut, MoveIn
 from lovedcrm.pipeline.schemas import StageOut

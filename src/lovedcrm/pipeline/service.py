@@ -15,8 +15,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
-from lovedcrm.auth.deps import Principal
 from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
+from lovedcrm.core.principal import Principal
 from lovedcrm.leads import service as leads
 from lovedcrm.leads.models import Lead
 from lovedcrm.pipeline.models import PipelineStage

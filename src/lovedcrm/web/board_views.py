@@ -18,9 +18,9 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from lovedcrm.auth.deps import SESSION_COOKIE, SessionDep, SettingsDep, get_principal
+from lovedcrm.auth import team
+from lovedcrm.core.deps import SESSION_COOKIE, SessionDep, SettingsDep, get_principal
 from lovedcrm.core.errors import AppError, Forbidden
-from lovedcrm.organizations import service as org_service
 from lovedcrm.pipeline import board
 from lovedcrm.pipeline import service as stages_service
 from lovedcrm.pipeline.models import PipelineStage
@@ -182,7 +182,7 @@ async def _members(session: SessionDep, frame: Shell) -> list[tuple[str, str]]:
     """(id, name) of the organization's people for the assignee filter ([] without access)."""
     if not frame.principal.can("leads:read_all") or not frame.principal.can("members:read"):
         return []
-    rows = await org_service.list_members(session, frame.principal)
+    rows = await team.list_members(session, frame.principal)
     return [(str(u.id), u.full_name) for m, u in rows if m.is_active]
 
 

@@ -25,8 +25,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lovedcrm.auth.deps import SessionDep, SettingsDep
 from lovedcrm.auth.models import User
+from lovedcrm.core.deps import SessionDep, SettingsDep
 from lovedcrm.core.errors import AppError, NotFound
 from lovedcrm.leads import service as leads_service
 from lovedcrm.leads.models import Lead

@@ -27,14 +27,16 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lovedcrm.auth.deps import SessionDep, SettingsDep
+from lovedcrm.auth import team
 from lovedcrm.config import Settings
+from lovedcrm.core.deps import SessionDep, SettingsDep
 from lovedcrm.core.errors import AppError, NotFound
 from lovedcrm.leads import activities as activities_service
 from lovedcrm.leads import assignment, dedup, importing
 from lovedcrm.leads import service as leads_service
 from lovedcrm.leads.models import LEAD_STATUSES, Lead
 from lovedcrm.leads.schemas import LeadIn, LeadSort, LeadUpdateIn
+from lovedcrm.organizations import custom_fields
 from lovedcrm.organizations import service as org_service
 from lovedcrm.pipeline import service as pipeline_service
 from lovedcrm.web.render import Shell, flash, page_frame, render
@@ -168,7 +170,7 @@ async def _lookups(session: AsyncSession, frame: Shell) -> Lookups:
     members: list[tuple[uuid.UUID, str]] = []
     everyone: dict[uuid.UUID, str] = {}
     if frame.principal.can("members:read"):
-        for member, user in await org_service.list_members(session, frame.principal):
+        for member, user in await team.list_members(session, frame.principal):
             everyone[user.id] = user.full_name or user.email
             if member.is_active:
                 members.append((user.id, user.full_name or user.email))
@@ -485,7 +487,7 @@ def _field_errors(
 
 
 def _custom_definitions(frame: Shell) -> list[dict[str, Any]]:
-    return leads_service.custom_field_definitions(frame.org)
+    return custom_fields.custom_field_definitions(frame.org)
 
 
 def _custom_values(
@@ -590,7 +592,7 @@ async def _form_page(
 
 def _round_robin(frame: Shell) -> bool:
     org_settings = frame.org.settings if frame.org else None
-    return assignment.mode_of(org_settings) == assignment.ROUND_ROBIN
+    return assignment.mode_of(org_settings) == org_service.ROUND_ROBIN
 
 
 @router.get("/leads/new", response_class=HTMLResponse)
@@ -1071,7 +1073,7 @@ async def import_start(
                 errors.append(t("A column is mapped to a field that does not exist."))
         file_name, headers, preview, total = reloaded
         org = frame.org
-        definitions = leads_service.custom_field_definitions(org)
+        definitions = custom_fields.custom_field_definitions(org)
         return _mapping_page(
             request,
             frame,

@@ -24,10 +24,11 @@ from jinja2.runtime import Context
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.auth import service as auth_service
-from lovedcrm.auth.deps import SESSION_COOKIE, Principal, get_principal
 from lovedcrm.config import Settings
 from lovedcrm.core import security
+from lovedcrm.core.deps import SESSION_COOKIE, get_principal
 from lovedcrm.core.errors import AppError
+from lovedcrm.core.principal import Principal
 from lovedcrm.organizations.models import Organization
 from lovedcrm.web.i18n import (
     DEFAULT_LOCALE,

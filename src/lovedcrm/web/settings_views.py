@@ -14,11 +14,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from lovedcrm.auth.deps import SESSION_COOKIE, SessionDep, SettingsDep, get_principal
+from lovedcrm.core.deps import SESSION_COOKIE, SessionDep, SettingsDep, get_principal
 from lovedcrm.core.errors import AppError, Forbidden, NotFound
 from lovedcrm.leads import assignment
-from lovedcrm.leads import service as leads_service
-from lovedcrm.organizations import branding, dashboard
+from lovedcrm.organizations import branding, custom_fields, dashboard
 from lovedcrm.organizations import service as org_service
 from lovedcrm.web.i18n import CURRENCIES, LANG_COOKIE, LANGUAGE_TAGS, localizer_for
 from lovedcrm.web.render import COLOR, DEFAULT_ACCENT, Shell, flash, page_frame, render, shell
@@ -276,21 +275,21 @@ def _type_names(t: Any) -> dict[str, str]:
 def _definition_messages(t: Any) -> dict[tuple[str, str], str]:
     """The settings validation's messages (leads.service) in words for people."""
     return {
-        ("key", leads_service.DEF_BAD_KEY): t(
+        ("key", custom_fields.DEF_BAD_KEY): t(
             "Use up to 50 letters without accents, digits or _ in the key, starting with a letter."
         ),
-        ("key", leads_service.DEF_KEY_TAKEN): t(
+        ("key", custom_fields.DEF_KEY_TAKEN): t(
             "Another field already uses this key. Choose a different one."
         ),
-        ("label", leads_service.DEF_BAD_LABEL): t("Give the field a name of up to 100 characters."),
-        ("type", leads_service.DEF_BAD_TYPE): t("Choose one of the types in the list."),
-        ("options", leads_service.DEF_NO_OPTIONS): t(
+        ("label", custom_fields.DEF_BAD_LABEL): t("Give the field a name of up to 100 characters."),
+        ("type", custom_fields.DEF_BAD_TYPE): t("Choose one of the types in the list."),
+        ("options", custom_fields.DEF_NO_OPTIONS): t(
             "A list of options needs at least one option (one per line, up to 100)."
         ),
-        ("options", leads_service.DEF_BAD_OPTIONS): t(
+        ("options", custom_fields.DEF_BAD_OPTIONS): t(
             "Write each option only once, with up to 100 characters."
         ),
-        ("custom_fields", leads_service.DEF_TOO_MANY): t(
+        ("custom_fields", custom_fields.DEF_TOO_MANY): t(
             "An organization can have up to 50 custom fields."
         ),
     }
@@ -328,9 +327,9 @@ async def _custom_fields_page(
         status_code,
         **frame.context("settings"),
         tab="custom_fields",
-        definitions=leads_service.custom_field_definitions(frame.org),
+        definitions=custom_fields.custom_field_definitions(frame.org),
         type_names=_type_names(t),
-        types=leads_service.CUSTOM_FIELD_TYPES,
+        types=custom_fields.CUSTOM_FIELD_TYPES,
         forms=forms or {},
         errors=errors or {},
         can_manage=frame.principal.can("settings:manage"),
@@ -394,7 +393,7 @@ async def custom_field_add(
             errors={"new": {"label": t("Give the field a name of up to 100 characters.")}},
             status_code=422,
         )
-    index = len(leads_service.custom_field_definitions(frame.org))
+    index = len(custom_fields.custom_field_definitions(frame.org))
     try:
         async with session.begin_nested():
             added = await org_service.add_custom_field(
@@ -437,7 +436,7 @@ async def custom_field_update(
         return refused
     t = frame.i18n.gettext
     form = FieldForm(label=label.strip(), key=key, options=options, required=required is not None)
-    definitions = leads_service.custom_field_definitions(frame.org)
+    definitions = custom_fields.custom_field_definitions(frame.org)
     index = next((i for i, d in enumerate(definitions) if d["key"] == key), -1)
     if not form.label:
         return await _custom_fields_page(
@@ -528,7 +527,7 @@ async def logo_file(
     organization_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """The logo of an organization you belong to (cookie or Bearer); 404 for anyone else."""
-    from lovedcrm.auth.deps import authenticate, bearer
+    from lovedcrm.core.deps import authenticate, bearer
 
     try:
         principal = await authenticate(request, session, settings, await bearer(request))

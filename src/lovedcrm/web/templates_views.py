@@ -18,12 +18,12 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from lovedcrm.auth.deps import SessionDep, SettingsDep
+from lovedcrm.core.deps import SessionDep, SettingsDep
 from lovedcrm.core.errors import AppError
-from lovedcrm.leads.service import custom_field_definitions
 from lovedcrm.messaging import templates
 from lovedcrm.messaging.models import MessageTemplate
 from lovedcrm.messaging.template_schemas import TemplateIn
+from lovedcrm.organizations.custom_fields import custom_field_definitions
 from lovedcrm.web.i18n import N_
 from lovedcrm.web.render import Shell, flash, page_frame, render
 

@@ -14,10 +14,12 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from lovedcrm.auth import service as auth_service
-from lovedcrm.auth.deps import CSRF_FIELD, SESSION_COOKIE, SessionDep, SettingsDep, get_principal
+from lovedcrm.auth import team
 from lovedcrm.config import Settings
 from lovedcrm.core import security
+from lovedcrm.core.deps import SESSION_COOKIE, SessionDep, SettingsDep, get_principal
 from lovedcrm.core.errors import AppError
+from lovedcrm.core.security import CSRF_FIELD
 from lovedcrm.organizations import dashboard
 from lovedcrm.organizations import service as org_service
 from lovedcrm.web.render import flash, localizer, render, shell, templates, web_principal
@@ -216,7 +218,7 @@ async def invitation_page(
 ) -> HTMLResponse:
     try:
         async with session.begin_nested():
-            invitation = await org_service.invitation_by_token(session, token)
+            invitation = await team.invitation_by_token(session, token)
             org = await org_service.get_organization_by_id(session, invitation.organization_id)
     except AppError as exc:
         return _render(
@@ -251,10 +253,11 @@ async def invitation_submit(
 ) -> Response:
     user = None
     if request.cookies.get(SESSION_COOKIE):
-        user = (await get_principal(request, session, settings, None)).user  # CSRF checked
+        principal = await get_principal(request, session, settings, None)  # CSRF checked
+        user = await auth_service.user_of(session, principal)
     try:
         async with session.begin_nested():
-            user, invitation = await org_service.accept_invitation(
+            user, invitation = await team.accept_invitation(
                 session, settings, token=token, user=user, full_name=full_name, password=password
             )
             issued = None

@@ -21,8 +21,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from lovedcrm.auth.deps import SessionDep, SettingsDep
 from lovedcrm.config import Settings
+from lovedcrm.core.deps import SessionDep, SettingsDep
 from lovedcrm.core.errors import AppError
 from lovedcrm.messaging import switching
 from lovedcrm.messaging import whatsapp_configs as configs

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from lovedcrm.auth.deps import Principal, Require, SessionDep, SettingsDep
+from lovedcrm.core.deps import Require, SessionDep, SettingsDep
+from lovedcrm.core.principal import Principal
 from lovedcrm.webhooks import service
 from lovedcrm.webhooks.models import WebhookSubscription
 from lovedcrm.webhooks.schemas import (

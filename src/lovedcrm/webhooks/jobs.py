@@ -30,7 +30,7 @@ from standardwebhooks.webhooks import Webhook
 
 from lovedcrm.config import Settings
 from lovedcrm.db.tenant import tenant_transaction
-from lovedcrm.jobs.engine import JobContext, PermanentFailure, RetryLater, job_handler
+from lovedcrm.jobs.queue import JobContext, PermanentFailure, RetryLater, job_handler
 from lovedcrm.webhooks import service
 from lovedcrm.webhooks.models import WebhookDelivery, WebhookSubscription
 from lovedcrm.webhooks.schemas import DeliverPayload

@@ -24,17 +24,18 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
-from lovedcrm.auth.deps import Principal
-from lovedcrm.auth.models import ApiKey, User
+from lovedcrm.auth.models import ApiKey, OrganizationMember, User
+from lovedcrm.auth.permissions import Role
 from lovedcrm.config import Settings
 from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
 from lovedcrm.core.events import EVENT_TYPES, DomainEvent
 from lovedcrm.core.mail import get_mailer
 from lovedcrm.core.pagination import BadCursor, decode_cursor, encode_cursor
+from lovedcrm.core.principal import Principal
 from lovedcrm.core.security import SecretBox
 from lovedcrm.db.tenant import after_commit
-from lovedcrm.organizations.models import Organization, OrganizationMember
-from lovedcrm.organizations.permissions import Role
+from lovedcrm.jobs.queue import enqueue
+from lovedcrm.organizations.models import Organization
 from lovedcrm.webhooks.models import WebhookDelivery, WebhookSubscription
 from lovedcrm.webhooks.schemas import DeliverPayload
 
@@ -459,8 +460,6 @@ async def _enqueue(
     event_id: str,
     event_type: str,
 ) -> uuid.UUID | None:
-    from lovedcrm.jobs.engine import enqueue
-
     payload = DeliverPayload(
         subscription_id=sub.id, event_id=event_id, event_type=event_type, event=envelope
     )

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from lovedcrm.ai.models import AiConversation, AiTrainingData
-from lovedcrm.analytics.models import AnalyticsEvent
+from lovedcrm.assistant.models import AiConversation, AiTrainingData
 from lovedcrm.audit.models import AuditLog
-from lovedcrm.auth.models import ApiKey, User, UserSession, UserToken
+from lovedcrm.auth.models import (
+    ApiKey,
+    Invitation,
+    OrganizationMember,
+    User,
+    UserSession,
+    UserToken,
+)
 from lovedcrm.billing.models import Subscription, UsageMetric
 from lovedcrm.calendar.models import CalendarEvent, CalendarIntegration
+from lovedcrm.calls.models import CallLog, VoipConfig
 from lovedcrm.core.models import IdempotencyKey, RateLimitCounter
 from lovedcrm.db.base import Base
 from lovedcrm.jobs.models import BackgroundJob
@@ -20,10 +27,10 @@ from lovedcrm.messaging.models import (
     ProviderMigration,
     TemplateUsageStat,
 )
-from lovedcrm.organizations.models import Invitation, Organization, OrganizationMember
+from lovedcrm.organizations.models import Organization
 from lovedcrm.pipeline.models import PipelineStage
+from lovedcrm.reports.models import AnalyticsEvent
 from lovedcrm.scoring.models import LeadScoringModel
-from lovedcrm.voip.models import CallLog, VoipConfig
 from lovedcrm.webhooks.models import WebhookDelivery, WebhookSubscription
 
 metadata = Base.metadata

@@ -1,0 +1,38 @@
+"""The composition root's registry: every job handler and every event subscriber of the
+product, registered by importing the modules that define them — here, and only here.
+
+``create_app`` and the command line import this module; so do the tests. A job type or an
+event subscriber that is not reachable from here does not exist for the worker.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from lovedcrm import models  # noqa: F401 - every table, so foreign keys resolve in any process
+from lovedcrm.auth import events as auth_events
+from lovedcrm.jobs import builtin as builtin_jobs
+from lovedcrm.leads import importing as leads_import_jobs
+from lovedcrm.messaging import events as messaging_events
+from lovedcrm.messaging import jobs as messaging_jobs
+from lovedcrm.pipeline import events as pipeline_events
+from lovedcrm.reports import events as reports_events
+from lovedcrm.webhooks import events as webhooks_events
+from lovedcrm.webhooks import jobs as webhooks_jobs
+
+# Modules whose @job_handler functions (and periodic schedules) the workers run.
+JOB_MODULES: tuple[ModuleType, ...] = (
+    builtin_jobs,
+    webhooks_jobs,
+    leads_import_jobs,
+    messaging_jobs,
+)
+
+# Modules whose @subscriber functions react to domain events, in this order within an event.
+SUBSCRIBER_MODULES: tuple[ModuleType, ...] = (
+    webhooks_events,
+    reports_events,
+    auth_events,
+    pipeline_events,
+    messaging_events,
+)
