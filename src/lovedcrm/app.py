@@ -15,6 +15,7 @@ from lovedcrm.auth import api as auth_api
 from lovedcrm.auth import api_keys_api, team_api
 from lovedcrm.auth.api_keys import UsageFlusher
 from lovedcrm.auth.authentication import authenticate_request
+from lovedcrm.auth.frame import frame_source
 from lovedcrm.config import Settings, get_settings
 from lovedcrm.core import health, live
 from lovedcrm.core.deps import SESSION_COOKIE
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.settings = settings
     app.state.db = database
     app.state.authenticator = authenticate_request
+    app.state.frame_source = frame_source
     install_error_handlers(app)
     install_problem_openapi(app)
     # Innermost first: RateLimit-* headers, then Idempotency-Key replay (inside the body limit).

@@ -9,8 +9,8 @@ from decimal import Decimal
 import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lovedcrm.auth import authentication
 from lovedcrm.auth import service as auth_service
-from lovedcrm.auth.permissions import ROLE_PERMISSIONS, Role
 from lovedcrm.config import Settings
 from lovedcrm.core.principal import Principal
 from lovedcrm.db.engine import create_database
@@ -47,13 +47,8 @@ async def load_demo(settings: Settings, *, announce: bool = True) -> None:
                 organization_name="Loved Demo",
             )
             user.email_verified = True
-            principal = Principal(
-                user=user,
-                organization_id=org.id,
-                role=Role.ADMIN.value,
-                permissions=ROLE_PERMISSIONS[Role.ADMIN],
-                via="web",
-            )
+            principal = await authentication.principal_for_member(session, org.id, user.id)
+            assert principal is not None  # the admin of the organization just created
             rng = random.Random(7)  # noqa: S311 - demo data, not security
             for name, company, phone, source, value in _LEADS:
                 await leads_service.create_lead(

@@ -18,7 +18,7 @@ from lovedcrm.calls.models import CallLog, VoipConfig
 from lovedcrm.core.models import IdempotencyKey, RateLimitCounter
 from lovedcrm.db.base import Base
 from lovedcrm.jobs.models import BackgroundJob
-from lovedcrm.leads.models import Lead, LeadActivity
+from lovedcrm.leads.models import Lead, LeadActivity, PipelineStage
 from lovedcrm.marketing.models import MarketingIntegration
 from lovedcrm.messaging.models import (
     Message,
@@ -28,7 +28,6 @@ from lovedcrm.messaging.models import (
     TemplateUsageStat,
 )
 from lovedcrm.organizations.models import Organization
-from lovedcrm.pipeline.models import PipelineStage
 from lovedcrm.reports.models import AnalyticsEvent
 from lovedcrm.scoring.models import LeadScoringModel
 from lovedcrm.webhooks.models import WebhookDelivery, WebhookSubscription

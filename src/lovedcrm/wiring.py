@@ -12,10 +12,10 @@ from types import ModuleType
 from lovedcrm import models  # noqa: F401 - every table, so foreign keys resolve in any process
 from lovedcrm.auth import events as auth_events
 from lovedcrm.jobs import builtin as builtin_jobs
+from lovedcrm.leads import events as leads_events
 from lovedcrm.leads import importing as leads_import_jobs
 from lovedcrm.messaging import events as messaging_events
 from lovedcrm.messaging import jobs as messaging_jobs
-from lovedcrm.pipeline import events as pipeline_events
 from lovedcrm.reports import events as reports_events
 from lovedcrm.webhooks import events as webhooks_events
 from lovedcrm.webhooks import jobs as webhooks_jobs
@@ -33,6 +33,6 @@ SUBSCRIBER_MODULES: tuple[ModuleType, ...] = (
     webhooks_events,
     reports_events,
     auth_events,
-    pipeline_events,
+    leads_events,
     messaging_events,
 )

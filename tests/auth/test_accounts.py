@@ -23,9 +23,9 @@ from lovedcrm.core import security
 from lovedcrm.core.errors import ValidationFailed
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import set_tenant
+from lovedcrm.leads.models import PipelineStage
 from lovedcrm.messaging.models import MessageTemplate
 from lovedcrm.organizations.models import Organization
-from lovedcrm.pipeline.models import PipelineStage
 from tests.conftest import PASSWORD, signup, unique_email
 
 PROBLEM = "application/problem+json"

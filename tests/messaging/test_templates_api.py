@@ -9,10 +9,9 @@ import httpx
 import pytest
 
 from lovedcrm.auth.models import User
-from lovedcrm.leads.models import Lead
+from lovedcrm.leads.models import Lead, PipelineStage
 from lovedcrm.messaging.templates import parse_variables, render
 from lovedcrm.organizations.models import Organization
-from lovedcrm.pipeline.models import PipelineStage
 from tests.conftest import signup
 from tests.organizations.test_permissions import _join, _login
 

@@ -117,7 +117,7 @@ async def me(principal: CurrentPrincipal, session: SessionDep) -> MeOut:
     await set_tenant(session, principal.organization_id, principal.user_id)
     memberships = await service.memberships_of(session, principal.user_id)
     return MeOut(
-        user=UserOut.model_validate(principal.user),
+        user=UserOut.model_validate(await service.user_of(session, principal)),
         organization_id=principal.organization_id,
         role=principal.role,
         permissions=sorted(principal.permissions),

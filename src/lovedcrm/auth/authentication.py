@@ -18,6 +18,8 @@ member's role and effective permissions are read under it.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
+from dataclasses import replace
 from typing import Literal
 
 import jwt
@@ -33,7 +35,7 @@ from lovedcrm.config import Settings
 from lovedcrm.core import security
 from lovedcrm.core.deps import SESSION_COOKIE, Authenticated
 from lovedcrm.core.errors import Forbidden, Unauthorized
-from lovedcrm.core.principal import Principal
+from lovedcrm.core.principal import Person, Principal
 from lovedcrm.db.tenant import set_tenant
 
 CSRF_HEADER = "x-csrf-token"
@@ -51,6 +53,12 @@ async def _member(
         )
     )
     return result.scalar_one_or_none()
+
+
+def person_of(user: User) -> Person:
+    return Person(
+        id=user.id, email=user.email, full_name=user.full_name, email_verified=user.email_verified
+    )
 
 
 async def principal_for(
@@ -73,13 +81,34 @@ async def principal_for(
         else:
             role, perms = member.role, effective_permissions(member.role, member.permissions)
     return Principal(
-        user=user,
+        user=person_of(user),
         organization_id=organization_id,
         role=role,
         permissions=perms,
         via=via,
         session_id=session_id,
     )
+
+
+async def principal_for_member(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    user_id: uuid.UUID,
+    *,
+    limit_to: Collection[str] | None = None,
+) -> Principal | None:
+    """The member ``user_id`` of ``organization_id`` acting in a job (an import, the demo),
+    with at most the permissions ``limit_to`` (what they had when they asked for the job);
+    None when the account or the membership is no longer active."""
+    user = await session.get(User, user_id)
+    if user is None or not user.is_active:
+        return None
+    principal = await principal_for(session, user, organization_id, "job")
+    if principal.organization_id is None:
+        return None
+    if limit_to is not None:
+        principal = replace(principal, permissions=principal.permissions & frozenset(limit_to))
+    return principal
 
 
 async def _from_session(
@@ -138,7 +167,7 @@ async def _from_api_key(session: AsyncSession, raw: str) -> Authenticated:
     key, user = await api_keys.authenticate(session, raw)
     api_keys.record_usage(key.id, key.organization_id)
     principal = Principal(
-        user=user,
+        user=person_of(user),
         organization_id=key.organization_id,
         role=None,
         permissions=api_keys.key_permissions(key.scopes),

@@ -10,27 +10,22 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
 from lovedcrm.core.errors import Forbidden
 
 Via = Literal["jwt", "web", "api_key", "job"]
 
 
-class Person(Protocol):
-    """What a principal knows of the person behind it (the ``users`` row satisfies it)."""
+@dataclass(frozen=True)
+class Person:
+    """The person behind a principal, as read when the request was authenticated: plain
+    values, so pages can still show them after the transaction has ended."""
 
-    @property
-    def id(self) -> uuid.UUID: ...
-
-    @property
-    def email(self) -> str: ...
-
-    @property
-    def full_name(self) -> str: ...
-
-    @property
-    def email_verified(self) -> bool | None: ...
+    id: uuid.UUID
+    email: str
+    full_name: str
+    email_verified: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -40,9 +40,9 @@ from lovedcrm.core.principal import Principal
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import tenant_transaction
 from lovedcrm.leads import service
+from lovedcrm.leads.models import PipelineStage
 from lovedcrm.organizations import custom_fields
 from lovedcrm.organizations.models import Organization
-from lovedcrm.pipeline.models import PipelineStage
 
 EXPORT_BATCH = 1000
 BASE_COLUMNS = (

@@ -46,8 +46,7 @@ from sqlalchemy import func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
-from lovedcrm.auth.models import OrganizationMember, User
-from lovedcrm.auth.permissions import effective_permissions
+from lovedcrm.auth import authentication
 from lovedcrm.config import Settings
 from lovedcrm.core.errors import AppError, Conflict, NotFound, ValidationFailed
 from lovedcrm.core.middleware import describe_bytes
@@ -770,28 +769,11 @@ async def _save_progress(session: AsyncSession, ctx: JobContext, progress: Progr
 async def _job_principal(
     session: AsyncSession, organization_id: uuid.UUID, payload: ImportPayload
 ) -> Principal:
-    user = await session.get(User, payload.created_by)
-    member = (
-        await session.execute(
-            select(OrganizationMember).where(
-                OrganizationMember.organization_id == organization_id,
-                OrganizationMember.user_id == payload.created_by,
-                OrganizationMember.is_active.is_(True),
-            )
-        )
-    ).scalar_one_or_none()
-    if user is None or not user.is_active or member is None:
+    principal = await authentication.principal_for_member(
+        session, organization_id, payload.created_by, limit_to=payload.permissions
+    )
+    if principal is None:
         raise PermanentFailure("the member who started the import is no longer active")
-    permissions = effective_permissions(member.role, member.permissions) & frozenset(
-        payload.permissions
-    )
-    principal = Principal(
-        user=user,
-        organization_id=organization_id,
-        role=member.role,
-        permissions=permissions,
-        via="web",
-    )
     if not principal.can("leads:import"):
         raise PermanentFailure("the member who started the import may no longer import leads")
     return principal

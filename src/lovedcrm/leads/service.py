@@ -31,11 +31,10 @@ from lovedcrm.core.pagination import BadCursor, decode_cursor, encode_cursor
 from lovedcrm.core.phones import to_e164
 from lovedcrm.core.principal import Principal
 from lovedcrm.leads import assignment
-from lovedcrm.leads.models import Lead, folded
+from lovedcrm.leads.models import Lead, PipelineStage, folded
 from lovedcrm.leads.schemas import LeadOut
 from lovedcrm.organizations.custom_fields import custom_field_definitions
 from lovedcrm.organizations.models import Organization
-from lovedcrm.pipeline.models import PipelineStage
 
 AUDITED_FIELDS = (
     "full_name",

@@ -22,11 +22,10 @@ from lovedcrm.audit import service as audit
 from lovedcrm.auth.models import User
 from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
 from lovedcrm.core.principal import Principal
-from lovedcrm.leads.models import Lead
+from lovedcrm.leads.models import Lead, PipelineStage
 from lovedcrm.messaging.models import MessageTemplate
-from lovedcrm.organizations.custom_fields import custom_field_definitions
+from lovedcrm.organizations.custom_fields import HasSettings, custom_field_definitions
 from lovedcrm.organizations.models import Organization
-from lovedcrm.pipeline.models import PipelineStage
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\|([^}]*))?\}\}")
 
@@ -74,7 +73,7 @@ def parse_variables(content: str) -> list[str]:
     return names
 
 
-def _variables(content: str, org: Organization | None) -> list[dict[str, str]]:
+def _variables(content: str, org: HasSettings | None) -> list[dict[str, str]]:
     known = set(LEAD_VARIABLES) | {d["key"] for d in custom_field_definitions(org)}
     names = parse_variables(content)
     unknown = [n for n in names if n not in known]
@@ -131,7 +130,7 @@ def _text(value: Any) -> str:
 def render(
     template: MessageTemplate | str,
     lead: Lead,
-    org: Organization | None = None,
+    org: HasSettings | None = None,
     *,
     stage: PipelineStage | None = None,
     assignee: User | None = None,

@@ -39,7 +39,7 @@ from lovedcrm.core.principal import Principal
 from lovedcrm.jobs.queue import enqueue
 from lovedcrm.leads import service as leads_service
 from lovedcrm.leads.activities import record_activity
-from lovedcrm.leads.models import Lead
+from lovedcrm.leads.models import Lead, PipelineStage
 from lovedcrm.messaging import templates as templates_service
 from lovedcrm.messaging.models import (
     Message,
@@ -56,7 +56,6 @@ from lovedcrm.messaging.providers.base import (
 )
 from lovedcrm.messaging.whatsapp_configs import active_config
 from lovedcrm.organizations.models import Organization
-from lovedcrm.pipeline.models import PipelineStage
 
 WINDOW = timedelta(hours=24)
 WHATSAPP_TYPES = tuple(MESSAGE_PROVIDER_TYPE.values())

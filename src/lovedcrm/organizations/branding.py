@@ -17,7 +17,6 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lovedcrm.auth import service as auth_service
 from lovedcrm.config import Settings
 from lovedcrm.core.errors import NotFound, ValidationFailed
 from lovedcrm.core.principal import Principal
@@ -116,22 +115,10 @@ def _is_file(path: Path) -> bool:
     return path.is_file()
 
 
-async def logo_for(
-    session: AsyncSession, settings: Settings, principal: Principal, organization_id: uuid.UUID
-) -> Logo:
-    """The logo file of an organization the principal belongs to; 404 otherwise."""
-    org = None
-    if principal.organization_id == organization_id:
-        org = await session.get(Organization, organization_id)
-    elif principal.via != "api_key":
-        org = next(
-            (
-                o
-                for _, o in await auth_service.memberships_of(session, principal.user_id)
-                if o.id == organization_id
-            ),
-            None,
-        )
+async def logo_for(session: AsyncSession, settings: Settings, organization_id: uuid.UUID) -> Logo:
+    """The logo file of an organization; 404 when it has none. Whether the reader may see it
+    (a member of that organization) is the caller's question (``auth.pages``)."""
+    org = await session.get(Organization, organization_id)
     stored = (org.settings or {}).get("logo") if org is not None else None
     if org is None or not org_service.logo_path_valid(org.id, stored):
         raise NotFound("No logo for this organization.", code="logo_not_found")

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from lovedcrm.core.deps import Require, SessionDep
 from lovedcrm.core.openapi import problem_responses
 from lovedcrm.core.principal import Principal
+from lovedcrm.leads import stages
 from lovedcrm.pipeline import service
 from lovedcrm.pipeline.schemas import StageIn, StageOut, StageReorderIn, StageUpdateIn
 
@@ -43,7 +44,7 @@ async def list_stages(principal: Reader, session: SessionDep) -> list[StageOut]:
 )
 async def create_stage(body: StageIn, principal: Manager, session: SessionDep) -> StageOut:
     """Add a stage at the end of the pipeline."""
-    stage = await service.create_stage(
+    stage = await stages.create_stage(
         session, principal, name=body.name, color=body.color, stage_type=body.stage_type
     )
     return StageOut.model_validate(stage)
@@ -54,7 +55,7 @@ async def reorder_stages(
     body: StageReorderIn, principal: Manager, session: SessionDep
 ) -> list[StageOut]:
     """Give every stage id in the new order; answers the reordered pipeline."""
-    await service.reorder_stages(session, principal, body.stage_ids)
+    await stages.reorder_stages(session, principal, body.stage_ids)
     return await _listing(session, principal)
 
 
@@ -65,7 +66,7 @@ async def update_stage(
     stage_id: uuid.UUID, body: StageUpdateIn, principal: Manager, session: SessionDep
 ) -> StageOut:
     """Rename, recolor, retype or (de)activate a stage."""
-    stage = await service.update_stage(
+    stage = await stages.update_stage(
         session, principal, stage_id, body.model_dump(exclude_unset=True)
     )
     return StageOut.model_validate(stage)

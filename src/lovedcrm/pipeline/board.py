@@ -38,8 +38,7 @@ from lovedcrm.core.events import DomainEvent, emit
 from lovedcrm.core.pagination import BadCursor, decode_cursor, encode_cursor
 from lovedcrm.core.principal import Principal
 from lovedcrm.leads import service as leads
-from lovedcrm.leads.models import Lead
-from lovedcrm.pipeline.models import PipelineStage
+from lovedcrm.leads.models import Lead, PipelineStage
 
 PAGE = 50
 STEP = 1024.0

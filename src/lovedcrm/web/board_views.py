@@ -21,9 +21,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from lovedcrm.auth import team
 from lovedcrm.core.deps import SESSION_COOKIE, SessionDep, SettingsDep, get_principal
 from lovedcrm.core.errors import AppError, Forbidden
+from lovedcrm.leads import stages as leads_stages
+from lovedcrm.leads.models import PipelineStage
 from lovedcrm.pipeline import board
 from lovedcrm.pipeline import service as stages_service
-from lovedcrm.pipeline.models import PipelineStage
 from lovedcrm.web.render import COLOR, DEFAULT_ACCENT, Shell, flash, render, shell, templates
 
 router = APIRouter(include_in_schema=False)
@@ -456,7 +457,7 @@ async def stage_create(
         )
     try:
         async with session.begin_nested():
-            await stages_service.create_stage(
+            await leads_stages.create_stage(
                 session,
                 frame.principal,
                 name=form.name,
@@ -499,7 +500,7 @@ async def stage_update(
         )
     try:
         async with session.begin_nested():
-            await stages_service.update_stage(
+            await leads_stages.update_stage(
                 session,
                 frame.principal,
                 stage_id,
@@ -539,7 +540,7 @@ async def stage_shift(
                 j = i - 1 if direction == "up" else i + 1
                 if 0 <= j < len(ids):
                     ids[i], ids[j] = ids[j], ids[i]
-                    await stages_service.reorder_stages(session, frame.principal, ids)
+                    await leads_stages.reorder_stages(session, frame.principal, ids)
     except AppError as exc:
         return await _stages_page(
             request,

@@ -29,12 +29,11 @@ from lovedcrm.auth.models import User
 from lovedcrm.core.deps import SessionDep, SettingsDep
 from lovedcrm.core.errors import AppError, NotFound
 from lovedcrm.leads import service as leads_service
-from lovedcrm.leads.models import Lead
+from lovedcrm.leads.models import Lead, PipelineStage
 from lovedcrm.messaging import inbox, sandbox, whatsapp
 from lovedcrm.messaging import templates as templates_service
 from lovedcrm.messaging.models import Message, MessageAttachment, WhatsappConfig
 from lovedcrm.messaging.whatsapp_configs import active_config, provider_name
-from lovedcrm.pipeline.models import PipelineStage
 from lovedcrm.web.i18n import N_, Localizer
 from lovedcrm.web.render import Shell, flash, page_frame, render, templates
 

@@ -34,11 +34,11 @@ from lovedcrm.core.errors import AppError, NotFound
 from lovedcrm.leads import activities as activities_service
 from lovedcrm.leads import assignment, dedup, importing
 from lovedcrm.leads import service as leads_service
+from lovedcrm.leads import stages as stages_service
 from lovedcrm.leads.models import LEAD_STATUSES, Lead
 from lovedcrm.leads.schemas import LeadIn, LeadSort, LeadUpdateIn
 from lovedcrm.organizations import custom_fields
 from lovedcrm.organizations import service as org_service
-from lovedcrm.pipeline import service as pipeline_service
 from lovedcrm.web.render import Shell, flash, page_frame, render
 
 router = APIRouter(include_in_schema=False)
@@ -166,7 +166,7 @@ class Lookups:
 
 
 async def _lookups(session: AsyncSession, frame: Shell) -> Lookups:
-    stages = [row.stage for row in await pipeline_service.list_stages(session, frame.principal)]
+    stages = await stages_service.list_stages(session, frame.principal)
     members: list[tuple[uuid.UUID, str]] = []
     everyone: dict[uuid.UUID, str] = {}
     if frame.principal.can("members:read"):

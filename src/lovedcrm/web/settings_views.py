@@ -14,11 +14,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
+from lovedcrm.auth import service as auth_service
 from lovedcrm.core.deps import SESSION_COOKIE, SessionDep, SettingsDep, get_principal
 from lovedcrm.core.errors import AppError, Forbidden, NotFound
 from lovedcrm.leads import assignment
-from lovedcrm.organizations import branding, custom_fields, dashboard
+from lovedcrm.organizations import branding, custom_fields
 from lovedcrm.organizations import service as org_service
+from lovedcrm.reports import home as dashboard
 from lovedcrm.web.i18n import CURRENCIES, LANG_COOKIE, LANGUAGE_TAGS, localizer_for
 from lovedcrm.web.render import COLOR, DEFAULT_ACCENT, Shell, flash, page_frame, render, shell
 
@@ -533,7 +535,13 @@ async def logo_file(
         principal = await authenticate(request, session, settings, await bearer(request))
     except AppError as exc:
         raise NotFound("No logo for this organization.", code="logo_not_found") from exc
-    logo = await branding.logo_for(session, settings, principal, organization_id)
+    if principal.organization_id != organization_id and (
+        principal.via == "api_key"
+        or organization_id
+        not in {o.id for _, o in await auth_service.memberships_of(session, principal.user_id)}
+    ):
+        raise NotFound("No logo for this organization.", code="logo_not_found")
+    logo = await branding.logo_for(session, settings, organization_id)
     return FileResponse(
         logo.path,
         media_type=logo.media_type,

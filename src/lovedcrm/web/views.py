@@ -20,8 +20,8 @@ from lovedcrm.core import security
 from lovedcrm.core.deps import SESSION_COOKIE, SessionDep, SettingsDep, get_principal
 from lovedcrm.core.errors import AppError
 from lovedcrm.core.security import CSRF_FIELD
-from lovedcrm.organizations import dashboard
 from lovedcrm.organizations import service as org_service
+from lovedcrm.reports import home as dashboard
 from lovedcrm.web.render import flash, localizer, render, shell, templates, web_principal
 
 router = APIRouter(include_in_schema=False)

@@ -1,4 +1,4 @@
-"""What the pipeline does when other domains change: a new organization starts with the
+"""What leads do when other domains change: a new organization starts with the
 default stages (spec §12.2), named in its language."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.core.events import DomainEvent, subscriber
-from lovedcrm.pipeline.models import PipelineStage
+from lovedcrm.leads.models import PipelineStage
 
 # (name, order, stage_type, color)
 DEFAULT_STAGES = [

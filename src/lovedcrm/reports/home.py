@@ -14,10 +14,10 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.core.principal import Principal
-from lovedcrm.leads.models import Lead, LeadActivity
+from lovedcrm.leads.models import Lead, LeadActivity, PipelineStage
 from lovedcrm.leads.service import visible
+from lovedcrm.organizations.custom_fields import HasSettings
 from lovedcrm.organizations.models import Organization
-from lovedcrm.pipeline.models import PipelineStage
 
 DEFAULT_STALE_DAYS = 7
 STALE_SHOWN = 10
@@ -66,14 +66,14 @@ class HomeSummary:
         return sum(1 for t in self.tasks if t.overdue)
 
 
-def stale_days_of(org: Organization | None) -> int:
+def stale_days_of(org: HasSettings | None) -> int:
     raw = (org.settings or {}).get("stale_days") if org is not None else None
     if isinstance(raw, int) and not isinstance(raw, bool) and 1 <= raw <= 365:
         return raw
     return DEFAULT_STALE_DAYS
 
 
-def _zone(org: Organization | None) -> ZoneInfo:
+def _zone(org: HasSettings | None) -> ZoneInfo:
     name = (org.settings or {}).get("timezone") if org is not None else None
     try:
         return ZoneInfo(str(name or "America/Sao_Paulo"))
@@ -132,7 +132,7 @@ async def home_summary(
     session: AsyncSession,
     principal: Principal,
     now: datetime | None = None,
-    organization: Organization | None = None,
+    organization: HasSettings | None = None,
 ) -> HomeSummary:
     """The signed-in person's home numbers in their current organization."""
     principal.org()
