@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
 from lovedcrm.core.errors import Conflict, NotFound
-from lovedcrm.core.pagination import BadCursor, decode_cursor, encode_cursor
+from lovedcrm.core.pagination import keyset_after, page_of
 from lovedcrm.core.principal import Principal
 from lovedcrm.jobs.models import JOB_STATUSES, BackgroundJob
 
@@ -56,37 +55,9 @@ async def list_jobs(
         query = query.where(BackgroundJob.status == status)
     if job_type:
         query = query.where(BackgroundJob.job_type == job_type)
-    if cursor:
-        created_raw, id_raw = decode_cursor(cursor, 2)
-        try:
-            created, last_id = datetime.fromisoformat(created_raw), uuid.UUID(id_raw)
-        except ValueError as exc:
-            raise BadCursor(
-                "The cursor is not valid. Use the next_cursor of a previous page."
-            ) from exc
-        query = query.where(
-            or_(
-                BackgroundJob.created_at < created,
-                and_(BackgroundJob.created_at == created, BackgroundJob.id < last_id),
-            )
-        )
-    rows = list(
-        (
-            await session.execute(
-                query.order_by(BackgroundJob.created_at.desc(), BackgroundJob.id.desc()).limit(
-                    limit + 1
-                )
-            )
-        ).scalars()
-    )
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        next_cursor = encode_cursor(
-            [last.created_at.isoformat() if last.created_at else "", last.id]
-        )
-    return rows, next_cursor
+    query = keyset_after(query, cursor, key=BackgroundJob.created_at, id_col=BackgroundJob.id)
+    rows = list((await session.execute(query.limit(limit + 1))).scalars())
+    return page_of(rows, limit, key_of=lambda job: job.created_at)
 
 
 async def retry(session: AsyncSession, principal: Principal, job_id: uuid.UUID) -> BackgroundJob:

@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lovedcrm.audit import service as audit
 from lovedcrm.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from lovedcrm.core.events import DomainEvent, emit
+from lovedcrm.core.pagination import keyset_after, page_of
 from lovedcrm.core.principal import Principal
-from lovedcrm.leads import service as leads
+from lovedcrm.leads import access as leads
 from lovedcrm.leads.models import Lead, LeadActivity
 
 # Kinds a person writes (and may edit or delete); other kinds are written by the system.
@@ -174,7 +175,7 @@ async def list_activities(
     if activity_type:
         query = query.where(LeadActivity.activity_type == activity_type)
     sort = "-created_at"
-    query = leads.keyset_after(
+    query = keyset_after(
         query,
         cursor,
         sort=sort,
@@ -184,7 +185,7 @@ async def list_activities(
         descending=True,
     )
     rows = list((await session.execute(query.limit(limit + 1))).scalars())
-    rows, cursor_out = leads.next_cursor(rows, limit, sort=sort, key_of=lambda a: a.created_at)
+    rows, cursor_out = page_of(rows, limit, sort=sort, key_of=lambda a: a.created_at)
     return ActivityPage(items=rows, next_cursor=cursor_out)
 
 

@@ -1,9 +1,18 @@
-"""Duplicate leads: finding them (on create and on import) and merging two into one.
+"""Duplicate leads: the one rule that says two leads are the same person, and merging them.
 
-A lead is a duplicate candidate of another in the same organization when it has the same
-normalised e-mail (lower case), the same phone in E.164, or a very similar name (pg_trgm
-``similarity`` above ``NAME_SIMILARITY``) at a similar company (above
-``COMPANY_SIMILARITY``); names and companies are compared lower case and without accents.
+**The rule** (:func:`match_reason`), used wherever a lead may come in twice — the create form,
+``POST /api/v1/leads``, the import and a WhatsApp sender: a new lead and an existing one of the
+same organization are the same person when they have
+
+1. the same e-mail (normalised to lower case), or
+2. the same phone (E.164; a Brazilian mobile with or without the ninth digit is one phone), or
+3. both a company, a name similar above ``NAME_SIMILARITY`` and a company similar above
+   ``COMPANY_SIMILARITY`` (pg_trgm similarity of the texts folded: lower case, no accents,
+   punctuation as spaces).
+
+The database only narrows the candidates (:func:`candidates_clause`: companies similar at 0.45
+on the trigram index); the decision is always :func:`match_reason`'s, in Python, so every path
+answers the same.
 
 Merging keeps one lead, moves everything that points at the other (timeline, messages, calls,
 calendar events, AI conversations, template usage) onto it, fills the kept lead's empty fields
@@ -14,22 +23,28 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from typing import Any
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select, text
+from sqlalchemy import ColumnElement, Text, cast, func, or_, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
 from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
 from lovedcrm.core.events import DomainEvent, emit
-from lovedcrm.core.phones import to_e164
+from lovedcrm.core.phones import equivalent_numbers, to_e164
 from lovedcrm.core.principal import Principal
-from lovedcrm.leads import service
+from lovedcrm.core.text import fold, similarity
+from lovedcrm.leads import access
 from lovedcrm.leads.models import Lead
 
 NAME_SIMILARITY = 0.8
 COMPANY_SIMILARITY = 0.6
 MAX_CANDIDATES = 10
+
+Reason = Literal["email", "phone", "name_and_company"]
 
 # Tables whose rows point at a lead and follow it into the kept lead on a merge.
 LEAD_CHILD_TABLES = (
@@ -53,10 +68,6 @@ FILLABLE_FIELDS = (
 )
 
 
-def _folded(value: Any) -> ColumnElement[Any]:
-    return func.unaccent(func.lower(value))
-
-
 def normalise_email(email: str | None) -> str | None:
     email = (email or "").strip().lower()
     return email or None
@@ -71,76 +82,110 @@ def normalise_phone(phone: str | None, region: str) -> str | None:
     return None
 
 
-def similar_name_and_company(
-    name_col: Any, company_col: Any, full_name: str, company: str
-) -> ColumnElement[bool]:
-    return and_(
-        company_col.is_not(None),
-        func.similarity(_folded(name_col), _folded(literal(full_name))) > NAME_SIMILARITY,
-        func.similarity(_folded(company_col), _folded(literal(company))) > COMPANY_SIMILARITY,
-    )
+@dataclass(frozen=True)
+class Contact:
+    """What identifies a person, normalised: e-mail (lower case), phone (E.164), name and
+    company (as typed; folded when compared)."""
+
+    email: str | None = None
+    phone: str | None = None
+    full_name: str | None = None
+    company: str | None = None
+
+    @classmethod
+    def of(cls, lead: Lead) -> Contact:
+        return cls(lead.email, lead.phone, lead.full_name, lead.company)
+
+    @classmethod
+    def from_values(cls, data: Mapping[str, Any], region: str) -> Contact:
+        return cls(
+            normalise_email(data.get("email")),
+            normalise_phone(data.get("phone"), region),
+            (data.get("full_name") or "").strip() or None,
+            (data.get("company") or "").strip() or None,
+        )
+
+    def phones(self) -> list[str]:
+        return equivalent_numbers(self.phone) if self.phone else []
+
+    def has_name_and_company(self) -> bool:
+        return bool(self.full_name and fold(self.full_name) and self.company and fold(self.company))
+
+
+def match_reason(new: Contact, existing: Contact) -> Reason | None:
+    """THE rule: why ``new`` is the same person as ``existing``, or None."""
+    if new.email and existing.email and new.email == existing.email:
+        return "email"
+    if new.phone and existing.phone and existing.phone in new.phones():
+        return "phone"
+    if (
+        new.has_name_and_company()
+        and existing.has_name_and_company()
+        and similarity(str(new.full_name), str(existing.full_name)) > NAME_SIMILARITY
+        and similarity(str(new.company), str(existing.company)) > COMPANY_SIMILARITY
+    ):
+        return "name_and_company"
+    return None
+
+
+def candidates_clause(contacts: Iterable[Contact]) -> ColumnElement[bool] | None:
+    """A superset of the leads :func:`match_reason` may match, for the database to narrow:
+    the same e-mail, one of the phones, or a company trigram-similar at 0.45 (on the index,
+    ``lovedcrm_similar_companies``, migration 0007)."""
+    contacts = list(contacts)
+    emails = sorted({c.email for c in contacts if c.email})
+    phones = sorted({p for c in contacts for p in c.phones()})
+    companies = sorted({fold(str(c.company)) for c in contacts if c.has_name_and_company()})
+    clauses: list[ColumnElement[bool]] = []
+    if emails:
+        clauses.append(Lead.email.in_(emails))
+    if phones:
+        clauses.append(Lead.phone.in_(phones))
+    if companies:
+        similar = select(
+            func.lovedcrm_similar_companies(cast(companies, ARRAY(Text)))
+        ).scalar_subquery()
+        clauses.append(Lead.id.in_(similar))
+    return or_(*clauses) if clauses else None
 
 
 async def find_duplicates(
     session: AsyncSession,
-    principal: Principal,
-    email: str | None,
-    phone: str | None,
-    full_name: str | None,
-    company: str | None,
+    organization_id: uuid.UUID,
+    contact: Contact,
     exclude_id: uuid.UUID | None = None,
-) -> list[Lead]:
-    """Leads of the principal's organization that look like the same person (all of them,
-    whoever they are assigned to: callers decide what to show)."""
-    org_id = principal.org()
-    region = service._region(await service._org(session, org_id))
-    clauses: list[ColumnElement[bool]] = []
-    if email := normalise_email(email):
-        clauses.append(Lead.email == email)
-    if phone := normalise_phone(phone, region):
-        clauses.append(Lead.phone == phone)
-    if full_name and full_name.strip() and company and company.strip():
-        clauses.append(
-            similar_name_and_company(
-                Lead.full_name, Lead.company, full_name.strip(), company.strip()
-            )
-        )
-    if not clauses:
+) -> list[tuple[Lead, Reason]]:
+    """Leads of the organization that are the same person as ``contact`` (all of them,
+    whoever they are assigned to: callers decide what to show), oldest first."""
+    clause = candidates_clause([contact])
+    if clause is None:
         return []
-    query = select(Lead).where(Lead.organization_id == org_id, or_(*clauses))
+    query = select(Lead).where(Lead.organization_id == organization_id, clause)
     if exclude_id is not None:
         query = query.where(Lead.id != exclude_id)
-    query = query.order_by(Lead.created_at, Lead.id).limit(MAX_CANDIDATES)
-    return list((await session.execute(query)).scalars())
-
-
-def _reasons(lead: Lead, email: str | None, phone: str | None) -> list[str]:
-    reasons = []
-    if email and lead.email == email:
-        reasons.append("email")
-    if phone and lead.phone == phone:
-        reasons.append("phone")
-    return reasons or ["name_and_company"]
+    query = query.order_by(Lead.created_at, Lead.id)
+    found: list[tuple[Lead, Reason]] = []
+    for lead in (await session.execute(query)).scalars():
+        reason = match_reason(contact, Contact.of(lead))
+        if reason is not None:
+            found.append((lead, reason))
+            if len(found) == MAX_CANDIDATES:
+                break
+    return found
 
 
 async def refuse_duplicates(
     session: AsyncSession, principal: Principal, data: dict[str, Any]
 ) -> None:
-    """409 ``duplicate_lead`` when ``data`` (already cleaned) matches existing leads. Only the
-    candidates the principal may see are listed; the others are counted."""
-    found = await find_duplicates(
-        session,
-        principal,
-        data.get("email"),
-        data.get("phone"),
-        data.get("full_name"),
-        data.get("company"),
-    )
+    """409 ``duplicate_lead`` when ``data`` (already cleaned) is the same person as existing
+    leads. Only the candidates the principal may see are listed; the others are counted."""
+    region = await access.org_region(session, principal)
+    found = await find_duplicates(session, principal.org(), Contact.from_values(data, region))
     if not found:
         return
     shown = [
-        lead
-        for lead in found
+        (lead, reason)
+        for lead, reason in found
         if principal.can("leads:read_all") or lead.assigned_to == principal.user_id
     ]
     raise Conflict(
@@ -156,13 +201,60 @@ async def refuse_duplicates(
                     "email": lead.email,
                     "phone": lead.phone,
                     "company": lead.company,
-                    "matched_on": _reasons(lead, data.get("email"), data.get("phone")),
+                    "matched_on": [reason],
                 }
-                for lead in shown
+                for lead, reason in shown
             ],
             "hidden_candidates": len(found) - len(shown),
         },
     )
+
+
+@dataclass
+class DuplicateIndex:
+    """The leads a batch may duplicate (those the database found, then each one the batch
+    creates), matched with the same rule — for the import, row by row."""
+
+    leads: list[Lead] = field(default_factory=list)
+    _by_email: dict[str, Lead] = field(default_factory=dict)
+    _by_phone: dict[str, Lead] = field(default_factory=dict)
+
+    def add(self, lead: Lead) -> None:
+        self.leads.append(lead)
+        if lead.email:
+            self._by_email.setdefault(lead.email, lead)
+        if lead.phone:
+            self._by_phone.setdefault(lead.phone, lead)
+
+    def match(self, contact: Contact) -> Lead | None:
+        """The first lead (oldest first) that is the same person, by the rule's order."""
+        if contact.email and contact.email in self._by_email:
+            return self._by_email[contact.email]
+        for phone in contact.phones():
+            if phone in self._by_phone:
+                return self._by_phone[phone]
+        if contact.has_name_and_company():
+            for lead in self.leads:
+                if match_reason(contact, Contact.of(lead)) == "name_and_company":
+                    return lead
+        return None
+
+    @classmethod
+    async def load(
+        cls, session: AsyncSession, organization_id: uuid.UUID, contacts: list[Contact]
+    ) -> DuplicateIndex:
+        index = cls()
+        clause = candidates_clause(contacts)
+        if clause is None:
+            return index
+        query = (
+            select(Lead)
+            .where(Lead.organization_id == organization_id, clause)
+            .order_by(Lead.created_at, Lead.id)
+        )
+        for lead in (await session.execute(query)).scalars():
+            index.add(lead)
+        return index
 
 
 # --- merge --------------------------------------------------------------------------------
@@ -180,7 +272,7 @@ async def merge(
     rows = (
         (
             await session.execute(
-                service.visible(
+                access.visible(
                     principal,
                     select(Lead)
                     .where(Lead.organization_id == org_id, Lead.id.in_([keep_id, merge_id]))
@@ -197,9 +289,9 @@ async def merge(
     if keep is None or other is None:
         raise NotFound("No lead with that id.", code="lead_not_found")
 
-    keep_before = service.snapshot(keep)
-    merged_snapshot = service.snapshot(other)
-    merged_body = service.lead_json(other)
+    keep_before = access.snapshot(keep)
+    merged_snapshot = access.snapshot(other)
+    merged_body = access.lead_json(other)
 
     moved: dict[str, int] = {}
     for table in LEAD_CHILD_TABLES:
@@ -226,8 +318,8 @@ async def merge(
     await session.delete(other)
     await session.flush()
     await session.refresh(keep)
-    keep_after = service.snapshot(keep)
-    changed = [f for f in service.AUDITED_FIELDS if keep_before[f] != keep_after[f]]
+    keep_after = access.snapshot(keep)
+    changed = [f for f in access.AUDITED_FIELDS if keep_before[f] != keep_after[f]]
 
     await audit.record(
         session,
@@ -254,7 +346,7 @@ async def merge(
                 "lead_id": str(keep.id),
                 "changed": changed,
                 "merged_from": str(merge_id),
-                "lead": service.lead_json(keep),
+                "lead": access.lead_json(keep),
             },
             actor_id=principal.user_id,
         ),

@@ -31,10 +31,9 @@ import csv
 import io
 import json
 import re
-import unicodedata
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -42,7 +41,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
@@ -51,11 +50,14 @@ from lovedcrm.config import Settings
 from lovedcrm.core.errors import AppError, Conflict, NotFound, ValidationFailed
 from lovedcrm.core.middleware import describe_bytes
 from lovedcrm.core.principal import Principal
+from lovedcrm.core.text import fold
 from lovedcrm.db.tenant import after_commit, tenant_transaction
 from lovedcrm.jobs.engine import LeaseLost
 from lovedcrm.jobs.models import BackgroundJob
 from lovedcrm.jobs.queue import JobContext, PermanentFailure, enqueue, job_handler
 from lovedcrm.leads import assignment, service
+from lovedcrm.leads.access import organization_settings, region_of
+from lovedcrm.leads.dedup import Contact, DuplicateIndex
 from lovedcrm.leads.models import Lead
 from lovedcrm.leads.schemas import LeadIn
 from lovedcrm.organizations import custom_fields
@@ -120,12 +122,6 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     ),
     "probability_percentage": ("probabilidade", "probability", "probability_percentage"),
 }
-
-
-def fold(value: str) -> str:
-    """Lower case, accents removed, punctuation as single spaces."""
-    plain = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", plain.lower()).split())
 
 
 # --- reading files ------------------------------------------------------------------------
@@ -780,85 +776,6 @@ async def _job_principal(
 
 
 @dataclass
-class _Known:
-    """Leads already in the organization or earlier in the file, by e-mail, phone and
-    (folded company, folded name)."""
-
-    by_email: dict[str, Lead] = field(default_factory=dict)
-    by_phone: dict[str, Lead] = field(default_factory=dict)
-    by_company: dict[str, list[Lead]] = field(default_factory=dict)
-
-    def add(self, lead: Lead) -> None:
-        if lead.email:
-            self.by_email.setdefault(lead.email, lead)
-        if lead.phone:
-            self.by_phone.setdefault(lead.phone, lead)
-        if lead.company and fold(lead.company):
-            self.by_company.setdefault(fold(lead.company), []).append(lead)
-
-    def match(self, data: dict[str, Any]) -> Lead | None:
-        if data.get("email") and data["email"] in self.by_email:
-            return self.by_email[data["email"]]
-        if data.get("phone") and data["phone"] in self.by_phone:
-            return self.by_phone[data["phone"]]
-        company = fold(data.get("company") or "")
-        if company:
-            name = fold(data["full_name"])
-            for lead in self.by_company.get(company, []):
-                if _trigram_similarity(fold(lead.full_name), name) > 0.8:
-                    return lead
-        return None
-
-
-def _trigrams(value: str) -> set[str]:
-    grams: set[str] = set()
-    for word in value.split():
-        padded = f"  {word} "
-        grams.update(padded[i : i + 3] for i in range(len(padded) - 2))
-    return grams
-
-
-def _trigram_similarity(a: str, b: str) -> float:
-    """pg_trgm's ``similarity`` (shared trigrams over all distinct trigrams)."""
-    ga, gb = _trigrams(a), _trigrams(b)
-    if not ga or not gb:
-        return 0.0
-    return len(ga & gb) / len(ga | gb)
-
-
-async def _known_leads(
-    session: AsyncSession, organization_id: uuid.UUID, rows: list[dict[str, Any]]
-) -> _Known:
-    """The organization's leads a chunk's rows may duplicate, in one query."""
-    emails = sorted({r["email"] for r in rows if r.get("email")})
-    phones = sorted({r["phone"] for r in rows if r.get("phone")})
-    companies = sorted({fold(r["company"]) for r in rows if r.get("company")} - {""})
-    known = _Known()
-    clauses = []
-    if emails:
-        clauses.append(Lead.email.in_(emails))
-    if phones:
-        clauses.append(Lead.phone.in_(phones))
-    if companies:
-        # Same company once folded; the names are then compared in Python (a trigram join
-        # over every lead of the organization per chunk would be too slow without an index).
-        folded = func.lower(func.unaccent(Lead.company))
-        clauses.append(
-            func.trim(func.regexp_replace(folded, "[^a-z0-9]+", " ", "g")).in_(companies)
-        )
-    if not clauses:
-        return known
-    query = (
-        select(Lead)
-        .where(Lead.organization_id == organization_id, or_(*clauses))
-        .order_by(Lead.created_at, Lead.id)
-    )
-    for lead in (await session.execute(query)).scalars():
-        known.add(lead)
-    return known
-
-
-@dataclass
 class _Chunk:
     first_row: int  # index of its first data row (0-based), names its errors file
     rows: list[tuple[int, list[str]]]
@@ -906,8 +823,8 @@ async def _run_chunk(
     out = Progress(**progress.as_dict())
     errors: list[RowError] = []
     async with tenant_transaction(ctx.database.sessionmaker, org_id, principal.user_id) as s:
-        org = await s.get(Organization, org_id)
-        definitions = {d["key"]: d for d in custom_fields.custom_field_definitions(org)}
+        org_settings = await organization_settings(s, org_id)
+        definitions = {d["key"]: d for d in custom_fields.definitions_in(org_settings)}
         stage_id = (await service.first_stage(s, org_id)).id
         cleaned: list[tuple[int, dict[str, Any]]] = []
         for line, cells in chunk.rows:
@@ -919,9 +836,11 @@ async def _run_chunk(
                 errors += row_errors
             else:
                 cleaned.append((line, data))
-        known = await _known_leads(s, org_id, [d for _, d in cleaned])
+        region = region_of(org_settings)
+        contacts = {line: Contact.from_values(data, region) for line, data in cleaned}
+        known = await DuplicateIndex.load(s, org_id, list(contacts.values()))
         for line, data in cleaned:
-            existing = known.match(data) if payload.duplicate_policy != "create" else None
+            existing = known.match(contacts[line]) if payload.duplicate_policy != "create" else None
             if existing is not None and payload.duplicate_policy == "skip":
                 out.skipped += 1
                 continue
@@ -939,9 +858,7 @@ async def _run_chunk(
             if not principal.can("leads:write_all"):
                 data["assigned_to"] = principal.user_id
             elif "assigned_to" not in data:  # as create_lead: the assignment setting decides
-                data["assigned_to"] = await assignment.automatic_assignee(
-                    s, org_id, (org.settings if org else None) or {}
-                )
+                data["assigned_to"] = await assignment.automatic_assignee(s, org_id, org_settings)
             lead = Lead(id=uuid.uuid4(), organization_id=org_id, stage_id=stage_id, **data)
             s.add(lead)
             known.add(lead)

@@ -17,109 +17,30 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, func, literal, select, tuple_
+from sqlalchemy import ColumnElement, String, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
 
 from lovedcrm.audit import service as audit
 from lovedcrm.auth.models import OrganizationMember, User
-from lovedcrm.core.errors import Forbidden, NotFound, ValidationFailed
+from lovedcrm.core.errors import Forbidden, ValidationFailed
 from lovedcrm.core.events import DomainEvent, emit
-from lovedcrm.core.pagination import BadCursor, decode_cursor, encode_cursor
+from lovedcrm.core.pagination import KeyExpr, keyset_after, page_of
 from lovedcrm.core.phones import to_e164
 from lovedcrm.core.principal import Principal
-from lovedcrm.leads import assignment
+from lovedcrm.leads import activities, assignment, dedup
+from lovedcrm.leads.access import AUDITED_FIELDS as AUDITED_FIELDS
+from lovedcrm.leads.access import editable_lead as editable_lead
+from lovedcrm.leads.access import get_lead as get_lead
+from lovedcrm.leads.access import lead_json as lead_json
+from lovedcrm.leads.access import may_edit as may_edit
+from lovedcrm.leads.access import org_region as org_region
+from lovedcrm.leads.access import organization_settings, region_of
+from lovedcrm.leads.access import snapshot as snapshot
+from lovedcrm.leads.access import visible as visible
 from lovedcrm.leads.models import Lead, PipelineStage, folded
-from lovedcrm.leads.schemas import LeadOut
-from lovedcrm.organizations.custom_fields import custom_field_definitions
-from lovedcrm.organizations.models import Organization
-
-AUDITED_FIELDS = (
-    "full_name",
-    "email",
-    "phone",
-    "company",
-    "job_title",
-    "stage_id",
-    "assigned_to",
-    "source",
-    "estimated_value",
-    "probability_percentage",
-    "custom_fields",
-    "status",
-    "lost_reason",
-)
-
-
-def snapshot(lead: Lead) -> dict[str, Any]:
-    return {f: getattr(lead, f) for f in AUDITED_FIELDS}
-
-
-def lead_json(lead: Lead) -> dict[str, Any]:
-    """The lead as the API shows it (what events and webhooks carry)."""
-    return LeadOut.model_validate(lead).model_dump(mode="json")
-
-
-_Q = TypeVar("_Q", bound="Select[*tuple[Any, ...]]")
-KeyExpr = ColumnElement[Any] | InstrumentedAttribute[Any]
-
-
-def visible(principal: Principal, query: _Q) -> _Q:
-    """Limit a lead query to what the principal may see."""
-    if not principal.can("leads:read_all"):
-        query = query.where(Lead.assigned_to == principal.user_id)
-    return query
-
-
-# --- keyset pagination (shared with the activity timeline) ------------------------------
-
-
-def _bad_cursor() -> BadCursor:
-    return BadCursor("The cursor is not valid. Use the next_cursor of a previous page.")
-
-
-def keyset_after(
-    query: Select[Any],
-    cursor: str | None,
-    *,
-    sort: str,
-    key: KeyExpr,
-    id_col: KeyExpr,
-    parse: Callable[[str], Any],
-    descending: bool,
-) -> Select[Any]:
-    """Order ``query`` by ``(key, id)`` and, given a cursor of the same sort, start after it."""
-    if cursor:
-        sort_raw, key_raw, id_raw = decode_cursor(cursor, 3)
-        if sort_raw != sort:
-            raise _bad_cursor()
-        try:
-            value, last_id = parse(key_raw), uuid.UUID(id_raw)
-        except (ValueError, ArithmeticError) as exc:
-            raise _bad_cursor() from exc
-        after = tuple_(key, id_col) < tuple_(literal(value), literal(last_id))
-        if not descending:
-            after = tuple_(key, id_col) > tuple_(literal(value), literal(last_id))
-        query = query.where(after)
-    if descending:
-        return query.order_by(key.desc(), id_col.desc())
-    return query.order_by(key.asc(), id_col.asc())
-
-
-def next_cursor(
-    rows: list[Any], limit: int, *, sort: str, key_of: Callable[[Any], Any]
-) -> tuple[list[Any], str | None]:
-    """Trim a ``limit + 1`` fetch to the page and give the cursor of the next one."""
-    if len(rows) <= limit:
-        return rows, None
-    rows = rows[:limit]
-    last = rows[-1]
-    value = key_of(last)
-    raw = value.isoformat() if isinstance(value, datetime) else value
-    return rows, encode_cursor([sort, raw, last.id])
-
+from lovedcrm.organizations.custom_fields import definitions_in
 
 _EPOCH = datetime(1970, 1, 1).astimezone()
 
@@ -240,14 +161,6 @@ def validate_custom_fields(
     return errors
 
 
-async def _org(session: AsyncSession, organization_id: uuid.UUID) -> Organization | None:
-    return await session.get(Organization, organization_id)
-
-
-def _region(org: Organization | None) -> str:
-    return str((org.settings or {}).get("phone_region", "BR")) if org else "BR"
-
-
 async def _clean(
     session: AsyncSession,
     principal: Principal,
@@ -256,12 +169,12 @@ async def _clean(
     custom_changed: Collection[str] | None = None,
 ) -> dict[str, Any]:
     errors: list[dict[str, str]] = []
-    org = await _org(session, principal.org())
+    org_settings = await organization_settings(session, principal.org())
     if data.get("email"):
         data["email"] = str(data["email"]).strip().lower()
     if data.get("phone"):
         try:
-            data["phone"] = to_e164(str(data["phone"]), _region(org))
+            data["phone"] = to_e164(str(data["phone"]), region_of(org_settings))
         except ValueError as exc:
             errors.append({"field": "phone", "message": str(exc)})
     if "custom_fields" in data:
@@ -269,7 +182,7 @@ async def _clean(
             k: v for k, v in (data["custom_fields"] or {}).items() if v is not None
         }
         errors += validate_custom_fields(
-            custom_field_definitions(org), data["custom_fields"], changed=custom_changed
+            definitions_in(org_settings), data["custom_fields"], changed=custom_changed
         )
     if data.get("stage_id") is not None:
         stage = await session.get(PipelineStage, data["stage_id"])
@@ -336,8 +249,6 @@ async def _record_stage_change(
     to_id: uuid.UUID,
     reason: str | None,
 ) -> None:
-    from lovedcrm.leads import activities  # activities builds on this module
-
     old = await session.get(PipelineStage, from_id)
     new = await session.get(PipelineStage, to_id)
     names = (old.name if old else "?", new.name if new else "?")
@@ -417,27 +328,16 @@ async def first_stage(session: AsyncSession, organization_id: uuid.UUID) -> Pipe
     return stage
 
 
-async def create_lead(session: AsyncSession, principal: Principal, data: dict[str, Any]) -> Lead:
-    principal.require("leads:write")
-    if not principal.can("leads:write_all"):
-        # Without write_all a member's new lead is theirs.
-        data["assigned_to"] = principal.user_id
-    allow_duplicate = bool(data.pop("allow_duplicate", False))
-    data.setdefault("custom_fields", {})
-    data = await _clean(session, principal, data)
-    if not allow_duplicate:
-        from lovedcrm.leads import dedup  # dedup builds on this module
-
-        await dedup.refuse_duplicates(session, principal, data)
-    if data.get("stage_id") is None:
-        data["stage_id"] = (await first_stage(session, principal.org())).id
-    if "assigned_to" not in data:
-        # Nobody named (null would be "nobody" on purpose): the organization's setting decides.
-        org = await _org(session, principal.org())
-        data["assigned_to"] = await assignment.automatic_assignee(
-            session, principal.org(), (org.settings if org else None) or {}
-        )
-    lead = Lead(organization_id=principal.org(), **data)
+async def _insert(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    data: dict[str, Any],
+    *,
+    actor_id: uuid.UUID | None,
+) -> Lead:
+    """Every new lead goes in here (clean data, stage and assignee decided): the row, its
+    audit entry and ``lead.created``."""
+    lead = Lead(organization_id=organization_id, **data)
     if lead.status == "converted":
         lead.converted_at = func.now()
     session.add(lead)
@@ -448,38 +348,67 @@ async def create_lead(session: AsyncSession, principal: Principal, data: dict[st
         action="create",
         resource_type="lead",
         resource_id=lead.id,
-        organization_id=lead.organization_id,
-        user_id=principal.user_id,
+        organization_id=organization_id,
+        user_id=actor_id,
         changes=audit.diff(None, snapshot(lead)),
     )
-    await _emit(session, principal, lead, "lead.created", lead=lead_json(lead))
+    await emit(
+        session,
+        DomainEvent(
+            type="lead.created",
+            organization_id=organization_id,
+            data={"lead_id": str(lead.id), "lead": lead_json(lead)},
+            actor_id=actor_id,
+        ),
+    )
     return lead
 
 
-async def get_lead(session: AsyncSession, principal: Principal, lead_id: uuid.UUID) -> Lead:
-    principal.require("leads:read")
-    query = visible(
-        principal, select(Lead).where(Lead.id == lead_id, Lead.organization_id == principal.org())
-    )
-    lead: Lead | None = (await session.execute(query)).scalar_one_or_none()
-    if lead is None:
-        raise NotFound("No lead with that id.", code="lead_not_found")
-    return lead
+async def lead_for_sender(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    *,
+    phone: str,
+    name: str | None,
+    source: str,
+) -> tuple[Lead, bool]:
+    """The lead a message from ``phone`` (E.164) belongs to — the oldest lead that is the same
+    person by the duplicate rule — or a new one (named after the contact, first stage, the
+    organization's assignment rule, created by nobody). Returns (lead, created)."""
+    found = await dedup.find_duplicates(session, organization_id, dedup.Contact(phone=phone))
+    if found:
+        return found[0][0], False
+    data: dict[str, Any] = {
+        "full_name": (name or "").strip()[:255] or phone,
+        "phone": phone,
+        "source": source,
+        "stage_id": (await first_stage(session, organization_id)).id,
+        "assigned_to": await assignment.automatic_assignee(
+            session, organization_id, await organization_settings(session, organization_id)
+        ),
+        "custom_fields": {},
+    }
+    return await _insert(session, organization_id, data, actor_id=None), True
 
 
-def may_edit(principal: Principal, lead: Lead) -> bool:
-    return principal.can("leads:write") and (
-        principal.can("leads:write_all") or lead.assigned_to == principal.user_id
-    )
-
-
-async def editable_lead(session: AsyncSession, principal: Principal, lead_id: uuid.UUID) -> Lead:
-    """A lead the principal may change (404 when it is not theirs to change)."""
+async def create_lead(session: AsyncSession, principal: Principal, data: dict[str, Any]) -> Lead:
     principal.require("leads:write")
-    lead = await get_lead(session, principal, lead_id)
-    if not may_edit(principal, lead):
-        raise NotFound("No lead with that id.", code="lead_not_found")
-    return lead
+    if not principal.can("leads:write_all"):
+        # Without write_all a member's new lead is theirs.
+        data["assigned_to"] = principal.user_id
+    allow_duplicate = bool(data.pop("allow_duplicate", False))
+    data.setdefault("custom_fields", {})
+    data = await _clean(session, principal, data)
+    if not allow_duplicate:
+        await dedup.refuse_duplicates(session, principal, data)
+    if data.get("stage_id") is None:
+        data["stage_id"] = (await first_stage(session, principal.org())).id
+    if "assigned_to" not in data:
+        # Nobody named (null would be "nobody" on purpose): the organization's setting decides.
+        data["assigned_to"] = await assignment.automatic_assignee(
+            session, principal.org(), await organization_settings(session, principal.org())
+        )
+    return await _insert(session, principal.org(), data, actor_id=principal.user_id)
 
 
 async def update_lead(
@@ -622,11 +551,6 @@ def search_filter(q: str | None, region: str) -> ColumnElement[bool] | None:
     return _search(q.strip(), region) if q and q.strip() else None
 
 
-async def org_region(session: AsyncSession, principal: Principal) -> str:
-    """The phone region of the principal's organization (default BR)."""
-    return _region(await _org(session, principal.org()))
-
-
 async def list_leads(
     session: AsyncSession,
     principal: Principal,
@@ -667,7 +591,7 @@ async def list_leads(
     if created_before is not None:
         query = query.where(Lead.created_at < created_before)
     if q and q.strip():
-        query = query.where(_search(q.strip(), _region(await _org(session, principal.org()))))
+        query = query.where(_search(q.strip(), await org_region(session, principal)))
     name = sort.lstrip("-")
     key_of: Callable[[Any], Any]
     if name in _RELATED_SORTS:
@@ -688,7 +612,7 @@ async def list_leads(
         descending=sort.startswith("-"),
     )
     rows: list[Any] = list((await session.execute(query.limit(limit + 1))).all())
-    rows, cursor_out = next_cursor(rows, limit, sort=sort, key_of=key_of)
+    rows, cursor_out = page_of(rows, limit, sort=sort, key_of=key_of)
     return LeadPage(items=rows, next_cursor=cursor_out)
 
 

@@ -31,7 +31,6 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lovedcrm.audit import service as audit
 from lovedcrm.auth.models import User
 from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
 from lovedcrm.core.events import DomainEvent, emit, notify_live
@@ -62,17 +61,6 @@ WHATSAPP_TYPES = tuple(MESSAGE_PROVIDER_TYPE.values())
 _RANK = "array_position(ARRAY['pending','sent','delivered','read']::text[], CAST({col} AS text))"
 
 
-def phone_variants(e164: str) -> list[str]:
-    """The number, plus its Brazilian mobile twin with/without the ninth digit."""
-    variants = [e164]
-    digits = e164.lstrip("+")
-    if digits.startswith("55") and len(digits) == 13 and digits[4] == "9":
-        variants.append("+" + digits[:4] + digits[5:])
-    elif digits.startswith("55") and len(digits) == 12 and digits[4] in "6789":
-        variants.append("+" + digits[:4] + "9" + digits[4:])
-    return variants
-
-
 def conversation_for(organization_id: uuid.UUID, phone: str) -> uuid.UUID:
     return uuid.uuid5(organization_id, "whatsapp:" + phone)
 
@@ -91,57 +79,6 @@ class Processed:
     statuses: int = 0
     backlogged: int = 0
     leads_created: int = 0
-
-
-async def _find_lead(session: AsyncSession, org_id: uuid.UUID, phone: str) -> Lead | None:
-    result = await session.execute(
-        select(Lead)
-        .where(Lead.organization_id == org_id, Lead.phone.in_(phone_variants(phone)))
-        .order_by(Lead.created_at)
-        .limit(1)
-    )
-    return result.scalar_one_or_none()
-
-
-async def _create_lead(
-    session: AsyncSession, org_id: uuid.UUID, phone: str, name: str | None
-) -> Lead:
-    """A new lead for an unknown sender, assigned by the organization's rule."""
-    from lovedcrm.leads.assignment import automatic_assignee
-
-    org = await session.get(Organization, org_id)
-    stage = await leads_service.first_stage(session, org_id)
-    assignee = await automatic_assignee(session, org_id, dict((org.settings if org else {}) or {}))
-    lead = Lead(
-        organization_id=org_id,
-        full_name=(name or "").strip()[:255] or phone,
-        phone=phone,
-        source="whatsapp",
-        stage_id=stage.id,
-        assigned_to=assignee,
-        custom_fields={},
-    )
-    session.add(lead)
-    await session.flush()
-    await session.refresh(lead)
-    await audit.record(
-        session,
-        action="create",
-        resource_type="lead",
-        resource_id=lead.id,
-        organization_id=org_id,
-        user_id=None,
-        changes=audit.diff(None, leads_service.snapshot(lead)),
-    )
-    await emit(
-        session,
-        DomainEvent(
-            type="lead.created",
-            organization_id=org_id,
-            data={"lead_id": str(lead.id), "lead": leads_service.lead_json(lead)},
-        ),
-    )
-    return lead
 
 
 def _preview(text_: str | None, limit: int = 120) -> str:
@@ -169,10 +106,10 @@ async def store_inbound(
     if exists.first() is not None:
         counts.duplicates += 1
         return None
-    lead = await _find_lead(session, org_id, msg.from_number)
-    if lead is None:
-        lead = await _create_lead(session, org_id, msg.from_number, msg.contact_name)
-        counts.leads_created += 1
+    lead, created = await leads_service.lead_for_sender(
+        session, org_id, phone=msg.from_number, name=msg.contact_name, source="whatsapp"
+    )
+    counts.leads_created += int(created)
     metadata: dict[str, Any] = dict(msg.metadata)
     metadata["provider_timestamp"] = msg.timestamp.isoformat()
     if config_id is not None:

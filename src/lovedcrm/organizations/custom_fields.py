@@ -7,6 +7,7 @@ A definition is ``{key, label, type, options, required}``; the values live on ea
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 
@@ -40,7 +41,12 @@ DEF_BAD_REQUIRED = "must be true or false"
 
 def custom_field_definitions(org: HasSettings | None) -> list[dict[str, Any]]:
     """The organization's custom field definitions (malformed entries are ignored)."""
-    raw = (org.settings or {}).get("custom_fields") if org else None
+    return definitions_in(org.settings if org is not None else None)
+
+
+def definitions_in(settings: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The custom field definitions in an organization's settings."""
+    raw = (settings or {}).get("custom_fields")
     if not isinstance(raw, list):
         return []
     return [d for d in raw if isinstance(d, dict) and isinstance(d.get("key"), str)]

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
@@ -30,7 +30,7 @@ from lovedcrm.config import Settings
 from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
 from lovedcrm.core.events import EVENT_TYPES, DomainEvent
 from lovedcrm.core.mail import get_mailer
-from lovedcrm.core.pagination import BadCursor, decode_cursor, encode_cursor
+from lovedcrm.core.pagination import keyset_after, page_of
 from lovedcrm.core.principal import Principal
 from lovedcrm.core.security import SecretBox
 from lovedcrm.db.tenant import after_commit
@@ -378,27 +378,10 @@ async def list_deliveries(
         WebhookDelivery.organization_id == sub.organization_id,
         WebhookDelivery.subscription_id == sub.id,
     )
-    if cursor:
-        created_raw, id_raw = decode_cursor(cursor, 2)
-        try:
-            created, last_id = datetime.fromisoformat(created_raw), uuid.UUID(id_raw)
-        except ValueError as exc:
-            raise BadCursor(
-                "The cursor is not valid. Use the next_cursor of a previous page."
-            ) from exc
-        query = query.where(
-            or_(
-                WebhookDelivery.created_at < created,
-                and_(WebhookDelivery.created_at == created, WebhookDelivery.id < last_id),
-            )
-        )
-    query = query.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
+    query = keyset_after(query, cursor, key=WebhookDelivery.created_at, id_col=WebhookDelivery.id)
     rows = list((await session.execute(query.limit(limit + 1))).scalars())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor([rows[-1].created_at.isoformat(), rows[-1].id])
-    return DeliveryPage(items=rows, next_cursor=next_cursor)
+    items, next_cursor = page_of(rows, limit, key_of=lambda delivery: delivery.created_at)
+    return DeliveryPage(items=items, next_cursor=next_cursor)
 
 
 def _require_active(sub: WebhookSubscription) -> None:
