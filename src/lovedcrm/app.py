@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from lovedcrm import wiring  # noqa: F401 - registers every job handler and event subscriber
 from lovedcrm.auth import api as auth_api
 from lovedcrm.auth import api_keys_api, team_api
+from lovedcrm.auth import pages as auth_pages
 from lovedcrm.auth.api_keys import UsageFlusher
 from lovedcrm.auth.authentication import authenticate_request
 from lovedcrm.auth.frame import frame_source
@@ -27,24 +28,25 @@ from lovedcrm.core.openapi import install_problem_openapi
 from lovedcrm.core.ratelimit import RateLimitHeadersMiddleware
 from lovedcrm.db.engine import Database, create_database
 from lovedcrm.jobs import api as jobs_api
+from lovedcrm.jobs import pages as jobs_pages
 from lovedcrm.jobs.engine import Worker
 from lovedcrm.leads import activities_api, dedup_api
 from lovedcrm.leads import api as leads_api
 from lovedcrm.leads import import_api as leads_import_api
+from lovedcrm.leads import pages as leads_pages
+from lovedcrm.leads.assignment import rotation_order
 from lovedcrm.messaging import templates_api, whatsapp_api
 from lovedcrm.messaging import webhook_ingest as whatsapp_webhooks
+from lovedcrm.messaging.pages import inbox as inbox_pages
+from lovedcrm.messaging.pages import templates as templates_pages
+from lovedcrm.messaging.pages import whatsapp as whatsapp_pages
 from lovedcrm.organizations import api as organizations_api
+from lovedcrm.organizations import pages as organizations_pages
 from lovedcrm.pipeline import api as pipeline_api
 from lovedcrm.pipeline import board_api
-from lovedcrm.web import (
-    board_views,
-    inbox_views,
-    leads_views,
-    settings_views,
-    templates_views,
-    views,
-    whatsapp_views,
-)
+from lovedcrm.pipeline import pages as pipeline_pages
+from lovedcrm.reports import pages as reports_pages
+from lovedcrm.web import preferences
 from lovedcrm.webhooks import api as webhooks_api
 
 API_DESCRIPTION = """
@@ -81,13 +83,16 @@ ROUTERS: tuple[APIRouter, ...] = (
     whatsapp_api.router,
     jobs_api.router,
     webhooks_api.router,
-    settings_views.router,
-    whatsapp_views.router,
-    templates_views.router,
-    board_views.router,
-    leads_views.router,
-    inbox_views.router,
-    views.router,
+    organizations_pages.router,
+    preferences.router,
+    whatsapp_pages.router,
+    templates_pages.router,
+    pipeline_pages.router,
+    leads_pages.router,
+    inbox_pages.router,
+    auth_pages.router,
+    jobs_pages.router,
+    reports_pages.router,  # last: the home page `/`
 )
 
 
@@ -130,6 +135,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.db = database
     app.state.authenticator = authenticate_request
     app.state.frame_source = frame_source
+    app.state.rotation_source = rotation_order  # the assignment settings page's
     install_error_handlers(app)
     install_problem_openapi(app)
     # Innermost first: RateLimit-* headers, then Idempotency-Key replay (inside the body limit).

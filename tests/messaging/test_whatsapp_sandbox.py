@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from lovedcrm.config import Settings
+from lovedcrm.core.phones import equivalent_numbers as phone_variants
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import set_tenant
 from lovedcrm.messaging.models import TemplateUsageStat
-from lovedcrm.messaging.whatsapp import phone_variants
-from tests.conftest import signup
+from tests.factories import signup
 from tests.messaging.conftest import make_due, run_wa_jobs, sandbox_active
 
 INJECT = "/api/v1/whatsapp/sandbox/inbound"

@@ -35,6 +35,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.config import Settings
+from lovedcrm.core import clock
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import run_after_commit
 from lovedcrm.jobs.periodic import enqueue_due
@@ -134,13 +135,16 @@ class Worker:
                 await conn.execute(
                     text(
                         "SELECT id, organization_id, job_type, job_data, attempts, max_attempts"
-                        " FROM lovedcrm_claim_jobs(:w, :n, :lease, CAST(:types AS text[]))"
+                        " FROM lovedcrm_claim_jobs(:w, :n, :lease, CAST(:types AS text[]),"
+                        " CAST(:now AS timestamptz))"
                     ),
                     {
                         "w": self.worker_id,
                         "n": limit,
                         "lease": self.lease_seconds,
                         "types": list(self.types) if self.types else None,
+                        # A manual clock (tests) decides what is ready; else the database.
+                        "now": clock.now() if clock.current().manual else None,
                     },
                 )
             ).all()

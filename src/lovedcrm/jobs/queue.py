@@ -23,6 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.config import Settings
+from lovedcrm.core import clock
 from lovedcrm.db.engine import Database
 
 P = TypeVar("P", bound=BaseModel)
@@ -137,7 +138,9 @@ async def enqueue(
         await session.execute(text("SELECT set_config('app.scope', 'system', true)"))
     at = scheduled_for
     if delay is not None:
-        at = datetime.now().astimezone() + delay
+        at = clock.now() + delay
+    elif at is None and clock.current().manual:
+        at = clock.now()  # "now" on the manual clock, so a claim as of that time sees it
     job_id = uuid.uuid4()
     result = await session.execute(
         _INSERT,

@@ -52,15 +52,10 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from lovedcrm.auth.models import OrganizationMember, User
 from lovedcrm.organizations.models import Organization
-from lovedcrm.organizations.service import ASSIGNMENT_MODES, CURSOR_KEY, MANUAL, ROUND_ROBIN
+from lovedcrm.organizations.service import CURSOR_KEY, ROUND_ROBIN
+from lovedcrm.organizations.service import mode_of as mode_of  # the mode: organizations'
 
 ROTATION_ROLE = "sales"
-
-
-def mode_of(org_settings: Mapping[str, Any] | None) -> str:
-    """The organization's assignment mode (``manual`` when unset or unknown)."""
-    value = (org_settings or {}).get("assignment")
-    return value if value in ASSIGNMENT_MODES else MANUAL
 
 
 async def rotation_members(

@@ -6,13 +6,13 @@ import asyncio
 import json
 import mimetypes
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lovedcrm.core import ratelimit
+from lovedcrm.core import clock, ratelimit
 from lovedcrm.core.events import DomainEvent, emit, notify_live
 from lovedcrm.core.storage import get_storage
 from lovedcrm.db.tenant import set_tenant
@@ -105,7 +105,7 @@ async def _over_rate_limit(ctx: JobContext, config: WhatsappConfig) -> float | N
 async def _mark_failed(ctx: JobContext, msg: Message, reason: str) -> None:
     msg.status = "failed"
     msg.failed_reason = reason
-    msg.updated_at = datetime.now(UTC)
+    msg.updated_at = clock.now()
     await ctx.session.flush()
     assert ctx.organization_id is not None
     await emit(
@@ -193,7 +193,7 @@ async def _schedule_sandbox_receipts(
 ) -> None:
     """The sandbox's phone "receives" the message after a second and reads it after three."""
     for status, seconds in (("delivered", 1), ("read", 3)):
-        at = datetime.now(UTC) + timedelta(seconds=seconds)
+        at = clock.now() + timedelta(seconds=seconds)
         body = {
             "statuses": [{"id": provider_message_id, "status": status, "timestamp": at.isoformat()}]
         }
@@ -235,7 +235,7 @@ async def fetch_media(ctx: JobContext, p: MessageJob) -> dict[str, Any]:
         meta["attachment_status"] = "refused"
         meta["attachment_error"] = reason
         msg.metadata_ = meta
-        msg.updated_at = datetime.now(UTC)
+        msg.updated_at = clock.now()
         await session.flush()
         assert ctx.organization_id is not None
         await notify_live(
@@ -284,7 +284,7 @@ async def fetch_media(ctx: JobContext, p: MessageJob) -> dict[str, Any]:
     session.add(attachment)
     meta["attachment_status"] = "stored"
     msg.metadata_ = meta
-    msg.updated_at = datetime.now(UTC)
+    msg.updated_at = clock.now()
     await session.flush()
     await notify_live(
         session, ctx.organization_id, "message.updated", message_id=msg.id, lead_id=msg.lead_id

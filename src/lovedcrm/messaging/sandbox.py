@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from lovedcrm.config import Settings
+from lovedcrm.core import clock
 from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
 from lovedcrm.core.phones import to_e164
 from lovedcrm.db.tenant import tenant_transaction
@@ -52,7 +52,7 @@ async def inject(
                 "from": phone,
                 "name": contact_name,
                 "text": content,
-                "timestamp": datetime.now(UTC).isoformat(),
+                "timestamp": clock.now().isoformat(),
             }
         ]
     }

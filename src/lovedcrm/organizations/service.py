@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from sqlalchemy import func, select
@@ -55,6 +56,22 @@ ROUND_ROBIN = "round_robin"
 ASSIGNMENT_MODES = (MANUAL, ROUND_ROBIN)
 CURSOR_KEY = "assignment_cursor"
 CURRENCIES = ("BRL", "USD", "EUR")
+# A lead without activity for this many days is idle (the home page lists it).
+DEFAULT_STALE_DAYS = 7
+
+
+def mode_of(org_settings: Mapping[str, Any] | None) -> str:
+    """The organization's assignment mode (``manual`` when unset or unknown)."""
+    value = (org_settings or {}).get("assignment")
+    return value if value in ASSIGNMENT_MODES else MANUAL
+
+
+def stale_days_of(org: custom_fields.HasSettings | None) -> int:
+    """After how many days without activity a lead is idle (``settings.stale_days``)."""
+    raw = (org.settings or {}).get("stale_days") if org is not None else None
+    if isinstance(raw, int) and not isinstance(raw, bool) and 1 <= raw <= 365:
+        return raw
+    return DEFAULT_STALE_DAYS
 
 
 def _setting_errors(settings: dict[str, Any]) -> list[dict[str, str]]:
@@ -76,7 +93,7 @@ def _setting_errors(settings: dict[str, Any]) -> list[dict[str, str]]:
         )
     if settings.get("custom_fields") is not None:
         errors += custom_fields.custom_field_definition_errors(settings["custom_fields"])
-    days = settings.get("stale_days", 7)
+    days = settings.get("stale_days", DEFAULT_STALE_DAYS)
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 365:
         errors.append({"field": "stale_days", "message": "must be a whole number from 1 to 365"})
     return errors

@@ -18,8 +18,8 @@ from lovedcrm.leads.models import Lead, LeadActivity, PipelineStage
 from lovedcrm.leads.service import visible
 from lovedcrm.organizations.custom_fields import HasSettings
 from lovedcrm.organizations.models import Organization
+from lovedcrm.organizations.service import stale_days_of
 
-DEFAULT_STALE_DAYS = 7
 STALE_SHOWN = 10
 TASKS_SCANNED = 500  # open tasks of one person read to find those due; ample in practice
 
@@ -64,13 +64,6 @@ class HomeSummary:
     @property
     def overdue_count(self) -> int:
         return sum(1 for t in self.tasks if t.overdue)
-
-
-def stale_days_of(org: HasSettings | None) -> int:
-    raw = (org.settings or {}).get("stale_days") if org is not None else None
-    if isinstance(raw, int) and not isinstance(raw, bool) and 1 <= raw <= 365:
-        return raw
-    return DEFAULT_STALE_DAYS
 
 
 def _zone(org: HasSettings | None) -> ZoneInfo:

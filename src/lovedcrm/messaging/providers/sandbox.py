@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+from lovedcrm.core import clock
 from lovedcrm.messaging.providers.base import (
     ConnectionCheck,
     DeliveryStatus,
@@ -40,7 +41,7 @@ def _when(value: Any) -> datetime:
         return datetime.fromtimestamp(float(value), UTC)
     if isinstance(value, str):
         return datetime.fromisoformat(value)
-    return datetime.now(UTC)
+    return clock.now()
 
 
 class SandboxProvider:
@@ -52,7 +53,7 @@ class SandboxProvider:
     def _write(self, to: str, record: dict[str, Any]) -> SendResult:
         message_id = f"sandbox.{uuid.uuid4().hex}"
         self.outbox.parent.mkdir(parents=True, exist_ok=True)
-        line = {"id": message_id, "to": to, "at": datetime.now(UTC).isoformat(), **record}
+        line = {"id": message_id, "to": to, "at": clock.now().isoformat(), **record}
         with self.outbox.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(line, ensure_ascii=False) + "\n")
         return SendResult(provider_message_id=message_id, raw=line)

@@ -9,26 +9,37 @@ mapping) live in ``messaging.templates``; the API's request models check lengths
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Form, Request
+from fastapi import Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from lovedcrm.core.deps import SessionDep, SettingsDep
-from lovedcrm.core.errors import AppError
+from lovedcrm.core.deps import SessionDep
+from lovedcrm.core.errors import AppError, NotFound
 from lovedcrm.messaging import templates
 from lovedcrm.messaging.models import MessageTemplate
+from lovedcrm.messaging.pages.forms import Gettext, complaints, too_long
 from lovedcrm.messaging.template_schemas import TemplateIn
 from lovedcrm.organizations.custom_fields import custom_field_definitions
 from lovedcrm.web.i18n import N_
-from lovedcrm.web.render import Shell, flash, page_frame, render
+from lovedcrm.web.kit import (
+    Member,
+    PageError,
+    Shell,
+    attempt,
+    flash,
+    page_router,
+    parse_uuid,
+    render,
+)
 
-router = APIRouter(include_in_schema=False)
-Gettext = Callable[[str], str]
+router = page_router()
+T = TypeVar("T")
 
 PAGE = "/settings/templates"
 READ = "messages:read"
@@ -118,6 +129,42 @@ class FormState:
     errors: dict[str, str] = field(default_factory=dict)
 
 
+# Form inputs of create and edit.
+NameIn = Annotated[str, Form(max_length=1000)]
+CategoryIn = Annotated[str, Form(max_length=1000)]
+ContentIn = Annotated[str, Form(max_length=20000)]
+FlagIn = Annotated[str | None, Form(max_length=10)]
+MetaIn = Annotated[str, Form(max_length=1000)]
+
+
+def typed_form(
+    name: NameIn = "",
+    category: CategoryIn = "",
+    category_other: CategoryIn = "",
+    content: ContentIn = "",
+    is_active: FlagIn = None,
+    is_shared: FlagIn = None,
+    whatsapp_template_name: MetaIn = "",
+    whatsapp_language: MetaIn = "",
+    parent_template_id: Annotated[str, Form(max_length=100)] = "",
+) -> TemplateForm:
+    """The form as posted (an unchecked box is not sent: off)."""
+    return TemplateForm(
+        name=name.strip(),
+        category=category.strip(),
+        category_other=category_other.strip(),
+        content=content,
+        is_active=is_active is not None,
+        is_shared=is_shared is not None,
+        whatsapp_template_name=whatsapp_template_name.strip(),
+        whatsapp_language=whatsapp_language.strip(),
+        parent_template_id=parent_template_id.strip(),
+    )
+
+
+TypedForm = Annotated[TemplateForm, Depends(typed_form)]
+
+
 def _schema_errors(exc: ValidationError, t: Gettext) -> dict[str, str]:
     required = {
         "name": t("Give the template a name."),
@@ -125,17 +172,11 @@ def _schema_errors(exc: ValidationError, t: Gettext) -> dict[str, str]:
         "content": t("Write the message."),
     }
     errors: dict[str, str] = {}
-    for err in exc.errors():
-        loc = [str(part) for part in err.get("loc", ())]
-        name = loc[-1] if loc else "form"
-        kind = err.get("type", "")
-        ctx = err.get("ctx") or {}
+    for name, kind, ctx in complaints(exc):
         if kind in ("missing", "string_too_short") and name in required:
             message = required[name]
         elif kind == "string_too_long":
-            message = t("Too long: use at most %(max)s characters.") % {
-                "max": ctx.get("max_length")
-            }
+            message = too_long(t, ctx)
         else:
             message = t("Check this value.")
         if name == "parent_template_id":
@@ -244,7 +285,7 @@ async def _page(
     except AppError:
         return render(
             request,
-            "settings_templates.html",
+            "messaging/settings_templates.html",
             403,
             **frame.context("settings"),
             tab="templates",
@@ -257,7 +298,7 @@ async def _page(
     )
     return render(
         request,
-        "settings_templates.html",
+        "messaging/settings_templates.html",
         status_code,
         **frame.context("settings"),
         tab="templates",
@@ -276,67 +317,71 @@ async def _page(
     )
 
 
-async def _refuse(request: Request, session: SessionDep, frame: Shell) -> HTMLResponse | None:
-    """The list with a 403 for someone without templates:manage, else None."""
-    if frame.principal.can(MANAGE):
-        return None
-    t = frame.i18n.gettext
-    return await _page(
-        request,
-        session,
-        frame,
-        page_error=t("You do not have permission to change message templates."),
-        status_code=403,
-    )
-
-
-def _login() -> RedirectResponse:
-    return RedirectResponse("/login", status_code=303)
-
-
 def _back(text: str) -> Response:
     response = RedirectResponse(PAGE, status_code=303)
     flash(response, text)
     return response
 
 
-def _uuid(value: str | None) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value).strip()) if value else None
-    except ValueError:
-        return None
+async def manager(frame: Member) -> Shell:
+    """A member who may change the templates, else the 403 page saying so."""
+    if not frame.principal.can(MANAGE):
+        raise PageError(
+            403,
+            "No access",
+            "You do not have permission to change message templates.",
+            back_url=PAGE,
+            back_label="Message templates",
+        )
+    return frame
 
 
-def _form(
-    name: str,
-    category: str,
-    category_other: str,
-    content: str,
-    is_active: str | None,
-    is_shared: str | None,
-    whatsapp_template_name: str,
-    whatsapp_language: str,
-    parent_template_id: str = "",
-) -> TemplateForm:
-    return TemplateForm(
-        name=name.strip(),
-        category=category.strip(),
-        category_other=category_other.strip(),
-        content=content,
-        is_active=is_active is not None,
-        is_shared=is_shared is not None,
-        whatsapp_template_name=whatsapp_template_name.strip(),
-        whatsapp_language=whatsapp_language.strip(),
-        parent_template_id=parent_template_id.strip(),
+Manager = Annotated[Shell, Depends(manager)]
+
+
+async def template_in_page(
+    template_id: str, frame: Manager, session: SessionDep
+) -> MessageTemplate:
+    """The template in the URL, or the 404 page."""
+    parsed = parse_uuid(template_id)
+    if parsed is not None:
+        with suppress(NotFound):
+            return await templates.get_template(session, frame.principal, parsed)
+    raise PageError(
+        404,
+        "Settings",  # the page's own heading, as when the page said it in an alert
+        "No template with that id.",
+        back_url=PAGE,
+        back_label="Message templates",
     )
 
 
-# Form inputs shared by create and edit.
-NameIn = Annotated[str, Form(max_length=1000)]
-CategoryIn = Annotated[str, Form(max_length=1000)]
-ContentIn = Annotated[str, Form(max_length=20000)]
-FlagIn = Annotated[str | None, Form(max_length=10)]
-MetaIn = Annotated[str, Form(max_length=1000)]
+TemplateInPage = Annotated[MessageTemplate, Depends(template_in_page)]
+
+
+async def _submit(
+    request: Request,
+    session: SessionDep,
+    frame: Shell,
+    state: FormState,
+    data: dict[str, Any],
+    save: Callable[[TemplateIn], Awaitable[T]],
+    done: Callable[[T], str],
+) -> Response:
+    """Create or edit: ``data`` checked by the request model, then ``save``d by the service;
+    errors show next to the inputs, with the form as typed."""
+    t = frame.i18n.gettext
+    try:
+        body = TemplateIn.model_validate(data)
+    except ValidationError as exc:
+        state.errors = _schema_errors(exc, t)
+        return await _page(request, session, frame, state=state, status_code=422)
+    try:
+        result = await attempt(session, save(body))
+    except AppError as exc:
+        state.errors = _service_errors(exc, t)
+        return await _page(request, session, frame, state=state, status_code=exc.status)
+    return _back(done(result))
 
 
 # --- routes ---------------------------------------------------------------------------------
@@ -346,18 +391,15 @@ MetaIn = Annotated[str, Form(max_length=1000)]
 async def templates_page(
     request: Request,
     session: SessionDep,
-    settings: SettingsDep,
+    frame: Member,
     edit: str | None = None,
     variant_of: str | None = None,
 ) -> Response:
     """The list; ``?edit=<id>`` opens a template in the form, ``?variant_of=<id>`` the form
     for a new A/B variant of it."""
-    frame = await page_frame(request, session, settings, need_org=True)
-    if frame is None:
-        return _login()
     t = frame.i18n.gettext
     state = FormState()
-    wanted = _uuid(edit or variant_of)
+    wanted = parse_uuid(edit or variant_of)
     if wanted is not None and frame.principal.can(MANAGE):
         try:
             chosen = await templates.get_template(session, frame.principal, wanted)
@@ -376,132 +418,63 @@ async def templates_page(
 
 @router.post(PAGE, response_class=HTMLResponse)
 async def template_create(
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    name: NameIn = "",
-    category: CategoryIn = "",
-    category_other: CategoryIn = "",
-    content: ContentIn = "",
-    is_active: FlagIn = None,
-    is_shared: FlagIn = None,
-    whatsapp_template_name: MetaIn = "",
-    whatsapp_language: MetaIn = "",
-    parent_template_id: Annotated[str, Form(max_length=100)] = "",
+    request: Request, session: SessionDep, frame: Manager, form: TypedForm
 ) -> Response:
-    frame = await page_frame(request, session, settings, need_org=True)
-    if frame is None:
-        return _login()
-    if (refused := await _refuse(request, session, frame)) is not None:
-        return refused
     t = frame.i18n.gettext
-    form = _form(
-        name,
-        category,
-        category_other,
-        content,
-        is_active,
-        is_shared,
-        whatsapp_template_name,
-        whatsapp_language,
-        parent_template_id,
-    )
     state = FormState(form=form)
-    parent_id = _uuid(form.parent_template_id)
+    parent_id = parse_uuid(form.parent_template_id)
     if parent_id is not None:
-        try:
-            state.parent = await templates.get_template(session, frame.principal, parent_id)
-        except AppError:
-            state.parent = None
-    try:
-        body = TemplateIn.model_validate(
-            {**form.data(), "parent_template_id": form.parent_template_id or None}
-        )
-    except ValidationError as exc:
-        state.errors = _schema_errors(exc, t)
-        return await _page(request, session, frame, state=state, status_code=422)
-    try:
-        async with session.begin_nested():
-            created = await templates.create_template(session, frame.principal, body.model_dump())
-    except AppError as exc:
-        state.errors = _service_errors(exc, t)
-        return await _page(request, session, frame, state=state, status_code=exc.status)
-    if created.parent_template_id is not None:
-        return _back(
-            t("Variant %(letter)s of the template created.") % {"letter": _letter(created.version)}
-        )
-    return _back(t("Template %(name)s created.") % {"name": created.name})
+        with suppress(AppError):
+            state.parent = await attempt(
+                session, templates.get_template(session, frame.principal, parent_id)
+            )
+
+    def created(template: MessageTemplate) -> str:
+        if template.parent_template_id is not None:
+            text = t("Variant %(letter)s of the template created.")
+            return text % {"letter": _letter(template.version)}
+        return t("Template %(name)s created.") % {"name": template.name}
+
+    return await _submit(
+        request,
+        session,
+        frame,
+        state,
+        {**form.data(), "parent_template_id": form.parent_template_id or None},
+        lambda body: templates.create_template(session, frame.principal, body.model_dump()),
+        created,
+    )
 
 
 @router.post(PAGE + "/{template_id}", response_class=HTMLResponse)
 async def template_update(
-    template_id: uuid.UUID,
     request: Request,
     session: SessionDep,
-    settings: SettingsDep,
-    name: NameIn = "",
-    category: CategoryIn = "",
-    category_other: CategoryIn = "",
-    content: ContentIn = "",
-    is_active: FlagIn = None,
-    is_shared: FlagIn = None,
-    whatsapp_template_name: MetaIn = "",
-    whatsapp_language: MetaIn = "",
+    frame: Manager,
+    template: TemplateInPage,
+    form: TypedForm,
 ) -> Response:
-    frame = await page_frame(request, session, settings, need_org=True)
-    if frame is None:
-        return _login()
-    if (refused := await _refuse(request, session, frame)) is not None:
-        return refused
-    t = frame.i18n.gettext
-    form = _form(
-        name,
-        category,
-        category_other,
-        content,
-        is_active,
-        is_shared,
-        whatsapp_template_name,
-        whatsapp_language,
+    # Every input is sent, so the rules of a new template apply (an empty one is an error).
+    return await _submit(
+        request,
+        session,
+        frame,
+        FormState(form=form, editing=template),
+        form.data(),
+        lambda body: templates.update_template(
+            session, frame.principal, template.id, body.model_dump(exclude={"parent_template_id"})
+        ),
+        lambda _: frame.i18n.gettext("Template saved."),
     )
-    try:
-        editing = await templates.get_template(session, frame.principal, template_id)
-    except AppError as exc:
-        return await _page(request, session, frame, page_error=t(exc.detail), status_code=404)
-    state = FormState(form=form, editing=editing)
-    try:
-        # Every input is sent, so the rules of a new template apply (an empty one is an error).
-        body = TemplateIn.model_validate(form.data())
-    except ValidationError as exc:
-        state.errors = _schema_errors(exc, t)
-        return await _page(request, session, frame, state=state, status_code=422)
-    try:
-        async with session.begin_nested():
-            await templates.update_template(
-                session,
-                frame.principal,
-                template_id,
-                body.model_dump(exclude={"parent_template_id"}),
-            )
-    except AppError as exc:
-        state.errors = _service_errors(exc, t)
-        return await _page(request, session, frame, state=state, status_code=exc.status)
-    return _back(t("Template saved."))
 
 
 @router.post(PAGE + "/{template_id}/delete", response_class=HTMLResponse)
 async def template_delete(
-    template_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep
+    request: Request, session: SessionDep, frame: Manager, template: TemplateInPage
 ) -> Response:
-    frame = await page_frame(request, session, settings, need_org=True)
-    if frame is None:
-        return _login()
-    if (refused := await _refuse(request, session, frame)) is not None:
-        return refused
     t = frame.i18n
     try:
-        async with session.begin_nested():
-            await templates.delete_template(session, frame.principal, template_id)
+        await attempt(session, templates.delete_template(session, frame.principal, template.id))
     except AppError as exc:
         message = t.gettext(exc.detail)
         if exc.code == "template_has_variants":

@@ -1,0 +1,84 @@
+"""The assignment of new leads: by hand, or in turn among the sales team (the mode is the
+organization's setting; who is in the rotation, and in which order, is ``leads``' business:
+the page asks the :class:`RotationSource` the application installs)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Protocol
+
+from fastapi import Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lovedcrm.core.deps import SessionDep
+from lovedcrm.core.errors import AppError
+from lovedcrm.organizations import service as org_service
+from lovedcrm.web.kit import Member, Shell, flash, page_router, render
+
+router = page_router()
+
+
+class RotationSource(Protocol):
+    """``(user id, name)`` of the members in the round-robin, next in line first. Installed
+    by the application as ``app.state.rotation_source`` (``leads.assignment.rotation_order``:
+    the rotation reads the memberships and the cursor, both above this package)."""
+
+    async def __call__(
+        self, session: AsyncSession, organization_id: uuid.UUID
+    ) -> list[tuple[uuid.UUID, str]]: ...
+
+
+async def _assignment_page(
+    request: Request,
+    session: AsyncSession,
+    frame: Shell,
+    *,
+    mode: str | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    org_settings = dict(frame.org.settings or {}) if frame.org else {}
+    rotation_source: RotationSource = request.app.state.rotation_source
+    saved_mode = org_service.mode_of(org_settings)
+    return render(
+        request,
+        "organizations/settings_assignment.html",
+        status_code,
+        **frame.context("settings"),
+        tab="assignment",
+        mode=mode or saved_mode,
+        saved_mode=saved_mode,
+        rotation=await rotation_source(session, frame.principal.org()),
+        error=error,
+        can_manage=frame.principal.can("settings:manage"),
+    )
+
+
+@router.get("/settings/assignment", response_class=HTMLResponse)
+async def assignment_page(request: Request, frame: Member, session: SessionDep) -> Response:
+    return await _assignment_page(request, session, frame)
+
+
+@router.post("/settings/assignment", response_class=HTMLResponse)
+async def assignment_submit(
+    request: Request,
+    frame: Member,
+    session: SessionDep,
+    mode: Annotated[str, Form(alias="assignment", max_length=20)] = "",
+) -> Response:
+    t = frame.i18n.gettext
+    try:
+        await org_service.update_organization(
+            session, frame.principal, name=None, settings={"assignment": mode}
+        )
+    except AppError as exc:
+        error = t("You do not have permission to change this setting.")
+        if exc.status != 403:
+            error = t("Choose one of the options in the list.")
+        return await _assignment_page(
+            request, session, frame, mode=mode, error=error, status_code=exc.status
+        )
+    response = RedirectResponse("/settings/assignment", status_code=303)
+    flash(response, t("Settings saved."))
+    return response
