@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from lovedcrm.app import create_app
@@ -21,6 +22,8 @@ from lovedcrm.db.embedded import start_embedded
 from lovedcrm.db.engine import Database, as_psycopg
 from lovedcrm.db.engine import create_database as create_db_handle
 from lovedcrm.db.migrate import upgrade
+
+pytest.register_assert_rewrite("tests.factories")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -58,6 +61,15 @@ def owner_url(server_url: str) -> Iterator[str]:
     ensure_app_role(url, "lovedcrm_app")
     yield url
     drop_database(server_url, name)
+
+
+@pytest.fixture(scope="session")
+def owner(owner_url: str) -> Iterator[sa.Engine]:
+    """The database owner's connection (no row-level security: sees every row, like a DBA);
+    use it with `tests.factories.owner_sql`."""
+    engine = sa.create_engine(owner_url, poolclass=sa.pool.NullPool)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture
@@ -106,26 +118,3 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5555))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
-
-
-def unique_email(prefix: str = "user") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
-
-
-PASSWORD = "s3nha-forte-demais"
-
-
-async def signup(client: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
-    body = {
-        "email": unique_email(),
-        "password": PASSWORD,
-        "full_name": "Ana Souza",
-        "organization_name": f"Org {uuid.uuid4().hex[:6]}",
-        **overrides,
-    }
-    r = await client.post("/api/v1/auth/signup", json=body)
-    assert r.status_code == 201, r.text
-    data: dict[str, Any] = r.json()
-    data["email"] = body["email"]
-    data["headers"] = {"Authorization": f"Bearer {data['tokens']['access_token']}"}
-    return data

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import signup
+from tests.factories import signup
 
 
 async def test_healthz(client: httpx.AsyncClient) -> None:

@@ -34,7 +34,6 @@ from lovedcrm.leads import activities_api, dedup_api
 from lovedcrm.leads import api as leads_api
 from lovedcrm.leads import import_api as leads_import_api
 from lovedcrm.leads import pages as leads_pages
-from lovedcrm.leads.assignment import rotation_order
 from lovedcrm.messaging import templates_api, whatsapp_api
 from lovedcrm.messaging import webhook_ingest as whatsapp_webhooks
 from lovedcrm.messaging.pages import inbox as inbox_pages
@@ -135,7 +134,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.db = database
     app.state.authenticator = authenticate_request
     app.state.frame_source = frame_source
-    app.state.rotation_source = rotation_order  # the assignment settings page's
     install_error_handlers(app)
     install_problem_openapi(app)
     # Innermost first: RateLimit-* headers, then Idempotency-Key replay (inside the body limit).

@@ -16,6 +16,7 @@ from lovedcrm.core.principal import Principal
 from lovedcrm.db.engine import create_database
 from lovedcrm.db.tenant import tenant_transaction
 from lovedcrm.leads import service as leads_service
+from lovedcrm.messaging import sandbox, switching, whatsapp_configs
 
 DEMO_EMAIL = "demo@example.com"
 
@@ -79,8 +80,6 @@ async def load_demo(settings: Settings, *, announce: bool = True) -> None:
 async def _demo_whatsapp(session: AsyncSession, settings: Settings, principal: Principal) -> None:
     """The sandbox WhatsApp provider, active, and two customers' messages waiting in the
     inbox (processed by the worker like real webhooks)."""
-    from lovedcrm.messaging import sandbox, switching, whatsapp_configs
-
     config = await whatsapp_configs.create_config(
         session, principal, settings, {"provider_type": "sandbox", "label": "Sandbox (demo)"}
     )

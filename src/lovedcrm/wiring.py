@@ -13,7 +13,7 @@ from lovedcrm import models  # noqa: F401 - every table, so foreign keys resolve
 from lovedcrm.auth import events as auth_events
 from lovedcrm.jobs import builtin as builtin_jobs
 from lovedcrm.leads import events as leads_events
-from lovedcrm.leads import importing as leads_import_jobs
+from lovedcrm.leads import jobs as leads_jobs
 from lovedcrm.messaging import events as messaging_events
 from lovedcrm.messaging import jobs as messaging_jobs
 from lovedcrm.reports import events as reports_events
@@ -24,7 +24,7 @@ from lovedcrm.webhooks import jobs as webhooks_jobs
 JOB_MODULES: tuple[ModuleType, ...] = (
     builtin_jobs,
     webhooks_jobs,
-    leads_import_jobs,
+    leads_jobs,
     messaging_jobs,
 )
 

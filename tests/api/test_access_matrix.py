@@ -20,7 +20,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
@@ -33,7 +32,7 @@ from lovedcrm.auth.api_keys import SCOPES, key_permissions
 from lovedcrm.auth.permissions import PERMISSIONS, ROLE_PERMISSIONS, Role
 from lovedcrm.config import Settings
 from lovedcrm.core import deps
-from tests.conftest import PASSWORD, signup, unique_email
+from tests.factories import join, login, signup
 
 API_PREFIX = "/api/v1/"
 ROLES = [r.value for r in Role]
@@ -245,28 +244,6 @@ class World:
     keys: dict[str, dict[str, str]]  # scope -> Authorization
 
 
-async def _join(c: httpx.AsyncClient, admin_headers: dict[str, str], role: str) -> str:
-    email = unique_email(role)
-    r = await c.post(
-        "/api/v1/invitations", headers=admin_headers, json={"email": email, "role": role}
-    )
-    assert r.status_code == 201, r.text
-    token = parse_qs(urlparse(r.json()["accept_url"]).query)["token"][0]
-    r = await c.post(
-        "/api/v1/invitations/accept",
-        json={"token": token, "full_name": f"Member {role}", "password": PASSWORD},
-    )
-    assert r.status_code == 200, r.text
-    assert r.json()["role"] == role
-    return email
-
-
-async def _login(c: httpx.AsyncClient, email: str) -> dict[str, str]:
-    r = await c.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
-
-
 @pytest.fixture(scope="module")
 async def world(app: FastAPI) -> AsyncIterator[World]:
     # raise_app_exceptions=False: a crash is a 500 to assert on, not an exception.
@@ -279,8 +256,8 @@ async def world(app: FastAPI) -> AsyncIterator[World]:
         headers = {"admin": admin["headers"]}
         for role in ROLES:
             if role != "admin":
-                emails[role] = await _join(c, admin["headers"], role)
-                headers[role] = await _login(c, emails[role])
+                emails[role] = await join(c, admin["headers"], role)
+                headers[role] = await login(c, emails[role])
         for role in ROLES:
             r = await c.get("/api/v1/auth/me", headers=headers[role])
             assert r.status_code == 200 and r.json()["role"] == role, r.text
@@ -344,7 +321,7 @@ async def test_without_credentials_is_401(world: World, endpoint: Endpoint) -> N
 async def test_role(world: World, endpoint: Endpoint, role: str) -> None:
     headers = world.headers[role]
     if endpoint.key in SESSION_ROUTES:
-        headers = await _login(world.client, world.emails[role])
+        headers = await login(world.client, world.emails[role])
     r = await _send(world.client, endpoint, headers)
     missing = endpoint.requirement.permissions - ROLE_PERMISSIONS[Role(role)]
     if missing:

@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from lovedcrm.app import create_app
 from lovedcrm.config import Settings
-from tests.conftest import PASSWORD, unique_email
+from tests.factories import PASSWORD, unique_email
 
 # Would end the session, change the password, or log in as someone else.
 EXCLUDED_PATHS = (

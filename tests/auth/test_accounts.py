@@ -26,7 +26,7 @@ from lovedcrm.db.tenant import set_tenant
 from lovedcrm.leads.models import PipelineStage
 from lovedcrm.messaging.models import MessageTemplate
 from lovedcrm.organizations.models import Organization
-from tests.conftest import PASSWORD, signup, unique_email
+from tests.factories import PASSWORD, signup, unique_email
 
 PROBLEM = "application/problem+json"
 NEW_PASSWORD = "outra-s3nha-boa"

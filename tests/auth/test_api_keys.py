@@ -5,31 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import httpx
-import pytest
-from sqlalchemy import create_engine, pool, text
+from sqlalchemy import text
 
 from lovedcrm.auth import api_keys
 from lovedcrm.config import Settings
 from lovedcrm.db.engine import Database
-from tests.conftest import PASSWORD, signup, unique_email
-
-
-@pytest.fixture(scope="module")
-def owner(owner_url: str) -> Iterator[Any]:
-    """The owner connection (superuser in tests: sees every row, like a DBA would)."""
-    engine = create_engine(owner_url, poolclass=pool.NullPool)
-    yield engine
-    engine.dispose()
-
-
-def _bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
+from tests.factories import bearer, create_lead, join, join_and_login, login, signup
 
 
 async def make_key(c: httpx.AsyncClient, headers: dict[str, str], **body: Any) -> dict[str, Any]:
@@ -37,32 +22,6 @@ async def make_key(c: httpx.AsyncClient, headers: dict[str, str], **body: Any) -
     r = await c.post("/api/v1/api-keys", headers=headers, json=payload)
     assert r.status_code == 201, r.text
     return dict(r.json())
-
-
-async def make_lead(c: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, Any]:
-    r = await c.post(
-        "/api/v1/leads", headers=headers, json={"full_name": f"Lead {uuid.uuid4().hex[:8]}"}
-    )
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
-async def join(c: httpx.AsyncClient, admin_headers: dict[str, str], role: str) -> dict[str, str]:
-    """Invite a member with ``role``, accept, log in; their Authorization headers."""
-    email = unique_email(role)
-    r = await c.post(
-        "/api/v1/invitations", headers=admin_headers, json={"email": email, "role": role}
-    )
-    assert r.status_code == 201, r.text
-    token = parse_qs(urlparse(r.json()["accept_url"]).query)["token"][0]
-    r = await c.post(
-        "/api/v1/invitations/accept",
-        json={"token": token, "full_name": f"Member {role}", "password": PASSWORD},
-    )
-    assert r.status_code == 200, r.text
-    r = await c.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['access_token']}", "X-Email": email}
 
 
 # --- management -------------------------------------------------------------------------
@@ -163,7 +122,7 @@ async def test_bad_input(client: httpx.AsyncClient) -> None:
 async def test_other_roles_cannot_manage_keys(client: httpx.AsyncClient) -> None:
     admin = await signup(client)
     for role in ("manager", "sales", "viewer"):
-        headers = await join(client, admin["headers"], role)
+        headers = await join_and_login(client, admin["headers"], role)
         r = await client.post(
             "/api/v1/api-keys", headers=headers, json={"name": "x", "scopes": ["leads:read"]}
         )
@@ -179,19 +138,19 @@ async def test_other_roles_cannot_manage_keys(client: httpx.AsyncClient) -> None
 
 async def test_key_reads_leads_of_its_organization(client: httpx.AsyncClient) -> None:
     admin = await signup(client)
-    lead = await make_lead(client, admin["headers"])
+    lead = await create_lead(client, admin["headers"])
     key = (await make_key(client, admin["headers"], scopes=["leads:read"]))["key"]
-    r = await client.get("/api/v1/leads", headers=_bearer(key))
+    r = await client.get("/api/v1/leads", headers=bearer(key))
     assert r.status_code == 200, r.text
     assert [i["id"] for i in r.json()["items"]] == [lead["id"]]
-    r = await client.get(f"/api/v1/leads/{lead['id']}", headers=_bearer(key))
+    r = await client.get(f"/api/v1/leads/{lead['id']}", headers=bearer(key))
     assert r.status_code == 200
 
 
 async def test_key_with_write_scope_creates_leads(client: httpx.AsyncClient) -> None:
     admin = await signup(client)
     key = (await make_key(client, admin["headers"], scopes=["leads:read", "leads:write"]))["key"]
-    lead = await make_lead(client, _bearer(key))
+    lead = await create_lead(client, bearer(key))
     r = await client.get(f"/api/v1/leads/{lead['id']}", headers=admin["headers"])
     assert r.status_code == 200
 
@@ -199,23 +158,23 @@ async def test_key_with_write_scope_creates_leads(client: httpx.AsyncClient) -> 
 async def test_missing_scope_is_403_naming_it(client: httpx.AsyncClient) -> None:
     admin = await signup(client)
     key = (await make_key(client, admin["headers"], scopes=["leads:read"]))["key"]
-    r = await client.post("/api/v1/leads", headers=_bearer(key), json={"full_name": "Nope"})
+    r = await client.post("/api/v1/leads", headers=bearer(key), json={"full_name": "Nope"})
     assert r.status_code == 403
     body = r.json()
     assert body["detail"] == "This API key lacks the 'leads:write' scope."
     assert body["scope"] == body["permission"] == "leads:write"
     assert r.headers["content-type"] == "application/problem+json"
-    r = await client.get("/api/v1/members", headers=_bearer(key))
+    r = await client.get("/api/v1/members", headers=bearer(key))
     assert r.status_code == 403 and r.json()["scope"] == "members:read"
 
 
 async def test_revoked_key_is_refused_at_once(client: httpx.AsyncClient) -> None:
     admin = await signup(client)
     created = await make_key(client, admin["headers"])
-    assert (await client.get("/api/v1/leads", headers=_bearer(created["key"]))).status_code == 200
+    assert (await client.get("/api/v1/leads", headers=bearer(created["key"]))).status_code == 200
     r = await client.delete(f"/api/v1/api-keys/{created['id']}", headers=admin["headers"])
     assert r.status_code == 204
-    r = await client.get("/api/v1/leads", headers=_bearer(created["key"]))
+    r = await client.get("/api/v1/leads", headers=bearer(created["key"]))
     assert r.status_code == 401
     assert r.json()["code"] == "invalid_api_key"
     assert "revoked" in r.json()["detail"]
@@ -225,13 +184,13 @@ async def test_expired_key_is_refused(client: httpx.AsyncClient, owner: Any) -> 
     admin = await signup(client)
     soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     created = await make_key(client, admin["headers"], expires_at=soon)
-    assert (await client.get("/api/v1/leads", headers=_bearer(created["key"]))).status_code == 200
+    assert (await client.get("/api/v1/leads", headers=bearer(created["key"]))).status_code == 200
     with owner.begin() as conn:
         conn.execute(
             text("UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = :id"),
             {"id": created["id"]},
         )
-    r = await client.get("/api/v1/leads", headers=_bearer(created["key"]))
+    r = await client.get("/api/v1/leads", headers=bearer(created["key"]))
     assert r.status_code == 401 and r.json()["code"] == "invalid_api_key"
     assert "expired" in r.json()["detail"]
 
@@ -246,7 +205,7 @@ async def test_unknown_or_tampered_keys_are_refused(client: httpx.AsyncClient) -
         "lcrm_short",
     ]
     for bad in tampered:
-        r = await client.get("/api/v1/leads", headers=_bearer(bad))
+        r = await client.get("/api/v1/leads", headers=bearer(bad))
         assert r.status_code == 401, bad
         assert r.json()["code"] == "invalid_api_key"
 
@@ -260,7 +219,7 @@ async def test_key_cannot_manage_keys_or_use_account_routes(client: httpx.AsyncC
         ("GET", "/api/v1/auth/me", None),
         ("POST", "/api/v1/organizations", {"name": "Spawned by a key"}),
     ]:
-        r = await client.request(method, url, headers=_bearer(key), json=body)
+        r = await client.request(method, url, headers=bearer(key), json=body)
         assert r.status_code == 403, (url, r.text)
         assert r.json()["code"] == "api_keys_require_user"
 
@@ -268,12 +227,12 @@ async def test_key_cannot_manage_keys_or_use_account_routes(client: httpx.AsyncC
 async def test_key_of_one_organization_cannot_reach_another(client: httpx.AsyncClient) -> None:
     a = await signup(client)
     b = await signup(client)
-    lead_b = await make_lead(client, b["headers"])
+    lead_b = await create_lead(client, b["headers"])
     key_a = await make_key(client, a["headers"], scopes=["leads:read", "leads:write"])
-    r = await client.get(f"/api/v1/leads/{lead_b['id']}", headers=_bearer(key_a["key"]))
+    r = await client.get(f"/api/v1/leads/{lead_b['id']}", headers=bearer(key_a["key"]))
     assert r.status_code == 404
     r = await client.patch(
-        f"/api/v1/leads/{lead_b['id']}", headers=_bearer(key_a["key"]), json={"company": "X"}
+        f"/api/v1/leads/{lead_b['id']}", headers=bearer(key_a["key"]), json={"company": "X"}
     )
     assert r.status_code == 404
     # Nor can B's admin see or revoke A's key.
@@ -281,19 +240,20 @@ async def test_key_of_one_organization_cannot_reach_another(client: httpx.AsyncC
     assert r.status_code == 404 and r.json()["code"] == "api_key_not_found"
     r = await client.delete(f"/api/v1/api-keys/{key_a['id']}", headers=b["headers"])
     assert r.status_code == 404
-    assert (await client.get("/api/v1/leads", headers=_bearer(key_a["key"]))).status_code == 200
+    assert (await client.get("/api/v1/leads", headers=bearer(key_a["key"]))).status_code == 200
 
 
 async def test_key_stops_when_its_creator_leaves(client: httpx.AsyncClient) -> None:
     admin = await signup(client)
-    other_admin = await join(client, admin["headers"], "admin")
+    other_email = await join(client, admin["headers"], "admin")
+    other_admin = await login(client, other_email)
     key = (await make_key(client, other_admin, scopes=["leads:read"]))["key"]
-    assert (await client.get("/api/v1/leads", headers=_bearer(key))).status_code == 200
+    assert (await client.get("/api/v1/leads", headers=bearer(key))).status_code == 200
     members = (await client.get("/api/v1/members", headers=admin["headers"])).json()
-    member_id = next(m["id"] for m in members if m["email"] == other_admin["X-Email"])
+    member_id = next(m["id"] for m in members if m["email"] == other_email)
     r = await client.delete(f"/api/v1/members/{member_id}", headers=admin["headers"])
     assert r.status_code == 204, r.text
-    r = await client.get("/api/v1/leads", headers=_bearer(key))
+    r = await client.get("/api/v1/leads", headers=bearer(key))
     assert r.status_code == 401 and r.json()["code"] == "invalid_api_key"
 
 
@@ -307,7 +267,7 @@ async def test_usage_is_written_by_the_flush_not_per_request(
     created = await make_key(client, admin["headers"])
     for _ in range(3):
         assert (
-            await client.get("/api/v1/leads", headers=_bearer(created["key"]))
+            await client.get("/api/v1/leads", headers=bearer(created["key"]))
         ).status_code == 200
 
     def stored() -> Any:
@@ -328,7 +288,7 @@ async def test_usage_is_written_by_the_flush_not_per_request(
     assert uuid.UUID(created["id"]) not in api_keys.pending_usage()
 
     # Counts add up across flushes; last_used_at never goes back.
-    assert (await client.get("/api/v1/leads", headers=_bearer(created["key"]))).status_code == 200
+    assert (await client.get("/api/v1/leads", headers=bearer(created["key"]))).status_code == 200
     await api_keys.flush_usage(database)
     again = stored()
     assert again.total_requests == 4 and again.last_used_at >= after.last_used_at
@@ -336,7 +296,7 @@ async def test_usage_is_written_by_the_flush_not_per_request(
     assert r.json()["total_requests"] == 4
 
 
-async def test_openapi_documents_the_routes_and_bearer(client: httpx.AsyncClient) -> None:
+async def test_openapi_documents_the_routes_andbearer(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     post = spec["paths"]["/api/v1/api-keys"]["post"]
     assert post["tags"] == ["api-keys"]
@@ -372,7 +332,7 @@ async def test_app_lifespan_flushes_usage_at_shutdown(
             admin = await signup(c)
             created = await make_key(c, admin["headers"])
             for _ in range(2):
-                r = await c.get("/api/v1/leads", headers=_bearer(created["key"]))
+                r = await c.get("/api/v1/leads", headers=bearer(created["key"]))
                 assert r.status_code == 200
             assert total(created["id"]) == 0
     assert total(created["id"]) == 2

@@ -16,7 +16,7 @@ from lovedcrm.config import Settings
 from lovedcrm.core.idempotency import key_hash
 from lovedcrm.db.engine import Database
 from lovedcrm.db.engine import create_database as create_db_handle
-from tests.conftest import signup
+from tests.factories import signup
 
 
 async def make_key(

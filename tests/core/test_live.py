@@ -21,7 +21,7 @@ import pytest
 
 from lovedcrm.core.live import LiveHub, Subscription, conninfo
 from lovedcrm.db.engine import Database
-from tests.conftest import signup
+from tests.factories import signup
 
 LOVEDCRM = Path(sys.executable).parent / "lovedcrm"
 

@@ -17,7 +17,7 @@ from lovedcrm.app import create_app
 from lovedcrm.config import Settings
 from lovedcrm.core.storage import FileMissing, LocalStorage, S3Storage, get_storage
 from lovedcrm.db.engine import Database
-from tests.conftest import signup
+from tests.factories import create_lead, signup
 from tests.fakes.s3 import ACCESS_KEY, SECRET_KEY, FakeS3
 
 
@@ -79,11 +79,7 @@ async def test_attachments_are_served_from_s3_to_their_organization_only(
         owner = await signup(client)
         other = await signup(client)
         h = owner["headers"]
-        lead = (
-            await client.post(
-                "/api/v1/leads", headers=h, json={"full_name": "Cliente", "phone": "11987651111"}
-            )
-        ).json()
+        lead = await create_lead(client, h, full_name="Cliente", phone="11987651111")
         org = owner["organization_id"]
         key = f"{org}/attachments/{uuid.uuid4().hex}.pdf"
         get_storage(s3_settings(settings, s3)).save(key, b"%PDF-1.7 proposta", "application/pdf")

@@ -17,13 +17,13 @@ from typing import Any
 import httpx
 import psycopg.errors
 import pytest
-from sqlalchemy import create_engine, pool, text
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import set_tenant
-from tests.conftest import signup
+from tests.factories import signup
 
 # Tenant tables checked explicitly for "tenant A sees only A" (each gets rows for A and B).
 TENANT_TABLES = (
@@ -112,13 +112,6 @@ async def session(database: Database) -> AsyncIterator[AsyncSession]:
             await s.rollback()
 
 
-@pytest.fixture(scope="module")
-def owner_engine(owner_url: str) -> Any:
-    engine = create_engine(owner_url, poolclass=pool.NullPool)
-    yield engine
-    engine.dispose()
-
-
 async def _org_tables(s: AsyncSession) -> list[str]:
     rows = await s.execute(
         text(
@@ -164,10 +157,10 @@ async def test_app_role_is_not_privileged(database: Database, session: AsyncSess
     assert row.rolbypassrls is False
 
 
-def test_owner_is_superuser(owner_engine: Any) -> None:
+def test_owner_is_superuser(owner: Any) -> None:
     """The owner connection used below really bypasses RLS, so the FK checks it sees are the
     constraints themselves, not a policy."""
-    with owner_engine.connect() as conn:
+    with owner.connect() as conn:
         assert conn.execute(
             text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
         ).scalar()
@@ -202,9 +195,7 @@ async def test_tenant_sees_only_its_leads_by_id(world: World, session: AsyncSess
     assert orgs == {world.a.org_id}
 
 
-async def test_no_tenant_sees_nothing(
-    world: World, session: AsyncSession, owner_engine: Any
-) -> None:
+async def test_no_tenant_sees_nothing(world: World, session: AsyncSession, owner: Any) -> None:
     tables = await _org_tables(session)
     assert set(TENANT_TABLES) <= set(tables)
     assert len(tables) >= 20
@@ -213,7 +204,7 @@ async def test_no_tenant_sees_nothing(
         counts[table] = (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar()
     assert counts == dict.fromkeys(counts, 0)
     # The rows are there: the owner (no RLS) sees them.
-    with owner_engine.connect() as conn:
+    with owner.connect() as conn:
         for table in [*TENANT_TABLES, "organizations"]:
             assert conn.execute(text(f"SELECT count(*) FROM {table}")).scalar() > 0, table
 
@@ -298,9 +289,9 @@ async def test_update_to_other_orgs_stage_is_refused(world: World, session: Asyn
     assert _fk_error(info.value), info.value
 
 
-def test_composite_fk_refuses_even_the_owner(world: World, owner_engine: Any) -> None:
+def test_composite_fk_refuses_even_the_owner(world: World, owner: Any) -> None:
     """The superuser bypasses RLS; the composite foreign key still refuses the reference."""
-    with owner_engine.connect() as conn:
+    with owner.connect() as conn:
         tx = conn.begin()
         try:
             # The owner sees both organizations (no RLS for it) ...

@@ -3,42 +3,12 @@ leads, search, import, both languages, and screenshots at desktop and phone widt
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-import httpx
 from playwright.async_api import expect
 
-from tests.conftest import PASSWORD
 from tests.e2e.conftest import DESKTOP, PHONE, screenshot
-
-
-async def browser_signup(page: Any, org_name: str | None = None) -> dict[str, str]:
-    email = f"e2e-{uuid.uuid4().hex[:10]}@example.com"
-    org = org_name or f"Loja {uuid.uuid4().hex[:6]}"
-    await page.goto("/signup")
-    await page.fill("#full_name", "Beatriz Ramos")
-    await page.fill("#organization_name", org)
-    await page.fill("#email", email)
-    await page.fill("#password", PASSWORD)
-    await page.click("form button[type=submit]")
-    await page.wait_for_url("**/")
-    return {"email": email, "org": org}
-
-
-async def api_token(base: str, email: str) -> dict[str, str]:
-    async with httpx.AsyncClient(base_url=base) as c:
-        r = await c.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-        r.raise_for_status()
-        return {"Authorization": f"Bearer {r.json()['access_token']}"}
-
-
-async def api_lead(base: str, headers: dict[str, str], **fields: Any) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=base) as c:
-        r = await c.post("/api/v1/leads", headers=headers, json={"allow_duplicate": True, **fields})
-        assert r.status_code == 201, r.text
-        data: dict[str, Any] = r.json()
-        return data
+from tests.factories import PASSWORD, browser_signup, live_lead, live_login
 
 
 async def test_sign_up_shows_the_five_default_stages(page: Any) -> None:
@@ -89,8 +59,8 @@ async def test_drag_a_card_persists_and_a_second_browser_sees_it_live(
     try:
         a = await first.new_page()
         account = await browser_signup(a)
-        headers = await api_token(live_server, account["email"])
-        lead = await api_lead(live_server, headers, full_name="Carla Prado", company="Prado Doces")
+        headers = await live_login(live_server, account["email"])
+        lead = await live_lead(live_server, headers, full_name="Carla Prado", company="Prado Doces")
         b = await second.new_page()
         await b.goto("/login")
         await b.fill("#email", account["email"])
@@ -125,9 +95,9 @@ async def test_drag_a_card_persists_and_a_second_browser_sees_it_live(
 
 async def test_search_with_and_without_accents(page: Any, live_server: str) -> None:
     account = await browser_signup(page)
-    headers = await api_token(live_server, account["email"])
-    await api_lead(live_server, headers, full_name="João Açúcar", company="Doces União")
-    await api_lead(live_server, headers, full_name="Maria Silva", company="Outra")
+    headers = await live_login(live_server, account["email"])
+    await live_lead(live_server, headers, full_name="João Açúcar", company="Doces União")
+    await live_lead(live_server, headers, full_name="Maria Silva", company="Outra")
     for query in ("joao", "João", "acucar"):
         await page.goto(f"/leads?q={query}")
         await expect(page.locator("main")).to_contain_text("João Açúcar")
@@ -136,8 +106,8 @@ async def test_search_with_and_without_accents(page: Any, live_server: str) -> N
 
 async def test_lead_page_and_list_screenshots(page: Any, live_server: str) -> None:
     account = await browser_signup(page)
-    headers = await api_token(live_server, account["email"])
-    lead = await api_lead(
+    headers = await live_login(live_server, account["email"])
+    lead = await live_lead(
         live_server,
         headers,
         full_name="Helena Duarte",

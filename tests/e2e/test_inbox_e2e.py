@@ -12,17 +12,14 @@ import httpx
 from playwright.async_api import expect
 
 from tests.e2e.conftest import DESKTOP, PHONE, screenshot
-from tests.e2e.test_board_e2e import api_token, browser_signup
+from tests.factories import activate_sandbox, browser_signup, live_login
 
 LIVE = 20_000  # ms: the worker polls every 2 s; the machine may be busy
 
 
 async def _sandbox(base: str, headers: dict[str, str]) -> None:
-    async with httpx.AsyncClient(base_url=base, headers=headers) as c:
-        r = await c.post("/api/v1/whatsapp/configs", json={"provider_type": "sandbox"})
-        assert r.status_code == 201, r.text
-        r = await c.post(f"/api/v1/whatsapp/configs/{r.json()['id']}/activate")
-        assert r.status_code == 200 and r.json()["status"] == "completed", r.text
+    async with httpx.AsyncClient(base_url=base) as c:
+        await activate_sandbox(c, headers)
 
 
 async def _inject(base: str, headers: dict[str, str], phone: str, name: str, text: str) -> None:
@@ -52,7 +49,7 @@ async def test_a_customer_message_arrives_live_and_shows_on_the_lead_page(
     page: Any, live_server: str
 ) -> None:
     account = await browser_signup(page)
-    headers = await api_token(live_server, account["email"])
+    headers = await live_login(live_server, account["email"])
     await _sandbox(live_server, headers)
     await page.goto("/inbox")
     await expect(page.locator(".conv-empty")).to_be_visible()
@@ -103,7 +100,7 @@ async def test_a_template_reply_and_its_ticks_advance_without_a_reload(
     try:
         page = await context.new_page()
         account = await browser_signup(page)
-        headers = await api_token(live_server, account["email"])
+        headers = await live_login(live_server, account["email"])
         await _sandbox(live_server, headers)
         async with httpx.AsyncClient(base_url=live_server, headers=headers) as c:
             r = await c.post(

@@ -12,7 +12,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.e2e.conftest import DESKTOP, PHONE, screenshot
-from tests.e2e.test_board_e2e import browser_signup
+from tests.factories import browser_signup
 from tests.fakes.graph_api import ACCESS_TOKEN, PHONE_NUMBER_ID, FakeGraphApi
 
 APP_SECRET = "e2e-app-secret-value"

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,22 +25,9 @@ from lovedcrm.db.tenant import tenant_transaction
 from lovedcrm.jobs.engine import Worker, run_until_idle
 from lovedcrm.jobs.periodic import Periodic, enqueue_due, period_start
 from lovedcrm.jobs.queue import enqueue
-from tests.conftest import signup
+from tests.factories import owner_sql, signup
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def owner(owner_url: str) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(owner_url)
-    yield engine
-    engine.dispose()
-
-
-def q(engine: sa.Engine, sql: str, **params: Any) -> Any:
-    """Run SQL as the owner (no RLS) and commit."""
-    with engine.begin() as conn:
-        return conn.execute(sa.text(sql), params).all()
 
 
 async def new_org(client: httpx.AsyncClient) -> uuid.UUID:
@@ -63,7 +49,7 @@ async def enqueue_many(
 
 
 def runs_of(engine: sa.Engine, tag: str) -> list[str]:
-    rows = q(
+    rows = owner_sql(
         engine,
         "SELECT event_data->>'job_id' FROM analytics_events"
         " WHERE event_type = 'test_job' AND event_data->>'tag' = :t",
@@ -80,7 +66,7 @@ async def test_job_runs_once_after_commit(
     [job_id] = await enqueue_many(database, org, 1, tag)
     assert await run_until_idle(database, settings, types=["test.record"]) >= 1
     assert runs_of(owner, tag) == [str(job_id)]
-    [(status, attempts, completed_at)] = q(
+    [(status, attempts, completed_at)] = owner_sql(
         owner, "SELECT status, attempts, completed_at FROM background_jobs WHERE id = :i", i=job_id
     )
     assert status == "completed" and attempts == 1 and completed_at is not None
@@ -104,7 +90,9 @@ async def test_job_enqueued_in_rolled_back_transaction_never_runs(
             raise Boom
     await run_until_idle(database, settings, types=["test.record"])
     assert runs_of(owner, tag) == []
-    assert q(owner, "SELECT count(*) FROM background_jobs WHERE id = :i", i=job_id)[0][0] == 0
+    assert (
+        owner_sql(owner, "SELECT count(*) FROM background_jobs WHERE id = :i", i=job_id)[0][0] == 0
+    )
 
 
 async def test_retries_then_succeeds_and_failure_is_recorded(
@@ -115,7 +103,7 @@ async def test_retries_then_succeeds_and_failure_is_recorded(
     [flaky] = await enqueue_many(database, org, 1, tag, fail_until_attempt=2)
     for _ in range(3):
         await run_until_idle(database, settings, types=["test.record"])
-    [(status, attempts)] = q(
+    [(status, attempts)] = owner_sql(
         owner, "SELECT status, attempts FROM background_jobs WHERE id = :i", i=flaky
     )
     assert (status, attempts) == ("completed", 3)
@@ -126,14 +114,16 @@ async def test_retries_then_succeeds_and_failure_is_recorded(
             session, "test.boom", {"message": "the provider said no"}, organization_id=org
         )
     await run_until_idle(database, settings, types=["test.boom"])
-    [(status, attempts, scheduled_for)] = q(
+    [(status, attempts, scheduled_for)] = owner_sql(
         owner, "SELECT status, attempts, scheduled_for FROM background_jobs WHERE id = :i", i=boom
     )
     assert status == "retrying" and attempts == 1
     assert scheduled_for > datetime.now(UTC)  # backoff: not before its delay
-    q(owner, "UPDATE background_jobs SET scheduled_for = now() WHERE id = :i RETURNING id", i=boom)
+    owner_sql(
+        owner, "UPDATE background_jobs SET scheduled_for = now() WHERE id = :i RETURNING id", i=boom
+    )
     await run_until_idle(database, settings, types=["test.boom"])
-    [(status, attempts, error)] = q(
+    [(status, attempts, error)] = owner_sql(
         owner, "SELECT status, attempts, error_message FROM background_jobs WHERE id = :i", i=boom
     )
     assert status == "failed" and attempts == 2 and "the provider said no" in error
@@ -145,12 +135,14 @@ async def test_permanent_failure_and_bad_payload_fail_at_once(
     org = await new_org(client)
     [job] = await enqueue_many(database, org, 1, uuid.uuid4().hex, permanent=True)
     await run_until_idle(database, settings, types=["test.record"])
-    assert q(owner, "SELECT status, attempts FROM background_jobs WHERE id = :i", i=job)[0] == (
+    assert owner_sql(owner, "SELECT status, attempts FROM background_jobs WHERE id = :i", i=job)[
+        0
+    ] == (
         "failed",
         1,
     )
     bad = uuid.uuid4()
-    q(
+    owner_sql(
         owner,
         "INSERT INTO background_jobs (id, organization_id, job_type, job_data) "
         "VALUES (:i, :o, 'test.record', '{\"nope\": 1}') RETURNING id",
@@ -158,7 +150,7 @@ async def test_permanent_failure_and_bad_payload_fail_at_once(
         o=org,
     )
     await run_until_idle(database, settings, types=["test.record"])
-    [(status, error)] = q(
+    [(status, error)] = owner_sql(
         owner, "SELECT status, error_message FROM background_jobs WHERE id = :i", i=bad
     )
     assert status == "failed" and "invalid payload" in error
@@ -201,13 +193,16 @@ async def test_worker_killed_mid_job_leaves_it_to_another_which_completes_it_onc
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert q(owner, "SELECT status FROM background_jobs WHERE id = :i", i=job)[0][0] == "running"
+    assert (
+        owner_sql(owner, "SELECT status FROM background_jobs WHERE id = :i", i=job)[0][0]
+        == "running"
+    )
     assert runs_of(owner, tag) == []
     # Until the lease expires nobody else may take it.
     assert await run_until_idle(database, settings, types=["test.record"]) == 0
     await asyncio.sleep(2.5)
     assert await run_until_idle(database, settings, types=["test.record"]) == 1
-    [(status, attempts)] = q(
+    [(status, attempts)] = owner_sql(
         owner, "SELECT status, attempts FROM background_jobs WHERE id = :i", i=job
     )
     assert (status, attempts) == ("completed", 2)
@@ -226,7 +221,7 @@ async def test_two_workers_run_ten_thousand_jobs_each_exactly_once(
             ids += await enqueue_many(database, org, 1000, tag)
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            left = q(
+            left = owner_sql(
                 owner,
                 "SELECT count(*) FROM background_jobs"
                 " WHERE id = ANY(:ids) AND status <> 'completed'",
@@ -244,7 +239,7 @@ async def test_two_workers_run_ten_thousand_jobs_each_exactly_once(
     runs = runs_of(owner, tag)
     assert len(runs) == 10_000
     assert set(runs) == {str(i) for i in ids}
-    lockers = q(
+    lockers = owner_sql(
         owner,
         "SELECT count(DISTINCT locked_by) FROM background_jobs WHERE id = ANY(:ids)",
         ids=ids,
@@ -268,12 +263,12 @@ async def test_sigterm_releases_jobs_it_cannot_finish(
     finally:
         if proc.poll() is None:
             proc.kill()
-    [(status, attempts, locked_by)] = q(
+    [(status, attempts, locked_by)] = owner_sql(
         owner, "SELECT status, attempts, locked_by FROM background_jobs WHERE id = :i", i=job
     )
     assert (status, attempts, locked_by) == ("pending", 0, None)
     assert runs_of(owner, tag) == []
-    q(owner, "DELETE FROM background_jobs WHERE id = :i RETURNING id", i=job)
+    owner_sql(owner, "DELETE FROM background_jobs WHERE id = :i RETURNING id", i=job)
 
 
 async def test_periodic_job_is_enqueued_once_per_period(
@@ -287,7 +282,10 @@ async def test_periodic_job_is_enqueued_once_per_period(
     assert await enqueue_due(database, now + timedelta(minutes=1), (item,)) == 0
     assert await enqueue_due(database, now + timedelta(hours=1), (item,)) == 1
     key = f"periodic:{item.name}:{period_start(now, item.every).isoformat()}"
-    assert q(owner, "SELECT count(*) FROM background_jobs WHERE dedupe_key = :k", k=key)[0][0] == 1
+    assert (
+        owner_sql(owner, "SELECT count(*) FROM background_jobs WHERE dedupe_key = :k", k=key)[0][0]
+        == 1
+    )
 
 
 async def test_one_big_organization_does_not_starve_the_others(
@@ -306,7 +304,7 @@ async def test_one_big_organization_does_not_starve_the_others(
     # The small organization's jobs, enqueued after 3,000 others, get half of the first claim.
     assert by_org == {big: 5, small: 5}
     await asyncio.gather(*(worker.execute(j) for j in first))
-    q(owner, "DELETE FROM background_jobs WHERE job_type = 'test.fair' RETURNING id")
+    owner_sql(owner, "DELETE FROM background_jobs WHERE job_type = 'test.fair' RETURNING id")
 
 
 async def test_jobs_api_counts_failures_and_retries(
@@ -352,7 +350,7 @@ async def test_a_failing_job_in_a_batch_does_not_lose_or_double_the_others(
     runs = runs_of(owner, tag)
     assert sorted(runs) == sorted(str(i) for i in ids if i != ids[4])  # each good job once
     statuses = dict(
-        q(owner, "SELECT id, status FROM background_jobs WHERE id = ANY(:ids)", ids=ids)
+        owner_sql(owner, "SELECT id, status FROM background_jobs WHERE id = ANY(:ids)", ids=ids)
     )
     assert statuses.pop(ids[4]) == "failed"
     assert set(statuses.values()) == {"completed"}

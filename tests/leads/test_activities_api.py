@@ -12,8 +12,7 @@ from sqlalchemy import text
 
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import set_tenant
-from tests.conftest import signup
-from tests.organizations.test_permissions import _join, _login
+from tests.factories import create_lead, join_and_login, signup
 
 
 @pytest.fixture
@@ -21,8 +20,7 @@ async def org(client: httpx.AsyncClient) -> dict[str, Any]:
     admin = await signup(client, full_name="Admin Timeline")
     sales = {}
     for key in ("sales", "sales2"):
-        email = await _join(client, admin["headers"], "sales")
-        sales[key] = await _login(client, email)
+        sales[key] = await join_and_login(client, admin["headers"], "sales")
     members = (await client.get("/api/v1/members", headers=admin["headers"])).json()
     ids = {m["email"]: m["user_id"] for m in members}
     me = {
@@ -34,12 +32,8 @@ async def org(client: httpx.AsyncClient) -> dict[str, Any]:
 
 
 async def _lead(c: httpx.AsyncClient, org: dict[str, Any], owner: str | None = None) -> str:
-    body: dict[str, Any] = {"full_name": f"Lead {uuid.uuid4().hex[:6]}"}
-    if owner:
-        body["assigned_to"] = org["ids"][owner]
-    r = await c.post("/api/v1/leads", headers=org["admin"], json=body)
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
+    assigned = {"assigned_to": org["ids"][owner]} if owner else {}
+    return str((await create_lead(c, org["admin"], **assigned))["id"])
 
 
 async def test_notes_and_activities(

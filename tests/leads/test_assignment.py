@@ -17,9 +17,7 @@ from lovedcrm.config import Settings
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import set_tenant
 from lovedcrm.leads.assignment import automatic_assignee, rotation_order
-from tests.conftest import signup
-from tests.leads.test_import_export import run_import, uploaded
-from tests.organizations.test_permissions import _join, _login
+from tests.factories import create_lead, join, login, run_import, signup, upload_import
 
 URL = "/api/v1/leads"
 
@@ -37,7 +35,7 @@ async def _org(client: httpx.AsyncClient, people: list[tuple[str, str]]) -> Org:
     """An organization whose admin invited ``people`` ((name, role)), in that order."""
     admin = await signup(client, full_name="Admin Rodízio")
     h = admin["headers"]
-    emails = {name: await _join(client, h, role) for name, role in people}
+    emails = {name: await join(client, h, role) for name, role in people}
     r = await client.get("/api/v1/members", headers=h)
     assert r.status_code == 200, r.text
     by_email = {m["email"]: m for m in r.json()}
@@ -65,15 +63,6 @@ async def _deactivate(client: httpx.AsyncClient, org: Org, name: str) -> None:
         f"/api/v1/members/{org.member_ids[name]}", headers=org.headers, json={"is_active": False}
     )
     assert r.status_code == 200, r.text
-
-
-async def _create(
-    client: httpx.AsyncClient, headers: dict[str, str], **body: Any
-) -> dict[str, Any]:
-    body.setdefault("full_name", f"Lead {uuid.uuid4().hex[:8]}")
-    r = await client.post(URL, headers=headers, json=body)
-    assert r.status_code == 201, r.text
-    return dict(r.json())
 
 
 def _names(org: Org, leads: list[dict[str, Any]]) -> list[str | None]:
@@ -104,7 +93,7 @@ async def test_round_robin_takes_turns_in_joined_order(
     client: httpx.AsyncClient, team: Org
 ) -> None:
     await _set_mode(client, team, "round_robin")
-    leads = [await _create(client, team.headers) for _ in range(6)]
+    leads = [await create_lead(client, team.headers) for _ in range(6)]
     assert _names(team, leads) == ["ana", "bia", "caio", "ana", "bia", "caio"]
     # The rotation's state is the app's own: not shown, so settings read can be sent back.
     r = await client.get("/api/v1/organizations/current", headers=team.headers)
@@ -114,7 +103,7 @@ async def test_round_robin_takes_turns_in_joined_order(
         "/api/v1/organizations/current", headers=team.headers, json={"settings": org_settings}
     )
     assert r.status_code == 200, r.text
-    assert _names(team, [await _create(client, team.headers)]) == ["ana"]
+    assert _names(team, [await create_lead(client, team.headers)]) == ["ana"]
 
 
 async def test_manual_is_the_default_and_assigns_nobody(
@@ -122,26 +111,26 @@ async def test_manual_is_the_default_and_assigns_nobody(
 ) -> None:
     r = await client.get("/api/v1/organizations/current", headers=team.headers)
     assert r.json()["settings"]["assignment"] == "manual"
-    assert _names(team, [await _create(client, team.headers) for _ in range(2)]) == [None, None]
+    assert _names(team, [await create_lead(client, team.headers) for _ in range(2)]) == [None, None]
     await _set_mode(client, team, "round_robin")
     await _set_mode(client, team, "manual")
-    assert _names(team, [await _create(client, team.headers)]) == [None]
+    assert _names(team, [await create_lead(client, team.headers)]) == [None]
 
 
 async def test_an_explicit_assignee_wins_and_does_not_move_the_rotation(
     client: httpx.AsyncClient, team: Org
 ) -> None:
     await _set_mode(client, team, "round_robin")
-    chosen = await _create(client, team.headers, assigned_to=team.user_ids["caio"])
-    nobody = await _create(client, team.headers, assigned_to=None)
-    auto = [await _create(client, team.headers) for _ in range(2)]
+    chosen = await create_lead(client, team.headers, assigned_to=team.user_ids["caio"])
+    nobody = await create_lead(client, team.headers, assigned_to=None)
+    auto = [await create_lead(client, team.headers) for _ in range(2)]
     assert _names(team, [chosen, nobody, *auto]) == ["caio", None, "ana", "bia"]
 
 
 async def test_a_salespersons_own_lead_stays_theirs(client: httpx.AsyncClient, team: Org) -> None:
     await _set_mode(client, team, "round_robin")
-    own = await _create(client, await _login(client, team.emails["caio"]))
-    auto = await _create(client, team.headers)
+    own = await create_lead(client, await login(client, team.emails["caio"]))
+    auto = await create_lead(client, team.headers)
     assert _names(team, [own, auto]) == ["caio", "ana"]
 
 
@@ -149,11 +138,11 @@ async def test_a_new_member_goes_first_then_the_longest_waiting(
     client: httpx.AsyncClient, team: Org
 ) -> None:
     await _set_mode(client, team, "round_robin")
-    first = [await _create(client, team.headers) for _ in range(2)]  # ana, bia
-    email = await _join(client, team.headers, "sales")
+    first = [await create_lead(client, team.headers) for _ in range(2)]  # ana, bia
+    email = await join(client, team.headers, "sales")
     members = (await client.get("/api/v1/members", headers=team.headers)).json()
     team.user_ids["davi"] = next(m["user_id"] for m in members if m["email"] == email)
-    later = [await _create(client, team.headers) for _ in range(4)]
+    later = [await create_lead(client, team.headers) for _ in range(4)]
     # caio never got one (joined first), davi neither; then ana and bia by oldest pick.
     assert _names(team, [*first, *later]) == ["ana", "bia", "caio", "davi", "ana", "bia"]
 
@@ -164,7 +153,7 @@ async def test_no_active_sales_member_leaves_the_lead_unassigned(
     org = await _org(client, [("gerente", "manager"), ("vendedor", "sales")])
     await _deactivate(client, org, "vendedor")
     await _set_mode(client, org, "round_robin")
-    assert _names(org, [await _create(client, org.headers)]) == [None]
+    assert _names(org, [await create_lead(client, org.headers)]) == [None]
 
 
 async def test_concurrent_creations_each_member_exactly_twice(app: Any, team: Org) -> None:
@@ -174,7 +163,7 @@ async def test_concurrent_creations_each_member_exactly_twice(app: Any, team: Or
     async def create_on_own_client(i: int) -> dict[str, Any]:
         transport = httpx.ASGITransport(app=app, client=(f"203.0.113.{20 + i}", 5555))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            return await _create(c, team.headers, full_name=f"Simultâneo {i}")
+            return await create_lead(c, team.headers, full_name=f"Simultâneo {i}")
 
     transport = httpx.ASGITransport(app=app, client=("203.0.113.19", 5555))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
@@ -231,7 +220,7 @@ async def test_imports_follow_the_rotation(
 ) -> None:
     await _set_mode(client, team, "round_robin")
     csv = "Nome;E-mail\nImport A;a@example.com\nImport B;b@example.com\nImport C;c@example.com\n"
-    analysis = await uploaded(client, team.headers, "rodizio.csv", csv.encode())
+    analysis = await upload_import(client, team.headers, "rodizio.csv", csv.encode())
     result = await run_import(client, team.headers, database, settings, analysis)
     assert result["status"] == "completed" and result["progress"]["created"] == 3, result
     r = await client.get(URL, headers=team.headers, params={"sort": "full_name"})

@@ -4,22 +4,13 @@ into one (timeline moved, empty fields filled, the other deleted, one audit row)
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import PASSWORD, signup, unique_email
-
-
-@pytest.fixture
-def owner(owner_url: str) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(owner_url)
-    yield engine
-    engine.dispose()
+from tests.factories import create_lead, join_and_login, signup
 
 
 @pytest.fixture
@@ -27,31 +18,8 @@ async def admin(client: httpx.AsyncClient) -> dict[str, Any]:
     return await signup(client, full_name="Admin Dedup")
 
 
-async def join(c: httpx.AsyncClient, admin_headers: dict[str, str], role: str) -> dict[str, str]:
-    email = unique_email(role)
-    r = await c.post(
-        "/api/v1/invitations", headers=admin_headers, json={"email": email, "role": role}
-    )
-    assert r.status_code == 201, r.text
-    token = parse_qs(urlparse(r.json()["accept_url"]).query)["token"][0]
-    r = await c.post(
-        "/api/v1/invitations/accept",
-        json={"token": token, "full_name": f"Member {role}", "password": PASSWORD},
-    )
-    assert r.status_code == 200, r.text
-    r = await c.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
-
-
 async def create(c: httpx.AsyncClient, h: dict[str, str], **body: Any) -> httpx.Response:
     return await c.post("/api/v1/leads", headers=h, json=body)
-
-
-async def created(c: httpx.AsyncClient, h: dict[str, str], **body: Any) -> dict[str, Any]:
-    r = await create(c, h, **body)
-    assert r.status_code == 201, r.text
-    return dict(r.json())
 
 
 def candidates(r: httpx.Response) -> dict[str, list[str]]:
@@ -63,7 +31,7 @@ def candidates(r: httpx.Response) -> dict[str, list[str]]:
 
 async def test_same_email_is_a_duplicate(client: httpx.AsyncClient, admin: dict[str, Any]) -> None:
     h = admin["headers"]
-    first = await created(client, h, full_name="Maria Souza", email="maria@example.com")
+    first = await create_lead(client, h, full_name="Maria Souza", email="maria@example.com")
     r = await create(client, h, full_name="M. Souza", email="Maria@Example.com")
     assert candidates(r) == {first["id"]: ["email"]}
     assert r.json()["candidates"][0]["full_name"] == "Maria Souza"
@@ -73,7 +41,7 @@ async def test_same_phone_in_another_format_is_a_duplicate(
     client: httpx.AsyncClient, admin: dict[str, Any]
 ) -> None:
     h = admin["headers"]
-    first = await created(client, h, full_name="Pedro", phone="+55 11 98765-0001")
+    first = await create_lead(client, h, full_name="Pedro", phone="+55 11 98765-0001")
     r = await create(client, h, full_name="Outro Nome", phone="(11) 98765-0001")
     assert candidates(r) == {first["id"]: ["phone"]}
 
@@ -82,18 +50,18 @@ async def test_similar_name_and_company_is_a_duplicate(
     client: httpx.AsyncClient, admin: dict[str, Any]
 ) -> None:
     h = admin["headers"]
-    first = await created(client, h, full_name="João da Silva", company="Padaria Pão Quente")
+    first = await create_lead(client, h, full_name="João da Silva", company="Padaria Pão Quente")
     r = await create(client, h, full_name="Joao da Silva", company="Padaria Pao Quente Ltda")
     assert candidates(r) == {first["id"]: ["name_and_company"]}
     # Same name elsewhere, or someone else at the same company: not a duplicate.
-    await created(client, h, full_name="João da Silva", company="Oficina Central")
-    await created(client, h, full_name="Carla Mendes", company="Padaria Pão Quente")
+    await create_lead(client, h, full_name="João da Silva", company="Oficina Central")
+    await create_lead(client, h, full_name="Carla Mendes", company="Padaria Pão Quente")
 
 
 async def test_allow_duplicate_creates_it(client: httpx.AsyncClient, admin: dict[str, Any]) -> None:
     h = admin["headers"]
-    await created(client, h, full_name="Ana", email="ana@example.com")
-    second = await created(
+    await create_lead(client, h, full_name="Ana", email="ana@example.com")
+    second = await create_lead(
         client, h, full_name="Ana", email="ana@example.com", allow_duplicate=True
     )
     assert second["email"] == "ana@example.com"
@@ -101,15 +69,15 @@ async def test_allow_duplicate_creates_it(client: httpx.AsyncClient, admin: dict
 
 async def test_other_organizations_leads_are_not_duplicates(client: httpx.AsyncClient) -> None:
     a, b = await signup(client), await signup(client)
-    await created(client, a["headers"], full_name="Zé", email="ze@example.com")
-    await created(client, b["headers"], full_name="Zé", email="ze@example.com")
+    await create_lead(client, a["headers"], full_name="Zé", email="ze@example.com")
+    await create_lead(client, b["headers"], full_name="Zé", email="ze@example.com")
 
 
 async def test_sales_sees_only_their_own_candidates(
     client: httpx.AsyncClient, admin: dict[str, Any]
 ) -> None:
-    await created(client, admin["headers"], full_name="Lia", email="lia@example.com")
-    sales = await join(client, admin["headers"], "sales")
+    await create_lead(client, admin["headers"], full_name="Lia", email="lia@example.com")
+    sales = await join_and_login(client, admin["headers"], "sales")
     r = await create(client, sales, full_name="Lia", email="lia@example.com")
     assert r.status_code == 409, r.text
     assert r.json()["candidates"] == [] and r.json()["hidden_candidates"] == 1
@@ -119,8 +87,8 @@ async def test_merge_moves_the_timeline_and_deletes_the_other(
     client: httpx.AsyncClient, admin: dict[str, Any], owner: sa.Engine
 ) -> None:
     h = admin["headers"]
-    keep = await created(client, h, full_name="Bruno Lima", email="bruno@example.com")
-    other = await created(
+    keep = await create_lead(client, h, full_name="Bruno Lima", email="bruno@example.com")
+    other = await create_lead(
         client,
         h,
         full_name="Bruno L.",
@@ -175,20 +143,20 @@ async def test_merge_moves_the_timeline_and_deletes_the_other(
 
 async def test_merge_refusals(client: httpx.AsyncClient, admin: dict[str, Any]) -> None:
     h = admin["headers"]
-    a = await created(client, h, full_name="Um")
-    b = await created(client, h, full_name="Dois")
+    a = await create_lead(client, h, full_name="Um")
+    b = await create_lead(client, h, full_name="Dois")
     r = await client.post(f"/api/v1/leads/{a['id']}/merge", headers=h, json={"merge_id": a["id"]})
     assert r.status_code == 422 and r.json()["code"] == "merge_same_lead"
     r = await client.post(
         f"/api/v1/leads/{a['id']}/merge", headers=h, json={"merge_id": str(uuid.uuid4())}
     )
     assert r.status_code == 404
-    foreign = await created(client, (await signup(client))["headers"], full_name="Outro")
+    foreign = await create_lead(client, (await signup(client))["headers"], full_name="Outro")
     r = await client.post(
         f"/api/v1/leads/{a['id']}/merge", headers=h, json={"merge_id": foreign["id"]}
     )
     assert r.status_code == 404
-    sales = await join(client, h, "sales")
+    sales = await join_and_login(client, h, "sales")
     r = await client.post(
         f"/api/v1/leads/{a['id']}/merge", headers=sales, json={"merge_id": b["id"]}
     )

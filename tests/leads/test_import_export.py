@@ -9,7 +9,6 @@ import codecs
 import csv
 import io
 import uuid
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,39 +22,28 @@ from lovedcrm.config import Settings
 from lovedcrm.db.engine import Database
 from lovedcrm.jobs.engine import run_until_idle
 from lovedcrm.leads import importing
-from tests.conftest import signup
-from tests.leads.test_dedup import join
+from lovedcrm.leads import jobs as import_jobs
+from tests.factories import (
+    CSV_MIME,
+    join_and_login,
+    owner_sql,
+    run_import,
+    set_custom_fields,
+    signup,
+    upload_import,
+)
 
 CUSTOM_FIELDS = [
     {"key": "segment", "label": "Segmento", "type": "select", "options": ["varejo", "b2b"]},
     {"key": "employees", "label": "Funcionários", "type": "number"},
 ]
-CSV_MIME = "text/csv"
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-@pytest.fixture
-def owner(owner_url: str) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(owner_url)
-    yield engine
-    engine.dispose()
-
-
-def q(engine: sa.Engine, sql: str, **params: Any) -> Any:
-    with engine.begin() as conn:
-        result = conn.execute(sa.text(sql), params)
-        return result.all() if result.returns_rows else None
 
 
 @pytest.fixture
 async def admin(client: httpx.AsyncClient) -> dict[str, Any]:
     data = await signup(client, full_name="Admin Import")
-    r = await client.patch(
-        "/api/v1/organizations/current",
-        headers=data["headers"],
-        json={"settings": {"custom_fields": CUSTOM_FIELDS}},
-    )
-    assert r.status_code == 200, r.text
+    await set_custom_fields(client, data["headers"], CUSTOM_FIELDS)
     return data
 
 
@@ -63,40 +51,6 @@ async def upload(
     c: httpx.AsyncClient, h: dict[str, str], name: str, content: bytes, mime: str = CSV_MIME
 ) -> httpx.Response:
     return await c.post("/api/v1/imports", headers=h, files={"file": (name, content, mime)})
-
-
-async def uploaded(
-    c: httpx.AsyncClient, h: dict[str, str], name: str, content: bytes, mime: str = CSV_MIME
-) -> dict[str, Any]:
-    r = await upload(c, h, name, content, mime)
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
-async def run_import(
-    c: httpx.AsyncClient,
-    h: dict[str, str],
-    database: Database,
-    settings: Settings,
-    analysis: dict[str, Any],
-    policy: str = "skip",
-    mapping: dict[str, str | None] | None = None,
-) -> dict[str, Any]:
-    r = await c.post(
-        "/api/v1/imports/start",
-        headers=h,
-        json={
-            "upload_id": analysis["upload_id"],
-            "mapping": mapping or analysis["suggested_mapping"],
-            "duplicate_policy": policy,
-        },
-    )
-    assert r.status_code == 202, r.text
-    assert r.json()["status"] == "pending"
-    await run_until_idle(database, settings, types=[importing.JOB_TYPE])
-    r = await c.get(f"/api/v1/imports/{r.json()['id']}", headers=h)
-    assert r.status_code == 200, r.text
-    return dict(r.json())
 
 
 async def leads_of(c: httpx.AsyncClient, h: dict[str, str]) -> list[dict[str, Any]]:
@@ -130,7 +84,7 @@ async def test_csv_encodings_and_semicolons(
     expected: str,
 ) -> None:
     h = admin["headers"]
-    analysis = await uploaded(client, h, "contatos.csv", ACCENTED.encode(encoding))
+    analysis = await upload_import(client, h, "contatos.csv", ACCENTED.encode(encoding))
     assert analysis["encoding"] == expected
     assert analysis["delimiter"] == ";"
     assert analysis["headers"] == ["Nome", "E-mail", "Celular", "Empresa", "Segmento"]
@@ -181,7 +135,7 @@ async def test_xlsx(
     buffer = io.BytesIO()
     workbook.save(buffer)
     h = admin["headers"]
-    analysis = await uploaded(client, h, "planilha.xlsx", buffer.getvalue(), XLSX_MIME)
+    analysis = await upload_import(client, h, "planilha.xlsx", buffer.getvalue(), XLSX_MIME)
     assert analysis["format"] == "xlsx"
     assert analysis["suggested_mapping"] == {
         "Name": "full_name",
@@ -217,7 +171,7 @@ async def test_bad_rows_are_reported_by_line_and_good_rows_imported(
         "Boa Dois,dois@example.com,,b2b\n"  # line 8
     )
     h = admin["headers"]
-    analysis = await uploaded(client, h, "leads.csv", content.encode())
+    analysis = await upload_import(client, h, "leads.csv", content.encode())
     assert analysis["delimiter"] == ","
     result = await run_import(client, h, database, settings, analysis)
     assert result["status"] == "completed"
@@ -264,7 +218,7 @@ async def test_duplicate_policies(
         "Beto,b@example.com,,\n"
         "Beto B.,b@example.com,,Gerente\n"  # the previous row again
     )
-    analysis = await uploaded(client, h, "dups.csv", content.encode())
+    analysis = await upload_import(client, h, "dups.csv", content.encode())
     result = await run_import(client, h, database, settings, analysis, policy=policy)
     progress = result["progress"]
     assert (progress["created"], progress["updated"], progress["skipped"]) == (
@@ -295,8 +249,8 @@ async def test_progress_is_saved_per_chunk_and_a_retry_resumes(
     owner: sa.Engine,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(importing, "CHUNK_SIZE", 2)
-    real = importing._run_chunk
+    monkeypatch.setattr(import_jobs, "CHUNK_SIZE", 2)
+    real = import_jobs._run_chunk
     calls = {"n": 0}
 
     async def crash_on_third_chunk(*args: Any, **kwargs: Any) -> Any:
@@ -305,16 +259,18 @@ async def test_progress_is_saved_per_chunk_and_a_retry_resumes(
             raise RuntimeError("worker died")
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(importing, "_run_chunk", crash_on_third_chunk)
+    monkeypatch.setattr(import_jobs, "_run_chunk", crash_on_third_chunk)
     content = "Nome\n" + "".join(f"Pessoa {i}\n" for i in range(7))
     h = admin["headers"]
-    analysis = await uploaded(client, h, "seven.csv", content.encode())
+    analysis = await upload_import(client, h, "seven.csv", content.encode())
     first = await run_import(client, h, database, settings, analysis, policy="create")
     # Two chunks committed before the failure; their progress is visible.
     assert first["status"] == "retrying", first
     assert first["progress"]["processed"] == 4 and first["progress"]["created"] == 4
     assert first["progress"]["total"] == 7
-    q(owner, "UPDATE background_jobs SET scheduled_for = now() WHERE id = :i", i=first["id"])
+    owner_sql(
+        owner, "UPDATE background_jobs SET scheduled_for = now() WHERE id = :i", i=first["id"]
+    )
     await run_until_idle(database, settings, types=[importing.JOB_TYPE])
     r = await client.get(f"/api/v1/imports/{first['id']}", headers=h)
     done = r.json()
@@ -323,7 +279,7 @@ async def test_progress_is_saved_per_chunk_and_a_retry_resumes(
     # Resumed after the last committed chunk: nobody was imported twice.
     names = [x["full_name"] for x in await leads_of(client, h)]
     assert sorted(names) == [f"Pessoa {i}" for i in range(7)]
-    [(changes,)] = q(
+    [(changes,)] = owner_sql(
         owner,
         "SELECT changes FROM audit_logs WHERE action = 'leads_import' AND resource_id = :i",
         i=first["id"],
@@ -333,7 +289,7 @@ async def test_progress_is_saved_per_chunk_and_a_retry_resumes(
 
 async def test_mapping_and_file_checks(client: httpx.AsyncClient, admin: dict[str, Any]) -> None:
     h = admin["headers"]
-    analysis = await uploaded(client, h, "a.csv", b"Nome,Email\nAna,ana@example.com\n")
+    analysis = await upload_import(client, h, "a.csv", b"Nome,Email\nAna,ana@example.com\n")
     start = {"upload_id": analysis["upload_id"], "duplicate_policy": "skip"}
     r = await client.post(
         "/api/v1/imports/start", headers=h, json={**start, "mapping": {"Email": "email"}}
@@ -393,7 +349,7 @@ async def test_file_over_the_limit_is_refused_naming_it(
 async def test_another_organizations_import_is_not_found(
     client: httpx.AsyncClient, admin: dict[str, Any], database: Database, settings: Settings
 ) -> None:
-    analysis = await uploaded(client, admin["headers"], "a.csv", b"Nome\nAna\n")
+    analysis = await upload_import(client, admin["headers"], "a.csv", b"Nome\nAna\n")
     result = await run_import(client, admin["headers"], database, settings, analysis)
     other = (await signup(client))["headers"]
     assert (await client.get(f"/api/v1/imports/{result['id']}", headers=other)).status_code == 404
@@ -405,7 +361,7 @@ async def test_another_organizations_import_is_not_found(
         json={"upload_id": analysis["upload_id"], "mapping": {"Nome": "full_name"}},
     )
     assert r.status_code == 404
-    sales = await join(client, admin["headers"], "sales")
+    sales = await join_and_login(client, admin["headers"], "sales")
     r = await client.get(f"/api/v1/imports/{result['id']}", headers=sales)
     assert r.status_code == 403 and r.json()["permission"] == "leads:import"
 
@@ -461,7 +417,7 @@ async def test_export_streams_every_row_with_custom_fields(
 ) -> None:
     h = admin["headers"]
     org = admin["organization_id"]
-    q(
+    owner_sql(
         owner,
         """
         INSERT INTO leads (organization_id, full_name, email, phone, stage_id, source,
@@ -514,7 +470,7 @@ async def test_export_streams_every_row_with_custom_fields(
     ads = read_csv((await _stream(app, h, source="ads", q="Lead"))[0])[1:]
     assert len(ads) == 250 and all(row[8] == "ads" for row in ads)
 
-    audit = q(
+    audit = owner_sql(
         owner,
         "SELECT action, changes FROM audit_logs WHERE organization_id = :o"
         " AND action IN ('data_export', 'data_export_completed') ORDER BY created_at",
@@ -534,10 +490,10 @@ async def test_export_respects_the_sales_scope(
     for i in range(3):
         r = await client.post("/api/v1/leads", headers=h, json={"full_name": f"Do admin {i}"})
         assert r.status_code == 201
-    sales = await join(client, h, "sales")
+    sales = await join_and_login(client, h, "sales")
     r = await client.get("/api/v1/leads/export.csv", headers=sales)
     assert r.status_code == 403 and r.json()["permission"] == "leads:export"
-    q(
+    owner_sql(
         owner,
         "UPDATE organization_members SET permissions = '{\"leads:export\": true}'"
         " WHERE organization_id = :o AND role = 'sales'",

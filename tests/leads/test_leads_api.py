@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import set_tenant
-from tests.conftest import signup
+from tests.factories import create_lead, set_custom_fields, signup
 
 CUSTOM_FIELDS = [
     {"key": "segment", "label": "Segmento", "type": "select", "options": ["varejo", "b2b"]},
@@ -26,20 +26,8 @@ CUSTOM_FIELDS = [
 @pytest.fixture
 async def admin(client: httpx.AsyncClient) -> dict[str, Any]:
     data = await signup(client, full_name="Admin Leads")
-    r = await client.patch(
-        "/api/v1/organizations/current",
-        headers=data["headers"],
-        json={"settings": {"custom_fields": CUSTOM_FIELDS}},
-    )
-    assert r.status_code == 200, r.text
+    await set_custom_fields(client, data["headers"], CUSTOM_FIELDS)
     return data
-
-
-async def _create(c: httpx.AsyncClient, h: dict[str, str], **body: Any) -> dict[str, Any]:
-    body.setdefault("full_name", f"Lead {uuid.uuid4().hex[:6]}")
-    r = await c.post("/api/v1/leads", headers=h, json=body)
-    assert r.status_code == 201, r.text
-    return dict(r.json())
 
 
 async def _ids(c: httpx.AsyncClient, h: dict[str, str], **params: Any) -> set[str]:
@@ -50,8 +38,8 @@ async def _ids(c: httpx.AsyncClient, h: dict[str, str], **params: Any) -> set[st
 
 async def test_accent_insensitive_search(client: httpx.AsyncClient, admin: dict[str, Any]) -> None:
     h = admin["headers"]
-    joao = await _create(client, h, full_name="João Conceição")
-    other = await _create(client, h, full_name="Maria Souza", company="Açaí do Pará")
+    joao = await create_lead(client, h, full_name="João Conceição")
+    other = await create_lead(client, h, full_name="Maria Souza", company="Açaí do Pará")
     assert await _ids(client, h, q="joao") == {joao["id"]}
     assert await _ids(client, h, q="CONCEICAO") == {joao["id"]}
     assert await _ids(client, h, q="acai do para") == {other["id"]}
@@ -60,9 +48,9 @@ async def test_accent_insensitive_search(client: httpx.AsyncClient, admin: dict[
 
 async def test_phone_search_in_any_format(client: httpx.AsyncClient, admin: dict[str, Any]) -> None:
     h = admin["headers"]
-    lead = await _create(client, h, phone="+5511987654321")
+    lead = await create_lead(client, h, phone="+5511987654321")
     assert lead["phone"] == "+5511987654321"
-    await _create(client, h, phone="+5511912345678")
+    await create_lead(client, h, phone="+5511912345678")
     for typed in ("(11) 98765-4321", "11 98765 4321", "+55 11 98765-4321", "98765-4321"):
         assert await _ids(client, h, q=typed) == {lead["id"]}, typed
 
@@ -71,8 +59,8 @@ async def test_filters(
     client: httpx.AsyncClient, admin: dict[str, Any], database: Database
 ) -> None:
     h = admin["headers"]
-    a = await _create(client, h, source="whatsapp")
-    b = await _create(client, h, source="ads")
+    a = await create_lead(client, h, source="whatsapp")
+    b = await create_lead(client, h, source="ads")
     async with database.sessionmaker() as s, s.begin():
         await set_tenant(s, uuid.UUID(admin["organization_id"]), None)
         await s.execute(
@@ -156,7 +144,7 @@ async def test_custom_fields_validation(client: httpx.AsyncClient, admin: dict[s
         "vip": True,
         "notes": "ok",
     }
-    lead = await _create(client, h, custom_fields=good)
+    lead = await create_lead(client, h, custom_fields=good)
     assert lead["custom_fields"] == good
 
     r = await client.post(
@@ -197,7 +185,7 @@ async def test_required_custom_field(client: httpx.AsyncClient) -> None:
     r = await client.post("/api/v1/leads", headers=h, json={"full_name": "Sem CPF"})
     assert r.status_code == 422, r.text
     assert r.json()["errors"][0]["field"] == "custom_fields.cpf"
-    await _create(client, h, custom_fields={"cpf": "123"})
+    await create_lead(client, h, custom_fields={"cpf": "123"})
 
 
 async def _rows(database: Database, org: str, sql: str, **params: Any) -> list[dict[str, Any]]:
@@ -213,7 +201,7 @@ async def test_stage_change_writes_activity_and_analytics(
     h = admin["headers"]
     org = admin["organization_id"]
     stages = (await client.get("/api/v1/pipeline/stages", headers=h)).json()
-    lead = await _create(client, h)
+    lead = await create_lead(client, h)
     assert lead["stage_id"] == stages[0]["id"]
     r = await client.patch(
         f"/api/v1/leads/{lead['id']}", headers=h, json={"stage_id": stages[1]["id"]}
@@ -254,11 +242,11 @@ async def test_won_and_lost(
     client: httpx.AsyncClient, admin: dict[str, Any], database: Database
 ) -> None:
     h = admin["headers"]
-    won = await _create(client, h)
+    won = await create_lead(client, h)
     r = await client.patch(f"/api/v1/leads/{won['id']}", headers=h, json={"status": "converted"})
     assert r.status_code == 200, r.text
     assert r.json()["converted_at"] is not None
-    lost = await _create(client, h)
+    lost = await create_lead(client, h)
     r = await client.patch(f"/api/v1/leads/{lost['id']}", headers=h, json={"status": "lost"})
     assert r.status_code == 422
     assert r.json()["errors"][0]["field"] == "lost_reason"

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import signup
+from tests.factories import signup
 
 
 @pytest.fixture

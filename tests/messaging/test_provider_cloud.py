@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
@@ -41,12 +41,6 @@ MESSAGES_PATH = f"/v21.0/{PHONE_NUMBER_ID}/messages"
 def graph() -> Iterator[FakeGraphApi]:
     with FakeGraphApi(access_token=TOKEN) as fake:
         yield fake
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5) as client:
-        yield client
 
 
 def make(

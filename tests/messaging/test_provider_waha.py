@@ -6,7 +6,7 @@ import base64
 import json
 import socket
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
@@ -40,12 +40,6 @@ WEBHOOK = "https://crm.example/webhooks/whatsapp/web/abc"
 def bridge() -> Iterator[FakeWaha]:
     with FakeWaha(api_key=API_KEY) as fake:
         yield fake
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5) as client:
-        yield client
 
 
 def make(

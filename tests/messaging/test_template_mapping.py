@@ -13,7 +13,7 @@ from sqlalchemy import text
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import set_tenant
 from lovedcrm.messaging import templates
-from tests.conftest import signup
+from tests.factories import signup
 
 URL = "/api/v1/templates"
 BODY = {"name": "Retomada", "category": "follow_up", "content": "Oi {{first_name}}!"}

@@ -12,8 +12,7 @@ from lovedcrm.auth.models import User
 from lovedcrm.leads.models import Lead, PipelineStage
 from lovedcrm.messaging.templates import parse_variables, render
 from lovedcrm.organizations.models import Organization
-from tests.conftest import signup
-from tests.organizations.test_permissions import _join, _login
+from tests.factories import join_and_login, set_custom_fields, signup
 
 URL = "/api/v1/templates"
 
@@ -21,13 +20,9 @@ URL = "/api/v1/templates"
 @pytest.fixture
 async def admin(client: httpx.AsyncClient) -> dict[str, Any]:
     data = await signup(client, full_name="Admin Templates")
-    fields = [{"key": "plano", "label": "Plano", "type": "text"}]
-    r = await client.patch(
-        "/api/v1/organizations/current",
-        headers=data["headers"],
-        json={"settings": {"custom_fields": fields}},
+    await set_custom_fields(
+        client, data["headers"], [{"key": "plano", "label": "Plano", "type": "text"}]
     )
-    assert r.status_code == 200, r.text
     return data
 
 
@@ -125,7 +120,7 @@ async def test_ab_variants(client: httpx.AsyncClient, admin: dict[str, Any]) -> 
 
 
 async def test_permissions_and_isolation(client: httpx.AsyncClient, admin: dict[str, Any]) -> None:
-    sales = await _login(client, await _join(client, admin["headers"], "sales"))
+    sales = await join_and_login(client, admin["headers"], "sales")
     listed = await client.get(URL, headers=sales)
     assert listed.status_code == 200
     r = await client.post(URL, headers=sales, json={"name": "x", "category": "c", "content": "x"})

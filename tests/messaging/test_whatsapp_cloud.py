@@ -19,7 +19,7 @@ from lovedcrm.db.tenant import set_tenant
 from lovedcrm.messaging import whatsapp
 from lovedcrm.messaging.models import Message, WhatsappConfig
 from lovedcrm.messaging.whatsapp_configs import decrypt
-from tests.conftest import signup
+from tests.factories import create_lead, create_template, make_due, run_wa_jobs, signup
 from tests.fakes.graph_api import (
     ACCESS_TOKEN,
     PHONE_NUMBER_ID,
@@ -37,7 +37,6 @@ from tests.fakes.waha import (
     waha_message_event,
     waha_session_event,
 )
-from tests.messaging.conftest import make_due, run_wa_jobs
 
 APP_SECRET = "meta-app-secret-123"
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 16
@@ -247,22 +246,12 @@ async def test_24_hour_window(
     settings: Settings,
 ) -> None:
     h = org["headers"]
-    lead = (
-        await client.post(
-            "/api/v1/leads", headers=h, json={"full_name": "Fria", "phone": "11 97777-0000"}
-        )
-    ).json()
+    lead = await create_lead(client, h, full_name="Fria", phone="11 97777-0000")
     sent_before = len(graph.sent)
     r = await client.post(f"/api/v1/leads/{lead['id']}/messages", headers=h, json={"content": "x"})
     assert r.status_code == 422 and r.json()["code"] == "outside_window"
     assert "24-hour" in r.json()["detail"]
-    plain = (
-        await client.post(
-            "/api/v1/templates",
-            headers=h,
-            json={"name": "Sem Meta", "category": "follow_up", "content": "Oi {{first_name}}"},
-        )
-    ).json()
+    plain = await create_template(client, h, "Sem Meta", "Oi {{first_name}}")
     r = await client.post(
         f"/api/v1/leads/{lead['id']}/messages", headers=h, json={"template_id": plain["id"]}
     )
@@ -559,38 +548,19 @@ async def test_outside_the_window_only_approved_variants_are_chosen(
     settings: Settings,
 ) -> None:
     h = org["headers"]
-    a = (
-        await client.post(
-            "/api/v1/templates",
-            headers=h,
-            json={
-                "name": "Retomada A",
-                "category": "follow_up",
-                "content": "Oi {{first_name}}",
-                "whatsapp_template_name": "retomada_a",
-                "whatsapp_language": "pt_BR",
-            },
-        )
-    ).json()
-    r = await client.post(
-        "/api/v1/templates",
-        headers=h,
-        json={
-            "name": "Retomada B (sem Meta)",
-            "category": "follow_up",
-            "content": "Olá {{first_name}}",
-            "parent_template_id": a["id"],
-        },
+    a = await create_template(
+        client,
+        h,
+        "Retomada A",
+        "Oi {{first_name}}",
+        whatsapp_template_name="retomada_a",
+        whatsapp_language="pt_BR",
     )
-    assert r.status_code == 201, r.text
+    await create_template(
+        client, h, "Retomada B (sem Meta)", "Olá {{first_name}}", parent_template_id=a["id"]
+    )
     for i in range(6):
-        lead = (
-            await client.post(
-                "/api/v1/leads",
-                headers=h,
-                json={"full_name": f"Fria {i}", "phone": f"1197000100{i}"},
-            )
-        ).json()
+        lead = await create_lead(client, h, full_name=f"Fria {i}", phone=f"1197000100{i}")
         r = await client.post(
             f"/api/v1/leads/{lead['id']}/messages", headers=h, json={"template_id": a["id"]}
         )

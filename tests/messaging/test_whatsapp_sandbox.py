@@ -17,8 +17,14 @@ from lovedcrm.core.phones import equivalent_numbers as phone_variants
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import set_tenant
 from lovedcrm.messaging.models import TemplateUsageStat
-from tests.factories import signup
-from tests.messaging.conftest import make_due, run_wa_jobs, sandbox_active
+from tests.factories import (
+    activate_sandbox,
+    create_lead,
+    create_template,
+    make_due,
+    run_wa_jobs,
+    signup,
+)
 
 INJECT = "/api/v1/whatsapp/sandbox/inbound"
 
@@ -26,7 +32,7 @@ INJECT = "/api/v1/whatsapp/sandbox/inbound"
 @pytest.fixture
 async def org(client: httpx.AsyncClient) -> dict[str, Any]:
     data = await signup(client, full_name="Bia Vendas")
-    data["config_id"] = await sandbox_active(client, data["headers"])
+    data["config_id"] = await activate_sandbox(client, data["headers"])
     return data
 
 
@@ -114,9 +120,7 @@ async def test_send_refuses_bad_input(
     client: httpx.AsyncClient, org: dict[str, Any], database: Database, settings: Settings
 ) -> None:
     h = org["headers"]
-    lead = (
-        await client.post("/api/v1/leads", headers=h, json={"full_name": "Sem Telefone"})
-    ).json()
+    lead = await create_lead(client, h, full_name="Sem Telefone")
     r = await client.post(f"/api/v1/leads/{lead['id']}/messages", headers=h, json={"content": "x"})
     assert r.status_code == 422 and r.json()["code"] == "lead_without_phone"
     r = await client.post(f"/api/v1/leads/{lead['id']}/messages", headers=h, json={})
@@ -128,11 +132,7 @@ async def test_send_refuses_bad_input(
 async def test_no_active_provider_is_a_clear_refusal(client: httpx.AsyncClient) -> None:
     data = await signup(client)
     h = data["headers"]
-    lead = (
-        await client.post(
-            "/api/v1/leads", headers=h, json={"full_name": "Ana", "phone": "11987650000"}
-        )
-    ).json()
+    lead = await create_lead(client, h, full_name="Ana", phone="11987650000")
     r = await client.post(f"/api/v1/leads/{lead['id']}/messages", headers=h, json={"content": "x"})
     assert r.status_code == 409 and r.json()["code"] == "whatsapp_not_configured"
     assert "Settings" in r.json()["detail"]
@@ -142,25 +142,10 @@ async def test_ab_variants_are_used_evenly_and_answers_counted(
     client: httpx.AsyncClient, org: dict[str, Any], database: Database, settings: Settings
 ) -> None:
     h = org["headers"]
-    a = (
-        await client.post(
-            "/api/v1/templates",
-            headers=h,
-            json={"name": "Oferta A", "category": "follow_up", "content": "Oi {{first_name}}!"},
-        )
-    ).json()
-    b = (
-        await client.post(
-            "/api/v1/templates",
-            headers=h,
-            json={
-                "name": "Oferta B",
-                "category": "follow_up",
-                "content": "Olá {{first_name|cliente}}, tudo bem?",
-                "parent_template_id": a["id"],
-            },
-        )
-    ).json()
+    a = await create_template(client, h, "Oferta A", "Oi {{first_name}}!")
+    b = await create_template(
+        client, h, "Oferta B", "Olá {{first_name|cliente}}, tudo bem?", parent_template_id=a["id"]
+    )
     leads = []
     for i in range(4):
         await client.post(

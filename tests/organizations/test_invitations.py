@@ -13,7 +13,7 @@ import httpx
 import sqlalchemy as sa
 
 from lovedcrm.config import Settings
-from tests.conftest import PASSWORD, signup, unique_email
+from tests.factories import PASSWORD, signup, unique_email
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -8,7 +8,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
@@ -23,7 +22,7 @@ from lovedcrm.auth.permissions import (
 )
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import set_tenant
-from tests.conftest import PASSWORD, signup, unique_email
+from tests.factories import create_lead, join, login, signup, unique_email
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "permissions.md"
 ROLES = [r.value for r in Role]
@@ -165,28 +164,6 @@ class Team:
         return self.members[key]
 
 
-async def _join(c: httpx.AsyncClient, admin_headers: dict[str, str], role: str) -> str:
-    email = unique_email(role)
-    r = await c.post(
-        "/api/v1/invitations", headers=admin_headers, json={"email": email, "role": role}
-    )
-    assert r.status_code == 201, r.text
-    token = parse_qs(urlparse(r.json()["accept_url"]).query)["token"][0]
-    r = await c.post(
-        "/api/v1/invitations/accept",
-        json={"token": token, "full_name": f"Member {role}", "password": PASSWORD},
-    )
-    assert r.status_code == 200, r.text
-    assert r.json()["role"] == role
-    return email
-
-
-async def _login(c: httpx.AsyncClient, email: str) -> dict[str, str]:
-    r = await c.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
-
-
 @pytest.fixture(scope="module")
 async def team(app: Any) -> Team:
     transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 5555))
@@ -200,8 +177,8 @@ async def team(app: Any) -> Team:
             ("sales2", "sales"),
             ("viewer", "viewer"),
         ]:
-            emails[key] = await _join(c, admin["headers"], role)
-            headers[key] = await _login(c, emails[key])
+            emails[key] = await join(c, admin["headers"], role)
+            headers[key] = await login(c, emails[key])
         r = await c.get("/api/v1/members", headers=admin["headers"])
         assert r.status_code == 200, r.text
         by_email = {m["email"]: m for m in r.json()}
@@ -223,12 +200,9 @@ async def _lead(
     c: httpx.AsyncClient, team: Team, *, assigned_to: str | None = None, **fields: Any
 ) -> dict[str, Any]:
     """A lead created by the admin, optionally assigned to one of the members."""
-    body: dict[str, Any] = {"full_name": f"Lead {uuid.uuid4().hex[:8]}", **fields}
     if assigned_to:
-        body["assigned_to"] = str(team[assigned_to].user_id)
-    r = await c.post("/api/v1/leads", headers=team["admin"].headers, json=body)
-    assert r.status_code == 201, r.text
-    return dict(r.json())
+        fields["assigned_to"] = str(team[assigned_to].user_id)
+    return await create_lead(c, team["admin"].headers, **fields)
 
 
 async def _set_overrides(

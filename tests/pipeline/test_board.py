@@ -12,8 +12,7 @@ from sqlalchemy import text
 
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import set_tenant
-from tests.conftest import signup
-from tests.organizations.test_permissions import _join, _login
+from tests.factories import create_lead, join_and_login, signup
 
 BOARD = "/api/v1/board"
 
@@ -30,13 +29,6 @@ async def org(client: httpx.AsyncClient) -> dict[str, Any]:
         "stages": [s["id"] for s in stages],
         "me": me,
     }
-
-
-async def _lead(c: httpx.AsyncClient, h: dict[str, str], **body: Any) -> dict[str, Any]:
-    body.setdefault("full_name", f"Lead {uuid.uuid4().hex[:6]}")
-    r = await c.post("/api/v1/leads", headers=h, json=body)
-    assert r.status_code == 201, r.text
-    return dict(r.json())
 
 
 async def _board(c: httpx.AsyncClient, h: dict[str, str], **params: Any) -> dict[str, Any]:
@@ -71,9 +63,11 @@ async def test_columns_counts_sums_and_cards(
     client: httpx.AsyncClient, org: dict[str, Any]
 ) -> None:
     h, stages = org["h"], org["stages"]
-    first = await _lead(client, h, estimated_value="100.50", company="ACME", assigned_to=org["me"])
-    second = await _lead(client, h, estimated_value="200.00", source="ads")
-    await _lead(client, h, stage_id=stages[2], estimated_value="7.00")
+    first = await create_lead(
+        client, h, estimated_value="100.50", company="ACME", assigned_to=org["me"]
+    )
+    second = await create_lead(client, h, estimated_value="200.00", source="ads")
+    await create_lead(client, h, stage_id=stages[2], estimated_value="7.00")
     board = await _board(client, h)
     assert [c["stage"]["id"] for c in board["columns"]] == stages
     col = _column(board, stages[0])
@@ -97,7 +91,7 @@ async def test_inactive_stage_has_no_column(client: httpx.AsyncClient, org: dict
     assert r.status_code == 200, r.text
     board = await _board(client, h)
     assert stages[3] not in [c["stage"]["id"] for c in board["columns"]]
-    lead = await _lead(client, h)
+    lead = await create_lead(client, h)
     r = await _move(client, h, lead["id"], stage_id=stages[3])
     assert r.status_code == 422 and r.json()["code"] == "invalid_stage", r.text
     assert (await _card(client, h, lead["id"]))["stage_id"] == stages[0]
@@ -137,8 +131,8 @@ async def test_move_across_stages_writes_activity_and_analytics(
     client: httpx.AsyncClient, org: dict[str, Any], database: Database
 ) -> None:
     h, stages = org["h"], org["stages"]
-    lead = await _lead(client, h, estimated_value="50.00")
-    other = await _lead(client, h, stage_id=stages[1])
+    lead = await create_lead(client, h, estimated_value="50.00")
+    other = await create_lead(client, h, stage_id=stages[1])
     r = await _move(client, h, lead["id"], stage_id=stages[1], after_id=other["id"])
     assert r.status_code == 200, r.text
     card = r.json()
@@ -169,7 +163,7 @@ async def test_move_across_stages_writes_activity_and_analytics(
 
 @pytest.fixture
 async def abc(client: httpx.AsyncClient, org: dict[str, Any]) -> list[str]:
-    ids = [(await _lead(client, org["h"], full_name=name))["id"] for name in ("A", "B", "C")]
+    ids = [(await create_lead(client, org["h"], full_name=name))["id"] for name in ("A", "B", "C")]
     return ids
 
 
@@ -205,7 +199,7 @@ async def test_stale_version_is_refused_with_the_fresh_card(
     client: httpx.AsyncClient, org: dict[str, Any]
 ) -> None:
     h, stages = org["h"], org["stages"]
-    lead = await _lead(client, h)
+    lead = await create_lead(client, h)
     shown = (await _card(client, h, lead["id"]))["version"]
     r = await client.patch(f"/api/v1/leads/{lead['id']}", headers=h, json={"company": "New Co"})
     assert r.status_code == 200
@@ -230,12 +224,12 @@ async def test_other_organization_is_refused(
     h, stages = org["h"], org["stages"]
     other = await signup(client, full_name="Other Org")
     other_stages = (await client.get("/api/v1/pipeline/stages", headers=other["headers"])).json()
-    lead = await _lead(client, h)
+    lead = await create_lead(client, h)
     r = await _move(client, h, lead["id"], stage_id=other_stages[1]["id"])
     assert r.status_code == 422 and r.json()["code"] == "invalid_stage"
     r = await _move(client, h, lead["id"], stage_id=str(uuid.uuid4()))
     assert r.status_code == 422 and r.json()["code"] == "invalid_stage"
-    theirs = await _lead(client, other["headers"])
+    theirs = await create_lead(client, other["headers"])
     r = await _move(client, h, theirs["id"], stage_id=stages[1], expected_version=1)
     assert r.status_code == 404
     r = await client.get(f"{BOARD}/cards/{theirs['id']}", headers=h)
@@ -249,10 +243,10 @@ async def test_sales_member_moves_only_their_leads(
     client: httpx.AsyncClient, org: dict[str, Any]
 ) -> None:
     h, stages = org["h"], org["stages"]
-    sales = await _login(client, await _join(client, h, "sales"))
+    sales = await join_and_login(client, h, "sales")
     me = (await client.get("/api/v1/auth/me", headers=sales)).json()["user"]["id"]
-    mine = await _lead(client, h, assigned_to=me, estimated_value="10.00")
-    theirs = await _lead(client, h, estimated_value="99.00")
+    mine = await create_lead(client, h, assigned_to=me, estimated_value="10.00")
+    theirs = await create_lead(client, h, estimated_value="99.00")
     board = await _board(client, sales)
     col = _column(board, stages[0])
     assert _ids(col) == [mine["id"]] and col["lead_count"] == 1
@@ -262,14 +256,14 @@ async def test_sales_member_moves_only_their_leads(
     assert r.status_code == 404
     r = await _move(client, sales, mine["id"], stage_id=stages[1])
     assert r.status_code == 200, r.text
-    viewer = await _login(client, await _join(client, h, "viewer"))
+    viewer = await join_and_login(client, h, "viewer")
     r = await _move(client, viewer, mine["id"], stage_id=stages[2], expected_version=9)
     assert r.status_code == 403
 
 
 async def test_board_search(client: httpx.AsyncClient, org: dict[str, Any]) -> None:
     h, stage = org["h"], org["stages"][0]
-    joao = await _lead(client, h, full_name="João Silva")
-    await _lead(client, h, full_name="Maria Souza")
+    joao = await create_lead(client, h, full_name="João Silva")
+    await create_lead(client, h, full_name="Maria Souza")
     col = _column(await _board(client, h, q="joao silvaa"), stage)
     assert _ids(col) == [joao["id"]] and col["lead_count"] == 1

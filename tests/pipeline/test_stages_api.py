@@ -11,8 +11,7 @@ from sqlalchemy import text
 
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import set_tenant
-from tests.conftest import signup
-from tests.organizations.test_permissions import _join, _login
+from tests.factories import join_and_login, signup
 
 URL = "/api/v1/pipeline/stages"
 
@@ -157,8 +156,7 @@ async def test_other_orgs_stage_is_404(client: httpx.AsyncClient, admin: dict[st
 
 
 async def test_permissions(client: httpx.AsyncClient, admin: dict[str, Any]) -> None:
-    email = await _join(client, admin["headers"], "sales")
-    sales = await _login(client, email)
+    sales = await join_and_login(client, admin["headers"], "sales")
     assert (await client.get(URL, headers=sales)).status_code == 200
     r = await client.post(URL, headers=sales, json={"name": "Nope"})
     assert r.status_code == 403 and r.json()["permission"] == "pipeline:manage"

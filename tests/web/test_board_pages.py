@@ -9,10 +9,15 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import PASSWORD, signup, unique_email
-from tests.web.test_web_session import CSRF_INPUT, web_signup
+from tests.factories import (
+    CSRF_INPUT,
+    create_lead,
+    csrf_token,
+    signup,
+    web_accept_invitation,
+    web_signup,
+)
 
-CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 DEFAULT_STAGES = ["Lead", "Contact", "Proposal", "Negotiation", "Closed"]
 
 
@@ -22,18 +27,10 @@ async def _stages(client: httpx.AsyncClient) -> list[dict[str, Any]]:
     return list(r.json())
 
 
-async def _csrf(client: httpx.AsyncClient, path: str = "/pipeline") -> str:
-    found = CSRF_META.search((await client.get(path)).text)
-    assert found, "the page has no csrf-token meta"
-    return found.group(1)
-
-
 async def _lead(client: httpx.AsyncClient, csrf: str, **body: Any) -> dict[str, Any]:
     """A new lead (through the JSON API, with the cookie session) as its board card."""
-    body.setdefault("full_name", f"Lead {uuid.uuid4().hex[:6]}")
-    r = await client.post("/api/v1/leads", json=body, headers={"X-CSRF-Token": csrf})
-    assert r.status_code == 201, r.text
-    card = await client.get(f"/api/v1/board/cards/{r.json()['id']}")
+    lead = await create_lead(client, {"X-CSRF-Token": csrf}, **body)
+    card = await client.get(f"/api/v1/board/cards/{lead['id']}")
     assert card.status_code == 200, card.text
     return dict(card.json())
 
@@ -56,7 +53,7 @@ async def test_board_shows_the_default_stages_in_order_with_counts_and_sums(
     client: httpx.AsyncClient,
 ) -> None:
     await web_signup(client)
-    csrf = await _csrf(client)
+    csrf = await csrf_token(client, "/pipeline")
     stages = await _stages(client)
     await _lead(client, csrf, full_name="Bia Lima", company="Padaria Sol", estimated_value="48500")
     await _lead(client, csrf, full_name="Caio Reis", estimated_value="1500")
@@ -86,7 +83,7 @@ async def test_board_without_a_session_goes_to_login(client: httpx.AsyncClient) 
 
 async def test_lead_names_are_escaped(client: httpx.AsyncClient) -> None:
     await web_signup(client)
-    csrf = await _csrf(client)
+    csrf = await csrf_token(client, "/pipeline")
     evil = "<img src=x onerror=alert(1)>"
     lead = await _lead(client, csrf, full_name=evil, company="<b>ACME</b>")
     page = (await client.get("/pipeline")).text
@@ -99,7 +96,7 @@ async def test_lead_names_are_escaped(client: httpx.AsyncClient) -> None:
 
 async def test_cards_fragment_and_load_more(client: httpx.AsyncClient) -> None:
     await web_signup(client)
-    csrf = await _csrf(client)
+    csrf = await csrf_token(client, "/pipeline")
     stage = (await _stages(client))[0]["id"]
     names = [f"Lead {i:02d}" for i in range(54)] + ["Zuleica Fontes"]
     for name in names:
@@ -130,7 +127,7 @@ async def test_cards_fragment_and_load_more(client: httpx.AsyncClient) -> None:
 
 async def test_move_to_form_without_javascript(client: httpx.AsyncClient) -> None:
     await web_signup(client)
-    csrf = await _csrf(client)
+    csrf = await csrf_token(client, "/pipeline")
     stages = await _stages(client)
     lead = await _lead(client, csrf, full_name="Elisa Prado", estimated_value="300")
     target = stages[3]["id"]
@@ -177,7 +174,7 @@ async def test_stale_version_via_the_api_leaves_the_board_unchanged(
     client: httpx.AsyncClient,
 ) -> None:
     await web_signup(client)
-    csrf = await _csrf(client)
+    csrf = await csrf_token(client, "/pipeline")
     stages = await _stages(client)
     lead = await _lead(client, csrf, full_name="Fabio Nunes")
     headers = {"X-CSRF-Token": csrf}
@@ -214,7 +211,7 @@ async def test_stale_version_via_the_api_leaves_the_board_unchanged(
 
 async def test_totals_fragment_follows_filters(client: httpx.AsyncClient) -> None:
     await web_signup(client)
-    csrf = await _csrf(client)
+    csrf = await csrf_token(client, "/pipeline")
     stage = (await _stages(client))[0]["id"]
     gil = await _lead(client, csrf, full_name="Gil Alto", source="instagram")
     await _lead(client, csrf, full_name="Hugo Baixo", source="site")
@@ -302,15 +299,7 @@ async def test_stages_page_is_read_only_without_the_permission(
     client: httpx.AsyncClient,
 ) -> None:
     admin = await signup(client)
-    seller = unique_email("seller")
-    r = await client.post(
-        "/api/v1/invitations", headers=admin["headers"], json={"email": seller, "role": "sales"}
-    )
-    token = r.json()["accept_url"].split("token=")[1]
-    client.cookies.clear()
-    await client.post(
-        "/invitations/accept", data={"token": token, "full_name": "Vera", "password": PASSWORD}
-    )
+    await web_accept_invitation(client, admin["headers"], "sales")
     page = await client.get("/settings/pipeline")
     assert page.status_code == 200
     assert "pipeline:manage" in page.text and "<fieldset disabled>" in page.text
@@ -334,7 +323,7 @@ async def test_stages_page_is_read_only_without_the_permission(
 
 async def test_english_labels(client: httpx.AsyncClient) -> None:
     await web_signup(client)
-    csrf = await _csrf(client)
+    csrf = await csrf_token(client, "/pipeline")
     await _lead(client, csrf, full_name="Joana Dark")
     en = {"Accept-Language": "en-US,en;q=0.9"}
     # The organization's language (pt-BR) beats the browser's; the person's choice beats both.

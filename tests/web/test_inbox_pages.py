@@ -9,42 +9,29 @@ import uuid
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, text
+import sqlalchemy as sa
 
 from lovedcrm.config import Settings
 from lovedcrm.db.engine import Database
-from tests.conftest import PASSWORD
-from tests.messaging.conftest import run_wa_jobs
-from tests.organizations.test_permissions import _join
-from tests.web.test_web_session import web_signup
+from tests.factories import (
+    CSRF_META,
+    activate_sandbox,
+    create_template,
+    csrf_token,
+    join,
+    login,
+    owner_sql,
+    run_wa_jobs,
+    session_headers,
+    web_login,
+    web_signup,
+)
 
-CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 HX = {"HX-Request": "true"}
 INJECT = "/api/v1/whatsapp/sandbox/inbound"
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-async def _csrf(client: httpx.AsyncClient, path: str = "/inbox") -> str:
-    page = await client.get(path)
-    found = CSRF_META.search(page.text)
-    assert found, f"no csrf-token meta on {path}: {page.status_code}"
-    return found.group(1)
-
-
-async def _api(client: httpx.AsyncClient) -> dict[str, str]:
-    """The cookie session on the JSON API: writes carry the CSRF token as a header."""
-    return {"X-CSRF-Token": await _csrf(client, "/")}
-
-
-async def _sandbox(client: httpx.AsyncClient, h: dict[str, str]) -> str:
-    r = await client.post("/api/v1/whatsapp/configs", headers=h, json={"provider_type": "sandbox"})
-    assert r.status_code == 201, r.text
-    config_id: str = r.json()["id"]
-    r = await client.post(f"/api/v1/whatsapp/configs/{config_id}/activate", headers=h)
-    assert r.status_code == 200 and r.json()["status"] == "completed", r.text
-    return config_id
 
 
 async def _inject(
@@ -74,33 +61,11 @@ async def _lead_id(client: httpx.AsyncClient, name: str) -> str:
     return str(found[0]["lead_id"])
 
 
-def _owner_sql(database: Database, sql: str, **params: Any) -> None:
-    engine = create_engine(database.owner_url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text(sql), params)
-    finally:
-        engine.dispose()
-
-
 async def _org_with_sandbox(client: httpx.AsyncClient) -> dict[str, str]:
     await web_signup(client)
-    h = await _api(client)
-    await _sandbox(client, h)
+    h = await session_headers(client)
+    await activate_sandbox(client, h)
     return h
-
-
-async def _template(
-    client: httpx.AsyncClient, h: dict[str, str], name: str, content: str
-) -> dict[str, Any]:
-    r = await client.post(
-        "/api/v1/templates",
-        headers=h,
-        json={"name": name, "category": "follow_up", "content": content},
-    )
-    assert r.status_code == 201, r.text
-    data: dict[str, Any] = r.json()
-    return data
 
 
 def _conv(page: str, lead_id: str) -> str:
@@ -190,7 +155,7 @@ async def test_empty_inbox_without_a_provider_points_to_settings(
 
 
 async def test_chat_bubbles_ticks_errors_and_attachments(
-    client: httpx.AsyncClient, database: Database, settings: Settings
+    client: httpx.AsyncClient, database: Database, settings: Settings, owner: sa.Engine
 ) -> None:
     h = await _org_with_sandbox(client)
     await _inject(client, h, database, settings, "11 91234-5678", "Bom dia!", "Carla Reis")
@@ -202,15 +167,15 @@ async def test_chat_bubbles_ticks_errors_and_attachments(
         sent.append(r.json()["id"])
     pending, sent_, delivered, read, failed = sent
     for mid, status in ((sent_, "sent"), (delivered, "delivered"), (read, "read")):
-        _owner_sql(database, "UPDATE messages SET status = :s WHERE id = :i", s=status, i=mid)
-    _owner_sql(
-        database,
+        owner_sql(owner, "UPDATE messages SET status = :s WHERE id = :i", s=status, i=mid)
+    owner_sql(
+        owner,
         "UPDATE messages SET status = 'failed', failed_reason = :r WHERE id = :i",
         r="[131026] Número sem WhatsApp",
         i=failed,
     )
-    _owner_sql(
-        database,
+    owner_sql(
+        owner,
         "UPDATE messages SET metadata = metadata || CAST(:m AS jsonb) WHERE id = :i",
         m='{"last_error": "[timeout] o provedor não respondeu"}',
         i=pending,
@@ -242,8 +207,8 @@ async def test_chat_bubbles_ticks_errors_and_attachments(
         (image, "foto.png", "image/png", 2048),
         (pdf, "proposta.pdf", "application/pdf", 12_800),
     ):
-        _owner_sql(
-            database,
+        owner_sql(
+            owner,
             "INSERT INTO message_attachments (id, organization_id, message_id, file_name,"
             " file_type, file_size, file_url) VALUES (:id, :org, :m, :n, :t, :s, :u)",
             id=att,
@@ -254,14 +219,14 @@ async def test_chat_bubbles_ticks_errors_and_attachments(
             s=size,
             u=f"{org}/attachments/{att}",
         )
-    _owner_sql(
-        database,
+    owner_sql(
+        owner,
         "UPDATE messages SET metadata = metadata || CAST(:m AS jsonb) WHERE id = :i",
         m='{"attachment_status": "stored"}',
         i=inbound,
     )
-    _owner_sql(
-        database,
+    owner_sql(
+        owner,
         "UPDATE messages SET message_type = 'document', metadata = metadata || CAST(:m AS jsonb)"
         " WHERE id = :i",
         m='{"attachment_status": "refused", "attachment_error": "File type x/exe is not allowed."}',
@@ -310,7 +275,7 @@ async def test_send_text_and_template_from_the_composer(
     h = await _org_with_sandbox(client)
     await _inject(client, h, database, settings, "11 94444-1111", "Oi!", "Elisa Prado")
     lead = await _lead_id(client, "Elisa Prado")
-    tpl = await _template(client, h, "Boas-vindas", "Olá {{first_name}}, tudo bem?")
+    tpl = await create_template(client, h, "Boas-vindas", "Olá {{first_name}}, tudo bem?")
     page = await client.get(f"/inbox/{lead}")
     html = page.text
     assert 'name="content"' in html and "data-composer-text" in html
@@ -360,7 +325,7 @@ async def test_composer_explains_a_missing_provider_and_a_missing_phone(
     client: httpx.AsyncClient,
 ) -> None:
     await web_signup(client)
-    h = await _api(client)
+    h = await session_headers(client)
     r = await client.post(
         "/api/v1/leads", headers=h, json={"full_name": "Fabio Nunes", "phone": "11 95555-2222"}
     )
@@ -379,7 +344,7 @@ async def test_composer_explains_a_missing_provider_and_a_missing_phone(
     assert r.status_code == 409
     assert "O WhatsApp ainda não está configurado: ative um provedor" in r.text
 
-    await _sandbox(client, h)
+    await activate_sandbox(client, h)
     r = await client.post("/api/v1/leads", headers=h, json={"full_name": "Gil Sem Fone"})
     no_phone = r.json()["id"]
     page = await client.get(f"/inbox/{no_phone}")
@@ -388,10 +353,10 @@ async def test_composer_explains_a_missing_provider_and_a_missing_phone(
 
 
 async def test_outside_the_24_hour_window_only_approved_templates(
-    client: httpx.AsyncClient, database: Database
+    client: httpx.AsyncClient, owner: sa.Engine
 ) -> None:
     await web_signup(client)
-    h = await _api(client)
+    h = await session_headers(client)
     r = await client.post(
         "/api/v1/whatsapp/configs",
         headers=h,
@@ -404,17 +369,15 @@ async def test_outside_the_24_hour_window_only_approved_templates(
     )
     assert r.status_code == 201, r.text
     # Activation asks Meta; here the flag is set directly.
-    _owner_sql(
-        database, "UPDATE whatsapp_configs SET is_active = true WHERE id = :i", i=r.json()["id"]
-    )
+    owner_sql(owner, "UPDATE whatsapp_configs SET is_active = true WHERE id = :i", i=r.json()["id"])
     r = await client.post(
         "/api/v1/leads", headers=h, json={"full_name": "Helena Costa", "phone": "11 96666-3333"}
     )
     lead = r.json()["id"]
-    approved = await _template(client, h, "Retomar contato", "Oi {{first_name}}!")
-    plain = await _template(client, h, "Texto livre", "Oi, tudo bem?")
-    _owner_sql(
-        database,
+    approved = await create_template(client, h, "Retomar contato", "Oi {{first_name}}!")
+    plain = await create_template(client, h, "Texto livre", "Oi, tudo bem?")
+    owner_sql(
+        owner,
         "UPDATE message_templates SET whatsapp_template_name = 'retomar_contato',"
         " whatsapp_language = 'pt_BR' WHERE id = :i",
         i=approved["id"],
@@ -459,7 +422,7 @@ async def test_simulate_a_received_message(
     client: httpx.AsyncClient, database: Database, settings: Settings
 ) -> None:
     await _org_with_sandbox(client)
-    token = await _csrf(client)
+    token = await csrf_token(client, "/inbox")
     form = {
         "csrf_token": token,
         "from_number": "(11) 97777-4444",
@@ -490,16 +453,12 @@ async def test_a_viewer_reads_but_cannot_send(
     client: httpx.AsyncClient, database: Database, settings: Settings
 ) -> None:
     email, _, _ = await web_signup(client)
-    h = await _api(client)
-    await _sandbox(client, h)
+    h = await session_headers(client)
+    await activate_sandbox(client, h)
     await _inject(client, h, database, settings, "11 98888-5555", "Olá", "Julia")
     lead = await _lead_id(client, "Julia")
-    r = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-    admin = {"Authorization": f"Bearer {r.json()['access_token']}"}
-    client.cookies.clear()
-    viewer = await _join(client, admin, "viewer")
-    r = await client.post("/login", data={"email": viewer, "password": PASSWORD})
-    assert r.status_code == 303
+    admin = await login(client, email)
+    await web_login(client, await join(client, admin, "viewer"))
 
     page = await client.get(f"/inbox/{lead}")
     assert page.status_code == 200
@@ -530,7 +489,7 @@ async def test_another_organizations_lead_is_not_found(
     theirs = await _lead_id(client, "Kátia")
     client.cookies.clear()
     await _org_with_sandbox(client)
-    token = await _csrf(client)
+    token = await csrf_token(client, "/inbox")
     page = await client.get(f"/inbox/{theirs}")
     assert page.status_code == 404 and "segredo" not in page.text
     assert "Conversa não encontrada" in page.text

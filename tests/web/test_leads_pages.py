@@ -10,37 +10,10 @@ from typing import Any
 import httpx
 
 from lovedcrm.config import Settings
-from lovedcrm.core.deps import SESSION_COOKIE
 from lovedcrm.db.engine import Database
 from lovedcrm.jobs.engine import run_until_idle
 from lovedcrm.leads.importing import JOB_TYPE
-from tests.web.test_web_session import CSRF_INPUT, web_signup
-
-
-async def _csrf(client: httpx.AsyncClient, path: str = "/leads") -> str:
-    page = await client.get(path)
-    assert page.status_code == 200, page.text
-    found = CSRF_INPUT.search(page.text)
-    assert found
-    return found.group(1)
-
-
-_TOKENS: dict[str, str] = {}
-
-
-async def _api_headers(client: httpx.AsyncClient) -> dict[str, str]:
-    """The cookie session on the JSON API: writes carry the CSRF token as a header."""
-    cookie = client.cookies.get(SESSION_COOKIE) or ""
-    if cookie not in _TOKENS:
-        _TOKENS[cookie] = await _csrf(client, "/leads/new")
-    return {"X-CSRF-Token": _TOKENS[cookie]}
-
-
-async def _create(client: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
-    r = await client.post("/api/v1/leads", json=fields, headers=await _api_headers(client))
-    assert r.status_code == 201, r.text
-    data: dict[str, Any] = r.json()
-    return data
+from tests.factories import create_lead, csrf_token, session_headers, web_signup
 
 
 async def _stages(client: httpx.AsyncClient) -> list[dict[str, Any]]:
@@ -61,11 +34,11 @@ async def test_list_sorts_filters_and_paginates(client: httpx.AsyncClient) -> No
     empty = await client.get("/leads")
     assert empty.status_code == 200
     assert "Nenhum lead ainda" in empty.text and 'href="/leads/new"' in empty.text
-    await _create(client, full_name="Bruna Alves", company="Zeta", estimated_value="300.00")
-    await _create(
+    await create_lead(client, full_name="Bruna Alves", company="Zeta", estimated_value="300.00")
+    await create_lead(
         client, full_name="Carlos Lima", company="Alfa", estimated_value="100.00", source="site"
     )
-    await _create(client, full_name="Ana Costa", company="Meio", estimated_value="200.00")
+    await create_lead(client, full_name="Ana Costa", company="Meio", estimated_value="200.00")
 
     by_name = await client.get("/leads?sort=name")
     assert _rows(by_name.text) == ["Ana Costa", "Bruna Alves", "Carlos Lima"]
@@ -89,7 +62,7 @@ async def test_list_sorts_filters_and_paginates(client: httpx.AsyncClient) -> No
 
     # Keyset pages of 50: the next page link carries the cursor.
     for i in range(50):
-        await _create(client, full_name=f"Lote {i:02d}")
+        await create_lead(client, full_name=f"Lote {i:02d}")
     first = await client.get("/leads?sort=name")
     assert len(_rows(first.text)) == 50
     link = re.search(r'href="(/leads\?[^"]*cursor=[^"]+)"', first.text)
@@ -101,7 +74,7 @@ async def test_list_sorts_filters_and_paginates(client: httpx.AsyncClient) -> No
 
 async def test_create_form_shows_errors_and_duplicates(client: httpx.AsyncClient) -> None:
     await web_signup(client)
-    csrf = await _csrf(client, "/leads/new")
+    csrf = await csrf_token(client, "/leads/new")
     bad = await client.post(
         "/leads", data={"csrf_token": csrf, "full_name": "Dora", "email": "nao-e-email"}
     )
@@ -144,10 +117,10 @@ async def test_create_form_shows_errors_and_duplicates(client: httpx.AsyncClient
 
 async def test_lead_page_timeline_note_stage_edit_and_lost(client: httpx.AsyncClient) -> None:
     await web_signup(client)
-    lead = await _create(client, full_name="Elisa Prado", company="Padaria")
+    lead = await create_lead(client, full_name="Elisa Prado", company="Padaria")
     stages = await _stages(client)
     url = f"/leads/{lead['id']}"
-    csrf = await _csrf(client, url)
+    csrf = await csrf_token(client, url)
 
     # Notes need the CSRF token.
     refused = await client.post(f"{url}/notes", data={"description": "sem token"})
@@ -205,12 +178,12 @@ async def test_lead_page_timeline_note_stage_edit_and_lost(client: httpx.AsyncCl
 
 async def test_timeline_loads_more(client: httpx.AsyncClient) -> None:
     await web_signup(client)
-    lead = await _create(client, full_name="Fábio Reis")
+    lead = await create_lead(client, full_name="Fábio Reis")
     for i in range(25):
         r = await client.post(
             f"/api/v1/leads/{lead['id']}/activities",
             json={"type": "note", "description": f"n{i}"},
-            headers=await _api_headers(client),
+            headers=await session_headers(client),
         )
         assert r.status_code == 201, r.text
     page = await client.get(f"/leads/{lead['id']}")
@@ -223,11 +196,11 @@ async def test_timeline_loads_more(client: httpx.AsyncClient) -> None:
 
 async def test_bulk_move_assign_and_delete(client: httpx.AsyncClient) -> None:
     await web_signup(client)
-    a = await _create(client, full_name="Gil")
-    b = await _create(client, full_name="Hugo")
-    c = await _create(client, full_name="Iara")
+    a = await create_lead(client, full_name="Gil")
+    b = await create_lead(client, full_name="Hugo")
+    c = await create_lead(client, full_name="Iara")
     stages = await _stages(client)
-    csrf = await _csrf(client)
+    csrf = await csrf_token(client, "/leads")
     r = await client.post(
         "/leads/bulk",
         data={
@@ -257,8 +230,8 @@ async def test_import_flow_through_the_pages(
     client: httpx.AsyncClient, database: Database, settings: Settings
 ) -> None:
     await web_signup(client)
-    await _create(client, full_name="Já Existe", email="ja@example.com")
-    csrf = await _csrf(client, "/leads/import")
+    await create_lead(client, full_name="Já Existe", email="ja@example.com")
+    csrf = await csrf_token(client, "/leads/import")
     upload_page = await client.get("/leads/import")
     assert "20 MB" in upload_page.text
     wrong = await client.post(
@@ -328,8 +301,8 @@ async def test_import_flow_through_the_pages(
 async def test_script_in_a_name_is_shown_as_text(client: httpx.AsyncClient) -> None:
     await web_signup(client)
     evil = "<script>alert(1)</script>"
-    lead = await _create(client, full_name=evil, company='"><img src=x onerror=alert(2)>')
-    csrf = await _csrf(client)
+    lead = await create_lead(client, full_name=evil, company='"><img src=x onerror=alert(2)>')
+    csrf = await csrf_token(client, "/leads")
     await client.post(f"/leads/{lead['id']}/notes", data={"csrf_token": csrf, "description": evil})
     for path in ("/leads", f"/leads/{lead['id']}", f"/leads/{lead['id']}/delete"):
         page = await client.get(path)
@@ -339,11 +312,11 @@ async def test_script_in_a_name_is_shown_as_text(client: httpx.AsyncClient) -> N
 
 async def test_english_labels(client: httpx.AsyncClient) -> None:
     await web_signup(client)
-    lead = await _create(client, full_name="Jonas")
+    lead = await create_lead(client, full_name="Jonas")
     en = {"Accept-Language": "en"}
     # The organization's language (pt-BR) beats the browser's; the person's choice beats both.
     assert "Última atividade" in (await client.get("/leads", headers=en)).text
-    csrf = await _csrf(client)
+    csrf = await csrf_token(client, "/leads")
     r = await client.post("/preferences/language", data={"csrf_token": csrf, "language": "en"})
     assert r.status_code == 303
     listing = await client.get("/leads", headers=en)

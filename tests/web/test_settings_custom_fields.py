@@ -5,15 +5,20 @@ assignment settings page, permissions and escaping."""
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Any
 
 import httpx
 
-from tests.conftest import PASSWORD
-from tests.organizations.test_permissions import _join
-from tests.web.test_leads_pages import _api_headers, _create, _csrf
-from tests.web.test_web_session import web_signup
+from tests.factories import (
+    create_lead,
+    csrf_token,
+    join,
+    session_headers,
+    set_custom_fields,
+    signup,
+    web_login,
+    web_signup,
+)
 
 PAGE = "/settings/custom-fields"
 HX = {"HX-Request": "true"}
@@ -30,38 +35,18 @@ async def _add(client: httpx.AsyncClient, csrf: str, **form: str) -> httpx.Respo
 
 
 async def _patch_fields(client: httpx.AsyncClient, fields: list[dict[str, Any]]) -> None:
-    r = await client.patch(
-        "/api/v1/organizations/current",
-        json={"settings": {"custom_fields": fields}},
-        headers=await _api_headers(client),
-    )
-    assert r.status_code == 200, r.text
+    await set_custom_fields(client, await session_headers(client), fields)
 
 
 async def _signed_in_as(client: httpx.AsyncClient, role: str) -> dict[str, str]:
     """A new organization (its admin signed up through the API, with a text custom field
     ``segmento``) and a member with ``role`` signed in to the pages; the admin's headers."""
     client.cookies.clear()
-    r = await client.post(
-        "/api/v1/auth/signup",
-        json={
-            "email": f"admin-{uuid.uuid4().hex[:10]}@example.com",
-            "password": PASSWORD,
-            "full_name": "Admin",
-            "organization_name": f"Org {uuid.uuid4().hex[:6]}",
-        },
+    admin: dict[str, str] = (await signup(client, full_name="Admin"))["headers"]
+    await set_custom_fields(
+        client, admin, [{"key": "segmento", "label": "Segmento", "type": "text"}]
     )
-    assert r.status_code == 201, r.text
-    admin = {"Authorization": f"Bearer {r.json()['tokens']['access_token']}"}
-    fields = [{"key": "segmento", "label": "Segmento", "type": "text"}]
-    r = await client.patch(
-        "/api/v1/organizations/current", headers=admin, json={"settings": {"custom_fields": fields}}
-    )
-    assert r.status_code == 200, r.text
-    email = await _join(client, admin, role)
-    client.cookies.clear()
-    r = await client.post("/login", data={"email": email, "password": PASSWORD})
-    assert r.status_code == 303, r.text
+    await web_login(client, await join(client, admin, role))
     return admin
 
 
@@ -74,7 +59,7 @@ async def test_add_edit_reorder_and_remove_through_the_page(client: httpx.AsyncC
     assert page.status_code == 200
     assert "Campos personalizados" in page.text and 'aria-current="page"' in page.text
     assert "Nenhum campo personalizado ainda." in page.text
-    csrf = await _csrf(client, PAGE)
+    csrf = await csrf_token(client, PAGE)
 
     r = await _add(client, csrf, label="Segmento", type="select", options="Varejo\n B2B \n\n")
     assert r.status_code == 303 and r.headers["location"] == PAGE
@@ -168,7 +153,7 @@ async def test_add_edit_reorder_and_remove_through_the_page(client: httpx.AsyncC
 
 async def test_the_api_validates_definitions_the_same_way(client: httpx.AsyncClient) -> None:
     await web_signup(client)
-    h = await _api_headers(client)
+    h = await session_headers(client)
     bad = [
         {"key": "ok", "label": "Ok", "type": "text"},
         {"key": "ok", "label": "Again", "type": "text"},
@@ -203,7 +188,7 @@ async def test_sales_viewer_and_manager_cannot_change_custom_fields(
         assert page.status_code == 200, role
         assert "Só administradores podem mudar os campos personalizados" in page.text
         assert 'action="/settings/custom-fields"' not in page.text  # no add form
-        csrf = await _csrf(client, PAGE)
+        csrf = await csrf_token(client, PAGE)
         attempts = [
             await _add(client, csrf, label="Hack"),
             await client.post(f"{PAGE}/segmento", data={"csrf_token": csrf, "label": "Hack"}),
@@ -233,7 +218,7 @@ FIELDS = [
 async def test_custom_fields_edited_in_place(client: httpx.AsyncClient) -> None:
     await web_signup(client)
     await _patch_fields(client, FIELDS)
-    lead = await _create(client, full_name="Olga", custom_fields={"cpf": "123", "vip": True})
+    lead = await create_lead(client, full_name="Olga", custom_fields={"cpf": "123", "vip": True})
     url = f"/leads/{lead['id']}"
     api = f"/api/v1/leads/{lead['id']}"
     page = await client.get(url)
@@ -242,7 +227,7 @@ async def test_custom_fields_edited_in_place(client: httpx.AsyncClient) -> None:
     for label in ("Segmento", "Funcionários", "Visita", "VIP", "CPF"):
         assert f"{label}</dt>" in page.text
     assert 'id="field-cf-employees"' in page.text and ">Sim</span>" in page.text
-    csrf = await _csrf(client, url)
+    csrf = await csrf_token(client, url)
     hx = {**HX, "X-CSRF-Token": csrf}
 
     form = await client.get(f"{url}/edit?field=custom:segment", headers=hx)
@@ -322,7 +307,7 @@ async def test_viewer_sees_custom_fields_but_cannot_edit(client: httpx.AsyncClie
     page = await client.get(url)
     assert page.status_code == 200 and "Segmento</dt>" in page.text and "varejo" in page.text
     assert "edit?field=custom" not in page.text
-    csrf = await _csrf(client, url)
+    csrf = await csrf_token(client, url)
     refused = await client.post(
         f"{url}/edit",
         data={"field": "custom:segmento", "value": "x"},
@@ -337,9 +322,9 @@ async def test_sales_edits_custom_fields_of_their_own_leads_only(
     client: httpx.AsyncClient,
 ) -> None:
     admin = await _signed_in_as(client, "sales")
-    own = await _create(client, full_name="Minha")
+    own = await create_lead(client, full_name="Minha")
     other = await client.post("/api/v1/leads", headers=admin, json={"full_name": "De outro"})
-    csrf = await _csrf(client, f"/leads/{own['id']}")
+    csrf = await csrf_token(client, f"/leads/{own['id']}")
     hx = {**HX, "X-CSRF-Token": csrf}
     data = {"field": "custom:segmento", "value": "indústria"}
     r = await client.post(f"/leads/{own['id']}/edit", data=data, headers=hx)
@@ -350,11 +335,11 @@ async def test_sales_edits_custom_fields_of_their_own_leads_only(
 
 async def test_a_script_in_a_label_is_shown_as_text(client: httpx.AsyncClient) -> None:
     await web_signup(client)
-    csrf = await _csrf(client, PAGE)
+    csrf = await csrf_token(client, PAGE)
     evil = "<script>alert(1)</script>"
     r = await _add(client, csrf, label=evil, key="evil", type="select", options=evil)
     assert r.status_code == 303, r.text
-    lead = await _create(client, full_name="Pedro", custom_fields={"evil": evil})
+    lead = await create_lead(client, full_name="Pedro", custom_fields={"evil": evil})
     for path in (PAGE, "/leads/new", f"/leads/{lead['id']}"):
         page = await client.get(path)
         assert evil not in page.text, path
@@ -370,7 +355,7 @@ async def test_assignment_setting_page(client: httpx.AsyncClient) -> None:
     assert page.status_code == 200 and "Distribuição de leads" in page.text
     assert re.search(r'<option value="manual" selected>', page.text)
     assert "Nenhum membro ativo tem o papel de vendedor" in page.text
-    csrf = await _csrf(client, "/settings/assignment")
+    csrf = await csrf_token(client, "/settings/assignment")
     r = await client.post(
         "/settings/assignment", data={"csrf_token": csrf, "assignment": "round_robin"}
     )
@@ -399,7 +384,7 @@ async def test_assignment_setting_needs_settings_manage(client: httpx.AsyncClien
     await _signed_in_as(client, "manager")
     page = await client.get("/settings/assignment")
     assert page.status_code == 200 and "Só administradores" in page.text
-    csrf = await _csrf(client, "/settings/assignment")
+    csrf = await csrf_token(client, "/settings/assignment")
     r = await client.post(
         "/settings/assignment", data={"csrf_token": csrf, "assignment": "round_robin"}
     )
@@ -411,7 +396,7 @@ async def test_assignment_setting_needs_settings_manage(client: httpx.AsyncClien
 
 async def test_english_labels(client: httpx.AsyncClient) -> None:
     await web_signup(client)
-    csrf = await _csrf(client, PAGE)
+    csrf = await csrf_token(client, PAGE)
     await client.post("/preferences/language", data={"csrf_token": csrf, "language": "en"})
     page = await client.get(PAGE)
     assert "Custom fields" in page.text and "Add a field" in page.text

@@ -15,25 +15,25 @@ import pytest
 from lovedcrm.config import Settings
 from lovedcrm.web import i18n
 from lovedcrm.web.i18n import LANG_COOKIE, Localizer, choose_locale
-from tests.conftest import PASSWORD, signup, unique_email
-from tests.web.test_web_session import CSRF_INPUT, web_signup
+from tests.factories import (
+    CSRF_INPUT,
+    create_lead,
+    csrf_token,
+    session_headers,
+    signup,
+    web_accept_invitation,
+    web_signup,
+)
 
 NBSP = "\xa0"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 64
-
-
-async def _csrf(client: httpx.AsyncClient, path: str = "/") -> str:
-    page = await client.get(path)
-    found = CSRF_INPUT.search(page.text)
-    assert found, page.text[:500]
-    return found.group(1)
 
 
 async def _patch_org(client: httpx.AsyncClient, settings: dict[str, Any]) -> httpx.Response:
     return await client.patch(
         "/api/v1/organizations/current",
         json={"settings": settings},
-        headers={"X-CSRF-Token": await _csrf(client)},
+        headers=await session_headers(client),
     )
 
 
@@ -117,7 +117,7 @@ async def test_english_by_accept_language_and_by_cookie(client: httpx.AsyncClien
     page = (await client.get("/", headers={"Accept-Language": "en"})).text
     assert "Funil" in page and "Configurações" in page
     # ... and the person's choice beats both.
-    csrf = await _csrf(client)
+    csrf = await csrf_token(client)
     r = await client.post(
         "/preferences/language", data={"language": "en", "next": "/", "csrf_token": csrf}
     )
@@ -193,21 +193,13 @@ async def test_branding_cannot_be_changed_without_the_permission(
     client: httpx.AsyncClient,
 ) -> None:
     admin = await signup(client)
-    seller = unique_email("seller")
-    r = await client.post(
-        "/api/v1/invitations", headers=admin["headers"], json={"email": seller, "role": "sales"}
-    )
-    token = r.json()["accept_url"].split("token=")[1]
-    client.cookies.clear()
-    await client.post(
-        "/invitations/accept", data={"token": token, "full_name": "Vera", "password": PASSWORD}
-    )
+    await web_accept_invitation(client, admin["headers"], "sales")
     page = await client.get("/settings/branding")
     assert page.status_code == 200 and "Só administradores" in page.text
     r = await client.post(
         "/settings/branding",
         data={
-            "csrf_token": await _csrf(client, "/settings/branding"),
+            "csrf_token": await csrf_token(client, "/settings/branding"),
             "name": "Hack",
             "primary_color": "#000000",
             "locale": "pt-BR",
@@ -220,7 +212,7 @@ async def test_branding_cannot_be_changed_without_the_permission(
     r = await client.put(
         "/api/v1/organizations/current/logo",
         files=files,
-        headers={"X-CSRF-Token": await _csrf(client)},
+        headers=await session_headers(client),
     )
     assert r.status_code == 403
 
@@ -276,7 +268,7 @@ async def test_logo_upload_checks_and_serving(
 
 async def test_logo_form_and_shell(client: httpx.AsyncClient, settings: Settings) -> None:
     await web_signup(client)
-    csrf = await _csrf(client, "/settings/branding")
+    csrf = await csrf_token(client, "/settings/branding")
     r = await client.post(
         "/settings/branding/logo",
         data={"csrf_token": csrf},
@@ -306,19 +298,10 @@ async def test_logo_form_and_shell(client: httpx.AsyncClient, settings: Settings
 
 async def test_home_summary_numbers(client: httpx.AsyncClient) -> None:
     await web_signup(client)
-    h = {"X-CSRF-Token": await _csrf(client)}
-
-    async def lead(name: str, value: str) -> dict[str, Any]:
-        r = await client.post(
-            "/api/v1/leads", headers=h, json={"full_name": name, "estimated_value": value}
-        )
-        assert r.status_code == 201, r.text
-        data: dict[str, Any] = r.json()
-        return data
-
-    a = await lead("Ana Paula", "1000.50")
-    b = await lead("<script>alert(1)</script>", "2500")
-    won = await lead("Bruno Ganho", "1234.56")
+    h = await session_headers(client)
+    a = await create_lead(client, h, full_name="Ana Paula", estimated_value="1000.50")
+    b = await create_lead(client, h, full_name="<script>alert(1)</script>", estimated_value="2500")
+    won = await create_lead(client, h, full_name="Bruno Ganho", estimated_value="1234.56")
     now = datetime.now(UTC)
     local = now.astimezone(ZoneInfo("America/Sao_Paulo"))
     last_second = local.replace(hour=23, minute=59, second=59, microsecond=0)
@@ -372,18 +355,12 @@ async def test_home_stale_leads_follow_the_setting(
     from lovedcrm.db.tenant import tenant_transaction
 
     await web_signup(client)
-    h = {"X-CSRF-Token": await _csrf(client)}
+    h = await session_headers(client)
     org_id = (await client.get("/api/v1/organizations/current")).json()["id"]
     me = (await client.get("/api/v1/auth/me")).json()
     my_id = me.get("id") or me.get("user", {}).get("id")
-    fresh = (await client.post("/api/v1/leads", headers=h, json={"full_name": "Lead Novo"})).json()
-    old = (
-        await client.post(
-            "/api/v1/leads",
-            headers=h,
-            json={"full_name": "Lead Esquecido", "assigned_to": my_id},
-        )
-    ).json()
+    fresh = await create_lead(client, h, full_name="Lead Novo")
+    old = await create_lead(client, h, full_name="Lead Esquecido", assigned_to=my_id)
     async with tenant_transaction(database.sessionmaker, org_id) as session:
         await session.execute(
             text(

@@ -9,19 +9,9 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import PASSWORD, signup
-from tests.organizations.test_permissions import _join
-from tests.web.test_web_session import CSRF_INPUT, web_signup
+from tests.factories import CSRF_INPUT, csrf_token, join, signup, web_login, web_signup
 
 PAGE = "/settings/templates"
-
-
-async def _csrf(client: httpx.AsyncClient) -> str:
-    page = await client.get(PAGE)
-    assert page.status_code == 200, page.text
-    found = CSRF_INPUT.search(page.text)
-    assert found
-    return found.group(1)
 
 
 async def _templates(client: httpx.AsyncClient) -> list[dict[str, Any]]:
@@ -65,7 +55,7 @@ async def test_list_create_and_variant_b(client: httpx.AsyncClient) -> None:
     # The help line lists the lead's variables.
     assert "<code>{{first_name}}</code>" in page and "<code>{{assignee_name}}</code>" in page
 
-    csrf = await _csrf(client)
+    csrf = await csrf_token(client, PAGE)
     original = await _create(client, csrf, is_shared="on")
     assert original["category"] == "follow_up" and original["is_shared"] is True
     assert [v["name"] for v in original["variables"]] == ["first_name", "company"]
@@ -121,7 +111,7 @@ async def test_list_create_and_variant_b(client: httpx.AsyncClient) -> None:
 
 async def test_edit_with_errors_shown_inline(client: httpx.AsyncClient) -> None:
     await web_signup(client)
-    csrf = await _csrf(client)
+    csrf = await csrf_token(client, PAGE)
     tpl = await _create(client, csrf)
     form = (await client.get(PAGE, params={"edit": tpl["id"]})).text
     assert "Editar o modelo Retomada" in form
@@ -183,7 +173,7 @@ async def test_edit_with_errors_shown_inline(client: httpx.AsyncClient) -> None:
 
 async def test_meta_mapping(client: httpx.AsyncClient) -> None:
     await web_signup(client)
-    csrf = await _csrf(client)
+    csrf = await csrf_token(client, PAGE)
     r = await client.post(
         PAGE,
         data={"csrf_token": csrf, **_form(whatsapp_template_name="Retomada Contato")},
@@ -227,10 +217,7 @@ async def test_sales_can_view_but_not_edit(client: httpx.AsyncClient) -> None:
         json={"name": "Do time", "category": "greeting", "content": "Olá {{lead_name}}"},
     )
     tpl = r.json()
-    email = await _join(client, admin["headers"], "sales")
-    client.cookies.clear()
-    r = await client.post("/login", data={"email": email, "password": PASSWORD})
-    assert r.status_code == 303
+    await web_login(client, await join(client, admin["headers"], "sales"))
     page = await client.get(PAGE)
     assert page.status_code == 200
     assert "Do time" in page.text and "Somente gestores e administradores" in page.text
@@ -256,10 +243,8 @@ async def test_sales_can_view_but_not_edit(client: httpx.AsyncClient) -> None:
 
 async def test_manager_can_edit(client: httpx.AsyncClient) -> None:
     admin = await signup(client)
-    email = await _join(client, admin["headers"], "manager")
-    client.cookies.clear()
-    await client.post("/login", data={"email": email, "password": PASSWORD})
-    csrf = await _csrf(client)
+    await web_login(client, await join(client, admin["headers"], "manager"))
+    csrf = await csrf_token(client, PAGE)
     tpl = await _create(client, csrf)
     assert tpl["name"] == "Retomada"
     # ...but not the WhatsApp settings.
@@ -268,7 +253,7 @@ async def test_manager_can_edit(client: httpx.AsyncClient) -> None:
 
 async def test_content_is_escaped(client: httpx.AsyncClient) -> None:
     await web_signup(client)
-    csrf = await _csrf(client)
+    csrf = await csrf_token(client, PAGE)
     evil = "<script>alert('x')</script> Oi {{first_name}}"
     tpl = await _create(client, csrf, name="<b>Nome</b>", content=evil)
     page = (await client.get(PAGE)).text

@@ -14,8 +14,14 @@ from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import tenant_transaction
 from lovedcrm.jobs.engine import run_until_idle
 from lovedcrm.jobs.queue import enqueue
-from tests.conftest import PASSWORD, signup, unique_email
-from tests.web.test_web_session import CSRF_INPUT, web_signup
+from tests.factories import (
+    CSRF_INPUT,
+    PASSWORD,
+    signup,
+    unique_email,
+    web_accept_invitation,
+    web_signup,
+)
 
 
 def mails_to(settings: Settings, address: str) -> list[str]:
@@ -91,14 +97,6 @@ async def test_jobs_page_shows_failures_and_retries_with_csrf(
 
 async def test_jobs_page_needs_the_permission(client: httpx.AsyncClient) -> None:
     admin = await signup(client)
-    seller = unique_email("seller")
-    r = await client.post(
-        "/api/v1/invitations", headers=admin["headers"], json={"email": seller, "role": "sales"}
-    )
-    token = r.json()["accept_url"].split("token=")[1]
-    client.cookies.clear()
-    await client.post(
-        "/invitations/accept", data={"token": token, "full_name": "Vera", "password": PASSWORD}
-    )
+    await web_accept_invitation(client, admin["headers"], "sales")
     r = await client.get("/settings/jobs")
     assert r.status_code == 403 and "jobs:manage" in r.text

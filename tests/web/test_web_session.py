@@ -3,35 +3,13 @@
 from __future__ import annotations
 
 import re
-import uuid
 
 import httpx
 
 from lovedcrm.config import Settings
 from lovedcrm.core import security
 from lovedcrm.core.deps import SESSION_COOKIE
-from tests.conftest import PASSWORD, signup, unique_email
-
-CSRF_INPUT = re.compile(r'name="csrf_token"\s+value="([^"]+)"')
-
-
-async def web_signup(client: httpx.AsyncClient) -> tuple[str, str, str]:
-    """Sign up through the form; returns (email, organization name, session cookie)."""
-    addr, org_name = unique_email("web"), f"Loja Web {uuid.uuid4().hex[:6]}"
-    r = await client.post(
-        "/signup",
-        data={
-            "full_name": "Carla Dias",
-            "email": addr,
-            "password": PASSWORD,
-            "organization_name": org_name,
-        },
-    )
-    assert r.status_code == 303, r.text
-    assert r.headers["location"] == "/"
-    cookie = client.cookies.get(SESSION_COOKIE)
-    assert cookie
-    return addr, org_name, cookie
+from tests.factories import CSRF_INPUT, PASSWORD, signup, unique_email, web_signup
 
 
 async def test_login_page_is_html(client: httpx.AsyncClient) -> None:

@@ -12,11 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import PASSWORD, signup
+from tests.factories import CSRF_INPUT, csrf_token, join, signup, web_login, web_signup
 from tests.fakes.graph_api import ACCESS_TOKEN, PHONE_NUMBER_ID, FakeGraphApi
 from tests.fakes.waha import API_KEY, QR_PNG, FakeWaha
-from tests.organizations.test_permissions import _join
-from tests.web.test_web_session import CSRF_INPUT, web_signup
 
 PAGE = "/settings/whatsapp"
 APP_SECRET = "meta-app-secret-0123456789"
@@ -33,14 +31,6 @@ def graph() -> Iterator[FakeGraphApi]:
 def waha() -> Iterator[FakeWaha]:
     with FakeWaha(api_key=API_KEY) as fake:
         yield fake
-
-
-async def _csrf(client: httpx.AsyncClient) -> str:
-    page = await client.get(PAGE)
-    assert page.status_code == 200, page.text
-    found = CSRF_INPUT.search(page.text)
-    assert found
-    return found.group(1)
 
 
 async def _configs(client: httpx.AsyncClient) -> list[dict[str, Any]]:
@@ -87,7 +77,7 @@ async def test_sandbox_through_the_page(client: httpx.AsyncClient) -> None:
     assert page.status_code == 200
     assert "Nenhum provedor de WhatsApp ainda" in page.text
     assert 'href="/settings/whatsapp" class="tab active"' in page.text
-    csrf = await _csrf(client)
+    csrf = await csrf_token(client, PAGE)
     config = await _added(client, csrf, provider_type="sandbox", label="Testes")
     assert config["provider_type"] == "sandbox" and config["label"] == "Testes"
     assert not config["is_active"]
@@ -108,7 +98,7 @@ async def test_sandbox_through_the_page(client: httpx.AsyncClient) -> None:
 
 async def test_business_api_missing_fields_are_named_inline(client: httpx.AsyncClient) -> None:
     await web_signup(client)
-    csrf = await _csrf(client)
+    csrf = await csrf_token(client, PAGE)
     typed = "EAAG-typed-but-not-kept-987654"
     r = await _add(client, csrf, provider_type="business_api", label="Oficial", access_token=typed)
     assert r.status_code == 422
@@ -147,7 +137,7 @@ async def test_business_api_against_the_fake_graph_api(
     client: httpx.AsyncClient, graph: FakeGraphApi
 ) -> None:
     await web_signup(client)
-    csrf = await _csrf(client)
+    csrf = await csrf_token(client, PAGE)
     config = await _added(client, csrf, **_business(graph))
     assert config["graph_base_url"] == graph.url
     page = (await client.get(PAGE)).text
@@ -219,7 +209,7 @@ async def test_web_unofficial_shows_the_qr_code_from_the_bridge(
     client: httpx.AsyncClient, waha: FakeWaha
 ) -> None:
     await web_signup(client)
-    csrf = await _csrf(client)
+    csrf = await csrf_token(client, PAGE)
     r = await _add(client, csrf, provider_type="web_unofficial", bridge_url=waha.url)
     assert r.status_code == 422 and 'id="new-web_unofficial-session_id-error"' in r.text
     r = await _add(
@@ -275,7 +265,7 @@ async def test_activate_switch_rollback_and_delete(
     client: httpx.AsyncClient, graph: FakeGraphApi, waha: FakeWaha
 ) -> None:
     await web_signup(client)
-    csrf = await _csrf(client)
+    csrf = await csrf_token(client, PAGE)
     sandbox = await _added(client, csrf, provider_type="sandbox")
     cloud = await _added(client, csrf, **_business(graph))
     bridge = await _added(
@@ -349,10 +339,7 @@ async def test_only_admins(client: httpx.AsyncClient, role: str) -> None:
         "/api/v1/whatsapp/configs", headers=admin["headers"], json={"provider_type": "sandbox"}
     )
     config_id = r.json()["id"]
-    email = await _join(client, admin["headers"], role)
-    client.cookies.clear()
-    r = await client.post("/login", data={"email": email, "password": PASSWORD})
-    assert r.status_code == 303
+    await web_login(client, await join(client, admin["headers"], role))
     page = await client.get(PAGE)
     assert page.status_code == 403
     assert "settings:manage" in page.text and "Somente administradores" in page.text

@@ -33,7 +33,7 @@ from lovedcrm.db.tenant import tenant_transaction
 from lovedcrm.jobs.engine import run_until_idle
 from lovedcrm.webhooks import jobs as webhook_jobs
 from lovedcrm.webhooks import service as webhook_service
-from tests.conftest import PASSWORD, signup, unique_email
+from tests.factories import PASSWORD, owner_sql, signup, unique_email
 
 DISABLE_AFTER = 4
 
@@ -147,19 +147,6 @@ async def wc(wh_app: Any) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-@pytest.fixture
-def owner(owner_url: str) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(owner_url)
-    yield engine
-    engine.dispose()
-
-
-def q(engine: sa.Engine, sql: str, **params: Any) -> list[Any]:
-    """SQL as the database owner (no RLS)."""
-    with engine.begin() as conn:
-        return list(conn.execute(sa.text(sql), params).all())
-
-
 @dataclass
 class Org:
     id: uuid.UUID
@@ -243,7 +230,7 @@ async def subscription(c: httpx.AsyncClient, org: Org, sub_id: str) -> dict[str,
 
 
 def jobs_of(owner: sa.Engine, event_id: str) -> list[Any]:
-    return q(
+    return owner_sql(
         owner,
         "SELECT status, attempts, max_attempts, error_message FROM background_jobs "
         "WHERE job_type = 'webhook.deliver' AND job_data->>'event_id' = :e",
@@ -271,14 +258,14 @@ async def test_secret_shown_once_and_stored_encrypted(
     assert [s["id"] for s in r.json()] == [created["id"]]
     assert "secret" not in r.text and secret not in r.text
 
-    [(stored,)] = q(
+    [(stored,)] = owner_sql(
         owner, "SELECT secret_token FROM webhook_subscriptions WHERE id = :i", i=created["id"]
     )
     assert stored.startswith("v1:") and stored != secret and secret not in stored
     box = SecretBox(wh_settings.encryption_key.get_secret_value())
     assert box.decrypt(stored, context=f"webhook_subscription:{created['id']}") == secret
     # The audit row never carries the secret.
-    rows = q(
+    rows = owner_sql(
         owner,
         "SELECT action, changes::text FROM audit_logs WHERE resource_id = :i",
         i=created["id"],
@@ -422,7 +409,7 @@ async def test_repeated_failures_disable_and_notify_admins(
     assert current["is_active"] is False and current["failure_count"] == DISABLE_AFTER
     [(status, _, _, error)] = jobs_of(owner, event.id)
     assert status == "failed" and "disabled after repeated failures" in error
-    [(changes,)] = q(
+    [(changes,)] = owner_sql(
         owner,
         "SELECT changes FROM audit_logs WHERE action = 'webhook_disabled' AND resource_id = :i",
         i=sub["id"],
@@ -591,7 +578,7 @@ async def test_deleted_subscription_is_not_sent(
     assert status == "completed"
     r = await wc.get(f"/api/v1/webhooks/{sub['id']}", headers=org.headers)
     assert r.status_code == 404 and r.json()["code"] == "webhook_not_found"
-    actions = q(
+    actions = owner_sql(
         owner,
         "SELECT action FROM audit_logs WHERE resource_id = :i ORDER BY created_at",
         i=sub["id"],
@@ -614,7 +601,7 @@ async def test_update_validates_and_audits(
     )
     assert r.status_code == 200, r.text
     assert r.json()["events"] == ["lead.updated", "lead.lost"] and r.json()["max_retries"] == 5
-    [(changes,)] = q(
+    [(changes,)] = owner_sql(
         owner,
         "SELECT changes FROM audit_logs WHERE resource_id = :i AND action = 'update'",
         i=sub["id"],

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, status
 
 from lovedcrm.auth import service
-from lovedcrm.auth.models import User
+from lovedcrm.auth.models import User, UserSession
 from lovedcrm.auth.schemas import (
     ChangePasswordIn,
     EmailIn,
@@ -140,8 +140,6 @@ async def switch_organization(
     body: SwitchOrgIn, principal: CurrentPrincipal, session: SessionDep, settings: SettingsDep
 ) -> TokenOut:
     """Work in another of your organizations: returns tokens scoped to it."""
-    from lovedcrm.auth.models import UserSession
-
     assert principal.session_id is not None
     user_session = await session.get(UserSession, principal.session_id)
     if user_session is None:

@@ -22,7 +22,7 @@ from lovedcrm.core.principal import Principal
 from lovedcrm.core.schemas import Out, StrictIn
 from lovedcrm.db.engine import Database
 from lovedcrm.jobs.models import BackgroundJob
-from lovedcrm.leads import exporting, importing
+from lovedcrm.leads import exporting, import_files, importing
 from lovedcrm.leads.schemas import LeadSort, LeadStatus
 
 router = APIRouter(tags=["imports"])
@@ -214,9 +214,9 @@ async def import_errors(
 ) -> CSVResponse:
     """The rows that were not imported, by line number, with the column and the reason."""
     job = await importing.get_import(session, principal, import_id)
-    directory = importing.errors_dir(settings, principal.org(), job.id)
+    directory = import_files.errors_dir(settings, principal.org(), job.id)
     return CSVResponse(
-        importing.iter_errors_csv(directory),
+        import_files.iter_errors_csv(directory),
         headers={"Content-Disposition": f'attachment; filename="import-{job.id}-errors.csv"'},
     )
 

@@ -9,14 +9,14 @@ Two steps, then a background job:
    ``leads.import`` job. There is no imports table: the job row is the import (its id is the
    import id; ``job_data`` holds the file, mapping, policy and who started it;
    ``result_data`` holds the progress).
-3. The job reads the file in chunks of ``CHUNK_SIZE`` rows, each chunk in its own short
-   transaction that also writes the progress, so progress is visible while it runs and a
-   retried job resumes after the last committed chunk. Each row is validated with the same
-   rules as ``POST /api/v1/leads`` (``LeadIn`` for e-mails and lengths, ``service._clean`` for
-   phones in E.164 and custom fields); bad rows are written, by line number, to an errors file
-   per chunk, and the good rows are imported. Duplicates (same e-mail or phone, or a similar
-   name at the same company, in the organization or earlier in the file) are skipped,
-   updated or created again as the policy says.
+3. The job (``leads.jobs``) reads the file in chunks of ``CHUNK_SIZE`` rows, each chunk in
+   its own short transaction that also writes the progress, so progress is visible while it
+   runs and a retried job resumes after the last committed chunk. Each row is validated with
+   the same rules as ``POST /api/v1/leads`` (``LeadIn`` for e-mails and lengths, the lead
+   service's cleaning for phones in E.164 and custom fields); bad rows are written, by line
+   number, to an errors file per chunk, and the good rows are imported. Duplicates (the one
+   rule of ``leads.dedup``, against the organization and earlier rows of the file) are
+   skipped, updated or created again as the policy says.
 
 Deliberate limits: imported leads emit no per-row domain events (a 100,000-row file would
 flood webhooks and live pages) and get no per-row audit row; one ``leads_import`` audit row
@@ -25,14 +25,10 @@ summarises the import. The uploads directory must be shared by the API and the w
 
 from __future__ import annotations
 
-import codecs
 import contextlib
-import csv
-import io
 import json
 import re
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -41,31 +37,30 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import func, select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lovedcrm.audit import service as audit
-from lovedcrm.auth import authentication
 from lovedcrm.config import Settings
 from lovedcrm.core.errors import AppError, Conflict, NotFound, ValidationFailed
 from lovedcrm.core.middleware import describe_bytes
 from lovedcrm.core.principal import Principal
 from lovedcrm.core.text import fold
-from lovedcrm.db.tenant import after_commit, tenant_transaction
-from lovedcrm.jobs.engine import LeaseLost
 from lovedcrm.jobs.models import BackgroundJob
-from lovedcrm.jobs.queue import JobContext, PermanentFailure, enqueue, job_handler
-from lovedcrm.leads import assignment, service
-from lovedcrm.leads.access import organization_settings, region_of
-from lovedcrm.leads.dedup import Contact, DuplicateIndex
-from lovedcrm.leads.models import Lead
+from lovedcrm.jobs.queue import enqueue
+from lovedcrm.leads import service
+from lovedcrm.leads.import_files import (
+    PREVIEW_ROWS,
+    RowError,
+    detect_format,
+    imports_dir,
+    open_rows,
+    upload_path,
+)
 from lovedcrm.leads.schemas import LeadIn
 from lovedcrm.organizations import custom_fields
 from lovedcrm.organizations.models import Organization
 
 JOB_TYPE = "leads.import"
-CHUNK_SIZE = 500
-PREVIEW_ROWS = 10
 FORMATS = ("csv", "xlsx")
 DuplicatePolicy = Literal["skip", "update", "create"]
 
@@ -122,144 +117,6 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     ),
     "probability_percentage": ("probabilidade", "probability", "probability_percentage"),
 }
-
-
-# --- reading files ------------------------------------------------------------------------
-
-
-class UnreadableFile(ValidationFailed):
-    code = "unreadable_file"
-
-
-@dataclass(frozen=True)
-class FileFormat:
-    format: Literal["csv", "xlsx"]
-    encoding: str | None = None
-    delimiter: str | None = None
-
-
-def detect_encoding(path: Path) -> str:
-    """``utf-8-sig`` (BOM), ``utf-8``, ``cp1252`` or, for bytes cp1252 leaves undefined,
-    ``latin-1`` (which decodes anything)."""
-    with path.open("rb") as f:
-        if f.read(3) == codecs.BOM_UTF8:
-            return "utf-8-sig"
-    for encoding in ("utf-8", "cp1252"):
-        decoder = codecs.getincrementaldecoder(encoding)()
-        try:
-            with path.open("rb") as f:
-                while block := f.read(1 << 20):
-                    decoder.decode(block)
-                decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            continue
-        return encoding
-    return "latin-1"
-
-
-def sniff_delimiter(sample: str) -> str:
-    """``,``, ``;`` or tab, whichever splits the sample's lines most consistently."""
-    with contextlib.suppress(csv.Error, ValueError, TypeError):
-        return csv.Sniffer().sniff(sample, delimiters=",;\t").delimiter
-    first = sample.splitlines()[0] if sample else ""
-    counts = {d: first.count(d) for d in (",", ";", "\t")}
-    best = max(counts, key=lambda d: counts[d])
-    return best if counts[best] else ","
-
-
-def detect_format(path: Path, kind: Literal["csv", "xlsx"]) -> FileFormat:
-    if kind == "xlsx":
-        return FileFormat("xlsx")
-    encoding = detect_encoding(path)
-    with path.open(encoding=encoding, newline="") as f:
-        sample = f.read(64 * 1024)
-    return FileFormat("csv", encoding, sniff_delimiter(sample))
-
-
-def cell_text(value: Any) -> str:
-    """A spreadsheet cell as the text a person would type."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else str(value)
-    if isinstance(value, datetime):
-        if (value.hour, value.minute, value.second, value.microsecond) == (0, 0, 0, 0):
-            return value.date().isoformat()
-        return value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    return str(value).strip()
-
-
-def _csv_rows(path: Path, fmt: FileFormat) -> Iterator[tuple[int, list[str]]]:
-    with path.open(encoding=fmt.encoding or "utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter=fmt.delimiter or ",")
-        line = 1
-        for row in reader:
-            yield line, [c.strip() for c in row]
-            line = reader.line_num + 1
-
-
-def _xlsx_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    import openpyxl  # imported here: only imports of spreadsheets need it
-
-    try:
-        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # zip, XML or openpyxl errors: all mean "not a readable file"
-        raise UnreadableFile(f"The file is not a readable XLSX spreadsheet ({exc}).") from exc
-    try:
-        sheet = workbook.worksheets[0] if workbook.worksheets else None
-        if sheet is None:
-            return
-        with contextlib.suppress(AttributeError):
-            sheet.reset_dimensions()  # some writers store wrong dimensions
-        for line, row in enumerate(sheet.iter_rows(min_row=1, values_only=True), start=1):
-            yield line, [cell_text(v) for v in row]
-    finally:
-        workbook.close()
-
-
-def iter_rows(path: Path, fmt: FileFormat) -> Iterator[tuple[int, list[str]]]:
-    """``(line number, cells)`` for every non-blank row, the header included."""
-    rows = _xlsx_rows(path) if fmt.format == "xlsx" else _csv_rows(path, fmt)
-    try:
-        for line, cells in rows:
-            if any(cells):
-                yield line, cells
-    except (csv.Error, UnicodeDecodeError) as exc:
-        raise UnreadableFile(f"The file could not be read as CSV ({exc}).") from exc
-
-
-def unique_headers(cells: list[str]) -> list[str]:
-    """Header names made unique and non-empty (``column 3``, ``Telefone (2)``)."""
-    seen: dict[str, int] = {}
-    out = []
-    for i, raw in enumerate(cells, start=1):
-        name = raw.strip() or f"column {i}"
-        if name in seen:
-            seen[name] += 1
-            name = f"{name} ({seen[name]})"
-        else:
-            seen[name] = 1
-        out.append(name)
-    return out
-
-
-@dataclass
-class DataRows:
-    headers: list[str]
-    rows: Iterator[tuple[int, list[str]]]
-
-
-def open_rows(path: Path, fmt: FileFormat) -> DataRows:
-    """The header and an iterator over the data rows."""
-    rows = iter_rows(path, fmt)
-    first = next(rows, None)
-    if first is None:
-        raise ValidationFailed("The file is empty: no header row.", code="empty_file")
-    return DataRows(unique_headers(first[1]), rows)
 
 
 # --- mapping ------------------------------------------------------------------------------
@@ -379,14 +236,6 @@ def custom_value(definition: dict[str, Any], raw: str) -> Any:
     return raw
 
 
-@dataclass
-class RowError:
-    line: int
-    column: str
-    value: str
-    message: str
-
-
 def _pydantic_message(err: Any) -> str:
     if err.get("type") == "missing":
         return "is required"
@@ -454,53 +303,6 @@ async def convert_row(
             errors.append(RowError(line, column, cells.get(column, ""), err["message"]))
         return None, errors
     return cleaned, []
-
-
-# --- storage ------------------------------------------------------------------------------
-
-
-def imports_dir(settings: Settings, organization_id: uuid.UUID) -> Path:
-    return settings.data_dir.resolve() / "imports" / str(organization_id)
-
-
-def upload_path(settings: Settings, organization_id: uuid.UUID, upload_id: str, ext: str) -> Path:
-    return imports_dir(settings, organization_id) / f"{upload_id}.{ext}"
-
-
-def errors_dir(settings: Settings, organization_id: uuid.UUID, job_id: uuid.UUID) -> Path:
-    return imports_dir(settings, organization_id) / f"{job_id}.errors"
-
-
-ERRORS_HEADER = ("line", "column", "value", "message")
-
-
-def write_chunk_errors(directory: Path, first_row: int, errors: list[RowError]) -> None:
-    """One file per chunk, named by its first row: a retried chunk overwrites its own."""
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / f"{first_row:09d}.csv"
-    if not errors:
-        target.unlink(missing_ok=True)
-        return
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    for e in errors:
-        writer.writerow([e.line, e.column, e.value, e.message])
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(buffer.getvalue(), encoding="utf-8")
-    tmp.replace(target)
-
-
-def iter_errors_csv(directory: Path) -> Iterator[bytes]:
-    """The errors file: UTF-8 with BOM, header ``line,column,value,message``."""
-    buffer = io.StringIO()
-    csv.writer(buffer).writerow(ERRORS_HEADER)
-    yield codecs.BOM_UTF8 + buffer.getvalue().encode()
-    if not directory.is_dir():
-        return
-    for part in sorted(directory.glob("*.csv")):
-        with part.open("rb") as f:
-            while block := f.read(1 << 16):
-                yield block
 
 
 # --- step 1: upload -----------------------------------------------------------------------
@@ -725,202 +527,3 @@ def progress_of(job: BackgroundJob) -> dict[str, int | None]:
         "skipped": int(result.get("skipped", 0)),
         "errors": int(result.get("errors", 0)),
     }
-
-
-# --- step 3: the job ----------------------------------------------------------------------
-
-
-@dataclass
-class Progress:
-    processed: int = 0
-    total: int = 0
-    created: int = 0
-    updated: int = 0
-    skipped: int = 0
-    errors: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
-
-
-_PROGRESS = text(
-    """
-    UPDATE background_jobs SET result_data = CAST(:progress AS jsonb), updated_at = now()
-     WHERE id = :id AND status = 'running' AND attempts = :attempt
-    """
-)
-
-
-async def _save_progress(session: AsyncSession, ctx: JobContext, progress: Progress) -> None:
-    """In the chunk's transaction, guarded by the attempt: if another worker has taken the job
-    (our lease expired), this chunk rolls back."""
-    done = await session.execute(
-        _PROGRESS,
-        {"progress": json.dumps(progress.as_dict()), "id": ctx.job_id, "attempt": ctx.attempt},
-    )
-    if done.rowcount != 1:  # type: ignore[attr-defined]
-        raise LeaseLost(str(ctx.job_id))
-
-
-async def _job_principal(
-    session: AsyncSession, organization_id: uuid.UUID, payload: ImportPayload
-) -> Principal:
-    principal = await authentication.principal_for_member(
-        session, organization_id, payload.created_by, limit_to=payload.permissions
-    )
-    if principal is None:
-        raise PermanentFailure("the member who started the import is no longer active")
-    if not principal.can("leads:import"):
-        raise PermanentFailure("the member who started the import may no longer import leads")
-    return principal
-
-
-@dataclass
-class _Chunk:
-    first_row: int  # index of its first data row (0-based), names its errors file
-    rows: list[tuple[int, list[str]]]
-
-
-def _chunks(data: DataRows, start: int, size: int) -> Iterator[_Chunk]:
-    index = 0
-    current: list[tuple[int, list[str]]] = []
-    first = start
-    for line, cells in data.rows:
-        if index < start:
-            index += 1
-            continue
-        if not current:
-            first = index
-        current.append((line, cells))
-        index += 1
-        if len(current) >= size:
-            yield _Chunk(first, current)
-            current = []
-    if current:
-        yield _Chunk(first, current)
-
-
-def _apply_update(lead: Lead, data: dict[str, Any]) -> None:
-    """The row's non-empty values onto an existing lead (custom fields merged)."""
-    for key, value in data.items():
-        if key == "custom_fields":
-            if value:
-                lead.custom_fields = {**(lead.custom_fields or {}), **value}
-        elif value not in (None, ""):
-            setattr(lead, key, value)
-    lead.updated_at = func.now()
-
-
-async def _run_chunk(
-    ctx: JobContext,
-    principal: Principal,
-    payload: ImportPayload,
-    headers: list[str],
-    chunk: _Chunk,
-    progress: Progress,
-) -> Progress:
-    org_id = principal.org()
-    out = Progress(**progress.as_dict())
-    errors: list[RowError] = []
-    async with tenant_transaction(ctx.database.sessionmaker, org_id, principal.user_id) as s:
-        org_settings = await organization_settings(s, org_id)
-        definitions = {d["key"]: d for d in custom_fields.definitions_in(org_settings)}
-        stage_id = (await service.first_stage(s, org_id)).id
-        cleaned: list[tuple[int, dict[str, Any]]] = []
-        for line, cells in chunk.rows:
-            by_header = {h: (cells[i] if i < len(cells) else "") for i, h in enumerate(headers)}
-            data, row_errors = await convert_row(
-                s, principal, line, by_header, payload.mapping, definitions
-            )
-            if data is None:
-                errors += row_errors
-            else:
-                cleaned.append((line, data))
-        region = region_of(org_settings)
-        contacts = {line: Contact.from_values(data, region) for line, data in cleaned}
-        known = await DuplicateIndex.load(s, org_id, list(contacts.values()))
-        for line, data in cleaned:
-            existing = known.match(contacts[line]) if payload.duplicate_policy != "create" else None
-            if existing is not None and payload.duplicate_policy == "skip":
-                out.skipped += 1
-                continue
-            if existing is not None:  # update
-                if not (
-                    principal.can("leads:write_all") or existing.assigned_to == principal.user_id
-                ):
-                    errors.append(
-                        RowError(line, "", "", "duplicate of a lead you may not edit: not updated")
-                    )
-                    continue
-                _apply_update(existing, data)
-                out.updated += 1
-                continue
-            if not principal.can("leads:write_all"):
-                data["assigned_to"] = principal.user_id
-            elif "assigned_to" not in data:  # as create_lead: the assignment setting decides
-                data["assigned_to"] = await assignment.automatic_assignee(s, org_id, org_settings)
-            lead = Lead(id=uuid.uuid4(), organization_id=org_id, stage_id=stage_id, **data)
-            s.add(lead)
-            known.add(lead)
-            out.created += 1
-        await s.flush()
-        out.errors += len(errors)
-        out.processed += len(chunk.rows)
-        write_chunk_errors(errors_dir(ctx.settings, org_id, ctx.job_id), chunk.first_row, errors)
-        await _save_progress(s, ctx, out)
-    return out
-
-
-@job_handler(JOB_TYPE, ImportPayload, max_attempts=3, timeout_seconds=3600)
-async def run_import(ctx: JobContext, payload: ImportPayload) -> dict[str, Any] | None:
-    """One job per import; each chunk commits on its own (with the progress), so a 100,000-row
-    file holds one worker slot, never a long transaction, and a retry resumes where the last
-    attempt stopped. Other organizations' jobs keep running on the other slots."""
-    org_id = ctx.organization_id
-    if org_id is None:
-        raise PermanentFailure("an import belongs to an organization")
-    path = ctx.settings.data_dir.resolve() / payload.path
-    if not path.is_file():
-        raise PermanentFailure(f"the uploaded file {payload.file_name!r} is gone")
-    async with tenant_transaction(ctx.database.sessionmaker, org_id, payload.created_by) as s:
-        principal = await _job_principal(s, org_id, payload)
-    fmt = FileFormat(payload.format, payload.encoding, payload.delimiter)
-    try:
-        data = open_rows(path, fmt)
-    except ValidationFailed as exc:
-        raise PermanentFailure(exc.detail) from exc
-    previous = (
-        await ctx.session.execute(
-            select(BackgroundJob.result_data).where(BackgroundJob.id == ctx.job_id)
-        )
-    ).scalar_one_or_none() or {}
-    progress = Progress(
-        **{k: int(previous.get(k, 0)) for k in ("processed", "created", "updated", "skipped")},
-        errors=int(previous.get("errors", 0)),
-        total=payload.total_rows or 0,
-    )
-    for chunk in _chunks(data, progress.processed, CHUNK_SIZE):
-        progress = await _run_chunk(ctx, principal, payload, data.headers, chunk, progress)
-    progress.total = progress.processed
-    await audit.record(
-        ctx.session,
-        action="leads_import",
-        resource_type="import",
-        resource_id=ctx.job_id,
-        organization_id=org_id,
-        user_id=payload.created_by,
-        changes={
-            "file_name": payload.file_name,
-            "format": payload.format,
-            "mapping": payload.mapping,
-            "duplicate_policy": payload.duplicate_policy,
-            **progress.as_dict(),
-        },
-    )
-
-    async def _drop_upload() -> None:
-        path.unlink(missing_ok=True)
-        path.with_suffix(".json").unlink(missing_ok=True)
-
-    after_commit(ctx.session, _drop_upload)
-    return progress.as_dict()

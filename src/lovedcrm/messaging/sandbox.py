@@ -14,6 +14,7 @@ from lovedcrm.config import Settings
 from lovedcrm.core import clock
 from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
 from lovedcrm.core.phones import to_e164
+from lovedcrm.db.engine import create_database
 from lovedcrm.db.tenant import tenant_transaction
 from lovedcrm.jobs.queue import enqueue
 from lovedcrm.messaging.jobs import InboundJob
@@ -74,8 +75,6 @@ async def inject_for(
 ) -> str:
     """``lovedcrm whatsapp inject``: find the organization by slug or id (as the owner: no
     tenant is known yet), then inject in its own transaction."""
-    from lovedcrm.db.engine import create_database
-
     db = create_database(settings)
     try:
         owner = create_async_engine(db.owner_url)

@@ -53,6 +53,7 @@ from lovedcrm.messaging.providers.base import (
     ParsedWebhook,
     StatusUpdate,
 )
+from lovedcrm.messaging.providers.cloud import error_message
 from lovedcrm.messaging.whatsapp_configs import active_config
 from lovedcrm.organizations.models import Organization
 
@@ -208,8 +209,6 @@ _APPLY_STATUS = text(
 def _reason(update_: StatusUpdate) -> str | None:
     if update_.status != "failed":
         return None
-    from lovedcrm.messaging.providers.cloud import error_message
-
     known = error_message(update_.error_code) if update_.error_code else None
     parts = [p for p in (update_.error_message, known) if p]
     text_ = " — ".join(dict.fromkeys(parts)) or "The provider could not deliver the message."

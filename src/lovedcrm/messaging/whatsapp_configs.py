@@ -41,6 +41,9 @@ from lovedcrm.messaging.providers.base import (
     SessionProvider,
     WhatsAppProvider,
 )
+from lovedcrm.messaging.providers.cloud import CloudApiProvider
+from lovedcrm.messaging.providers.sandbox import SandboxProvider
+from lovedcrm.messaging.providers.waha import WahaProvider
 
 _SECRET_INPUTS = ("access_token", "app_secret", "bridge_api_key")
 DEFAULT_RATE_LIMITS: dict[str, dict[str, int]] = {
@@ -136,8 +139,6 @@ def build_provider(
 ) -> WhatsAppProvider:
     """The adapter for one configuration."""
     if cfg.kind == "business_api":
-        from lovedcrm.messaging.providers.cloud import CloudApiProvider
-
         return CloudApiProvider(
             client=client,
             phone_number_id=cfg.business_phone_id or "",
@@ -147,8 +148,6 @@ def build_provider(
             api_version=cfg.api_version,
         )
     if cfg.kind == "web_unofficial":
-        from lovedcrm.messaging.providers.waha import WahaProvider
-
         return WahaProvider(
             client=client,
             base_url=cfg.bridge_url or "",
@@ -156,8 +155,6 @@ def build_provider(
             session=cfg.session_id or "default",
             hmac_key=cfg.hmac_key,
         )
-    from lovedcrm.messaging.providers.sandbox import SandboxProvider
-
     return SandboxProvider(outbox=outbox_path(settings))
 
 

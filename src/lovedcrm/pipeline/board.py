@@ -39,6 +39,7 @@ from lovedcrm.core.pagination import BadCursor, decode_cursor, encode_cursor
 from lovedcrm.core.principal import Principal
 from lovedcrm.leads import service as leads
 from lovedcrm.leads.models import Lead, PipelineStage
+from lovedcrm.pipeline.board_schemas import CardOut
 
 PAGE = 50
 STEP = 1024.0
@@ -146,8 +147,6 @@ def _card(row: Any, now: datetime) -> Card:
 
 
 def card_json(card: Card) -> dict[str, Any]:
-    from lovedcrm.pipeline.board_schemas import CardOut
-
     return CardOut.model_validate(card).model_dump(mode="json")
 
 

@@ -3,8 +3,6 @@ limits, mapping checks, the job) live in ``leads.importing``."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Annotated, Any
@@ -16,7 +14,7 @@ from lovedcrm.config import Settings
 from lovedcrm.core.deps import SessionDep, SettingsDep
 from lovedcrm.core.errors import AppError, NotFound
 from lovedcrm.jobs.models import BackgroundJob
-from lovedcrm.leads import importing
+from lovedcrm.leads import import_files, importing
 from lovedcrm.leads.pages._common import ACTIVE, definitions_of, not_found
 from lovedcrm.web.i18n import N_
 from lovedcrm.web.kit import (
@@ -184,33 +182,6 @@ def _mapping_page(
     )
 
 
-def _reload_preview(
-    settings: Settings, frame: Shell, upload_id: str
-) -> tuple[str, list[str], list[dict[str, Any]], int] | None:
-    """The file name, headers and first rows of a stored upload (to show the mapping step
-    again after a mistake), or None when the upload is gone."""
-    if not upload_id.isalnum() or len(upload_id) != 32 or frame.org is None:
-        return None
-    folder = importing.imports_dir(settings, frame.org.id)
-    meta_path = folder / f"{upload_id}.json"
-    if not meta_path.is_file():
-        return None
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    path = importing.upload_path(settings, frame.org.id, upload_id, meta["format"])
-    if not path.is_file():
-        return None
-    fmt = importing.FileFormat(meta["format"], meta.get("encoding"), meta.get("delimiter"))
-    preview: list[dict[str, Any]] = []
-    with contextlib.suppress(AppError):
-        data = importing.open_rows(path, fmt)
-        for line, cells in data.rows:
-            if len(preview) >= importing.PREVIEW_ROWS:
-                break
-            values = {h: (cells[i] if i < len(cells) else "") for i, h in enumerate(data.headers)}
-            preview.append({"line": line, "values": values})
-    return meta["file_name"], list(meta["headers"]), preview, int(meta.get("total_rows") or 0)
-
-
 def _mapping_errors(exc: AppError, t: Any) -> list[str]:
     """The service's mapping refusals in the reader's words."""
     errors = []
@@ -255,14 +226,15 @@ async def import_start(
     except AppError as exc:
         if exc.status == 403:
             raise
-        reloaded = _reload_preview(settings, frame, upload_id)
+        reloaded = import_files.stored_upload(settings, frame.principal.org(), upload_id)
         if exc.status == 404 or reloaded is None:
             expired = t("The uploaded file expired. Upload it again.")
             return _upload_page(request, frame, settings, error=expired, status_code=404)
         if exc.code == "import_already_started":
             again = t("This file was already imported. Upload it again to import once more.")
             return _upload_page(request, frame, settings, error=again, status_code=409)
-        file_name, headers, preview, total = reloaded
+        file_name, headers = reloaded.file_name, reloaded.headers
+        preview, total = reloaded.preview, reloaded.total_rows
         return _mapping_page(
             request,
             frame,

@@ -1,6 +1,7 @@
 """The organization's settings pages: branding (name, color, language, currency, idle days,
-logo), the assignment of new leads and the custom fields. Thin: the rules live in
-``organizations.service``, ``organizations.branding`` and ``organizations.custom_fields``.
+logo) and the custom fields (the assignment of new leads is ``leads.pages``'). Thin: the
+rules live in ``organizations.service``, ``organizations.branding`` and
+``organizations.custom_fields``.
 
 One module per screen, each with its router, included here in matching order.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from fastapi.responses import RedirectResponse, Response
 
-from lovedcrm.organizations.pages import assignment, branding, fields
+from lovedcrm.organizations.pages import branding, fields
 from lovedcrm.web.kit import page_router
 
 router = page_router()
@@ -20,5 +21,5 @@ async def settings_index() -> Response:
     return RedirectResponse("/settings/branding", status_code=303)
 
 
-for _screen in (branding, assignment, fields):
+for _screen in (branding, fields):
     router.include_router(_screen.router)

@@ -1,11 +1,10 @@
-"""The assignment of new leads: by hand, or in turn among the sales team (the mode is the
-organization's setting; who is in the rotation, and in which order, is ``leads``' business:
-the page asks the :class:`RotationSource` the application installs)."""
+"""Settings → the assignment of new leads: by hand, or in turn among the sales team. The
+mode is an organization setting (``organizations.service``); who is in the rotation, and in
+which order, is ``leads.assignment``'s."""
 
 from __future__ import annotations
 
-import uuid
-from typing import Annotated, Protocol
+from typing import Annotated
 
 from fastapi import Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -13,20 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.core.deps import SessionDep
 from lovedcrm.core.errors import AppError
+from lovedcrm.leads import assignment
 from lovedcrm.organizations import service as org_service
 from lovedcrm.web.kit import Member, Shell, flash, page_router, render
 
 router = page_router()
-
-
-class RotationSource(Protocol):
-    """``(user id, name)`` of the members in the round-robin, next in line first. Installed
-    by the application as ``app.state.rotation_source`` (``leads.assignment.rotation_order``:
-    the rotation reads the memberships and the cursor, both above this package)."""
-
-    async def __call__(
-        self, session: AsyncSession, organization_id: uuid.UUID
-    ) -> list[tuple[uuid.UUID, str]]: ...
 
 
 async def _assignment_page(
@@ -39,17 +29,16 @@ async def _assignment_page(
     status_code: int = 200,
 ) -> HTMLResponse:
     org_settings = dict(frame.org.settings or {}) if frame.org else {}
-    rotation_source: RotationSource = request.app.state.rotation_source
     saved_mode = org_service.mode_of(org_settings)
     return render(
         request,
-        "organizations/settings_assignment.html",
+        "leads/settings_assignment.html",
         status_code,
         **frame.context("settings"),
         tab="assignment",
         mode=mode or saved_mode,
         saved_mode=saved_mode,
-        rotation=await rotation_source(session, frame.principal.org()),
+        rotation=await assignment.rotation_order(session, frame.principal.org()),
         error=error,
         can_manage=frame.principal.can("settings:manage"),
     )
