@@ -55,6 +55,7 @@ from lovedcrm.web.i18n import (
     DEFAULT_LOCALE,
     LANG_COOKIE,
     LANGUAGE_NAMES,
+    N_,
     Localizer,
     choose_locale,
     localizer_for,
@@ -386,10 +387,10 @@ def require(permission: str) -> Callable[..., Coroutine[Any, Any, Shell]]:
 # --- errors as pages ---------------------------------------------------------------------------
 
 _TITLES = {
-    404: ("Not found", "This page does not exist, was deleted, or is not visible to you."),
+    404: (N_("Not found"), N_("This page does not exist, was deleted, or is not visible to you.")),
     403: (
-        "No access",
-        "You do not have permission to do this. Ask an admin of your organization.",
+        N_("No access"),
+        N_("You do not have permission to do this. Ask an admin of your organization."),
     ),
 }
 
@@ -430,7 +431,7 @@ def _page_response(request: Request, exc: Exception) -> Response | None:
             back_label=exc.back_label,
         )
     if isinstance(exc, AppError):
-        title, message = _TITLES.get(exc.status, ("Something went wrong", exc.detail))
+        title, message = _TITLES.get(exc.status, (N_("Something went wrong"), exc.detail))
         return error_page(request, exc.status, title, message)
     return None
 
@@ -445,6 +446,9 @@ class PageRoute(APIRoute):
             try:
                 return await handler(request)
             except (LoginRequired, NoOrganization, PageError, AppError) as exc:
+                # The dependencies' exit runs after this handler returns: whatever the page
+                # wrote before failing must not be committed with the error page.
+                roll_back_request(request)
                 response = _page_response(request, exc)
                 if response is None:  # pragma: no cover - every listed type has a page
                     raise

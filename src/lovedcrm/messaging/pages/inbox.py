@@ -88,7 +88,7 @@ async def live_frame(frame: MaybeSignedIn) -> Shell:
     """The frame of a fragment the page's script re-reads: without a session (or outside any
     organization) a 401 the script stops on, never a redirect to the log-in page."""
     if frame is None or frame.org is None:
-        raise Unauthorized("Sign in again to read the inbox.")
+        raise Unauthorized(N_("Sign in again to read the inbox."))
     return frame
 
 
