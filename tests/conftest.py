@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from lovedcrm.app import create_app
 from lovedcrm.config import Settings
+from lovedcrm.core.clock import ManualClock, use_clock
 from lovedcrm.db.bootstrap import create_database, drop_database, ensure_app_role
 from lovedcrm.db.embedded import start_embedded
 from lovedcrm.db.engine import Database, as_psycopg
@@ -118,3 +119,18 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5555))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
+
+
+@pytest.fixture
+def manual_clock(owner: sa.Engine) -> Iterator[ManualClock]:
+    """The product's clock (``lovedcrm.core.clock``) stands still for this test: delayed jobs
+    (sandbox receipts, deferred sends) become due only when the test calls ``advance`` (or
+    ``run_wa_jobs(..., due_now=True)``), never because the machine was slow.
+
+    It starts at the database's time, so whatever the database stamped before the test
+    (``now()``) is already in its past, whichever machine's clock the server reads."""
+    with owner.connect() as conn:
+        start = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+    with use_clock(ManualClock(start)) as clock:
+        assert isinstance(clock, ManualClock)
+        yield clock

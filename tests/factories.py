@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -16,6 +17,8 @@ import httpx
 import sqlalchemy as sa
 
 from lovedcrm.config import Settings
+from lovedcrm.core import clock
+from lovedcrm.core.clock import ManualClock
 from lovedcrm.core.deps import SESSION_COOKIE
 from lovedcrm.db.engine import Database
 from lovedcrm.jobs.engine import run_until_idle
@@ -259,18 +262,33 @@ async def activate_sandbox(client: httpx.AsyncClient, headers: dict[str, str]) -
 
 
 async def run_wa_jobs(database: Database, settings: Settings, *, due_now: bool = False) -> int:
-    """Run the WhatsApp jobs until none is ready; ``due_now`` first brings delayed ones
-    (sandbox receipts, retries) forward."""
+    """Run the WhatsApp jobs until none is ready; ``due_now`` first makes the delayed ones
+    (sandbox receipts, deferred sends, retries) due (``make_due``)."""
     if due_now:
         make_due(database)
     return await run_until_idle(database, settings, types=WA_JOBS, timeout=30)
 
 
 def make_due(database: Database) -> None:
-    """Bring the pending and retrying WhatsApp jobs forward to now."""
+    """Make the pending and retrying WhatsApp jobs due. Under a manual clock (the
+    ``manual_clock`` fixture) the clock is advanced to the last of them (the job engine claims
+    as of a manual clock's time); without one, their time is brought forward to now."""
     engine = sa.create_engine(database.owner_url)
     try:
         with engine.begin() as conn:
+            manual = clock.current()
+            if isinstance(manual, ManualClock):
+                latest = conn.execute(
+                    sa.text(
+                        "SELECT max(scheduled_for) FROM background_jobs "
+                        "WHERE job_type LIKE 'whatsapp.%' AND status IN ('pending', 'retrying')"
+                    )
+                ).scalar_one()
+                if latest is not None and latest > manual.now():
+                    manual.advance(
+                        microseconds=(latest - manual.now()) // timedelta(microseconds=1)
+                    )
+                return
             conn.execute(
                 sa.text(
                     "UPDATE background_jobs SET scheduled_for = now() "
@@ -279,6 +297,24 @@ def make_due(database: Database) -> None:
             )
     finally:
         engine.dispose()
+
+
+def catch_up_with_database(database: Database) -> None:
+    """Under a manual clock, advance it to the database's time if it is behind, so that jobs
+    the database stamped with its own ``now()`` are due: the inbound webhooks stored by
+    ``lovedcrm_store_webhook`` (the webhook intake does not read the injectable clock). What
+    the product schedules later afterwards (sandbox receipts) is still in the future."""
+    manual = clock.current()
+    if not isinstance(manual, ManualClock):
+        return
+    engine = sa.create_engine(database.owner_url)
+    try:
+        with engine.connect() as conn:
+            db_now = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+    finally:
+        engine.dispose()
+    if db_now > manual.now():
+        manual.advance(microseconds=(db_now - manual.now()) // timedelta(microseconds=1))
 
 
 # --- the database as its owner ---------------------------------------------------------------

@@ -239,6 +239,7 @@ def test_the_table_reads_what_the_code_says() -> None:
 @dataclass
 class World:
     client: httpx.AsyncClient
+    streams: httpx.AsyncClient  # for event streams (see _StreamStart)
     emails: dict[str, str]
     headers: dict[str, dict[str, str]]  # role -> Authorization
     keys: dict[str, dict[str, str]]  # scope -> Authorization
@@ -250,7 +251,12 @@ async def world(app: FastAPI) -> AsyncIterator[World]:
     transport = httpx.ASGITransport(
         app=app, client=("203.0.113.9", 1234), raise_app_exceptions=False
     )
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as c,
+        httpx.AsyncClient(
+            transport=_StreamStart(app, client=("203.0.113.9", 1234)), base_url="http://testserver"
+        ) as streams,
+    ):
         admin = await signup(c, full_name="Matrix Admin")
         emails = {"admin": admin["email"]}
         headers = {"admin": admin["headers"]}
@@ -271,22 +277,95 @@ async def world(app: FastAPI) -> AsyncIterator[World]:
             assert r.status_code == 201, r.text
             assert r.json()["scopes"] == [scope]
             keys[scope] = {"Authorization": f"Bearer {r.json()['key']}"}
-        yield World(client=c, emails=emails, headers=headers, keys=keys)
+        yield World(client=c, streams=streams, emails=emails, headers=headers, keys=keys)
 
 
-async def _send(c: httpx.AsyncClient, e: Endpoint, headers: dict[str, str]) -> httpx.Response:
+# A safety net: an answer (its status and headers) that has not started by then never will.
+ANSWER_TIMEOUT = 60.0
+
+
+class _StreamStart(httpx.AsyncBaseTransport):
+    """The ASGI app in-process, like ``httpx.ASGITransport`` (app errors become 500s), but
+    an event stream is answered as soon as it starts: its status and headers (and what was
+    sent so far), and then the client hangs up. ``ASGITransport`` waits for the end of the
+    body, which a stream never reaches. Other responses are read whole."""
+
+    def __init__(self, app: Any, client: tuple[str, int]) -> None:
+        self.app = app
+        self.client = client
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": request.method,
+            "headers": [(k.lower(), v) for k, v in request.headers.raw],
+            "scheme": request.url.scheme,
+            "path": request.url.path,
+            "raw_path": request.url.raw_path.split(b"?")[0],
+            "query_string": request.url.query,
+            "server": (request.url.host, request.url.port),
+            "client": self.client,
+            "root_path": "",
+        }
+        body = await request.aread()
+        started: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        chunks: list[bytes] = []
+        hang_up = asyncio.Event()  # the response ended, or the client left a stream
+        asked = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal asked
+            if not asked:
+                asked = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await hang_up.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                started.set_result(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    hang_up.set()
+
+        task = asyncio.ensure_future(self.app(scope, receive, send))
+        await asyncio.wait(
+            {task, started}, timeout=ANSWER_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+        )
+        if not started.done():
+            if not task.done():
+                task.cancel()
+                raise AssertionError(f"{request.method} {request.url}: no answer")
+            return httpx.Response(500, text=repr(task.exception()))
+        start = started.result()
+        headers = [(bytes(k), bytes(v)) for k, v in start.get("headers", [])]
+        if dict(headers).get(b"content-type", b"").startswith(b"text/event-stream"):
+            hang_up.set()  # the stream has started: its answer is known
+        done, _ = await asyncio.wait({task}, timeout=ANSWER_TIMEOUT)
+        if not done:
+            task.cancel()
+            raise AssertionError(f"{request.method} {request.url}: did not end")
+        if not task.cancelled():
+            task.exception()  # an error after the start keeps its status (as ASGITransport)
+        return httpx.Response(start["status"], headers=headers, content=b"".join(chunks))
+
+
+async def _send(world: World, e: Endpoint, headers: dict[str, str]) -> httpx.Response:
     path = e.path
     for name in [seg[1:-1] for seg in e.path.split("/") if seg.startswith("{")]:
         path = path.replace(f"{{{name}}}", str(uuid.uuid4()))
     body = BODIES.get(e.key, {}) if e.method in ("POST", "PUT", "PATCH") else None
     if e.key in STREAMS:
-        # The ASGI test transport returns only when the body ends, and an event stream does
-        # not: a refusal answers at once; a stream still open after a moment was granted.
-        try:
-            return await asyncio.wait_for(c.request(e.method, path, headers=headers), 1.5)
-        except TimeoutError:
-            return httpx.Response(200, text="(stream open)")
-    return await c.request(e.method, path, headers=headers, json=body)
+        # Allowed or refused is decided by the answer's status: a granted stream answers 200
+        # with text/event-stream and stays open, a refusal is an ordinary problem response.
+        r = await world.streams.request(e.method, path, headers=headers)
+        if r.status_code == 200:
+            assert r.headers["content-type"].startswith("text/event-stream"), r.headers
+        return r
+    return await world.client.request(e.method, path, headers=headers, json=body)
 
 
 # Server-Sent Events: never-ending responses (see _send).
@@ -312,7 +391,7 @@ def _assert_allowed(r: httpx.Response, who: str) -> None:
 
 @pytest.mark.parametrize("endpoint", [pytest.param(e, id=e.id) for e in PROTECTED])
 async def test_without_credentials_is_401(world: World, endpoint: Endpoint) -> None:
-    r = await _send(world.client, endpoint, {})
+    r = await _send(world, endpoint, {})
     assert r.status_code == 401, r.text
     assert _problem(r).get("code") == "not_authenticated", r.text
 
@@ -322,7 +401,7 @@ async def test_role(world: World, endpoint: Endpoint, role: str) -> None:
     headers = world.headers[role]
     if endpoint.key in SESSION_ROUTES:
         headers = await login(world.client, world.emails[role])
-    r = await _send(world.client, endpoint, headers)
+    r = await _send(world, endpoint, headers)
     missing = endpoint.requirement.permissions - ROLE_PERMISSIONS[Role(role)]
     if missing:
         assert r.status_code == 403, f"{role} lacks {sorted(missing)}: {r.status_code} {r.text}"
@@ -335,7 +414,7 @@ async def test_role(world: World, endpoint: Endpoint, role: str) -> None:
 
 @pytest.mark.parametrize(("endpoint", "scope"), _params(PROTECTED, list(SCOPES)))
 async def test_api_key(world: World, endpoint: Endpoint, scope: str) -> None:
-    r = await _send(world.client, endpoint, world.keys[scope])
+    r = await _send(world, endpoint, world.keys[scope])
     req = endpoint.requirement
     problem = _problem(r)
     if req.kind == "person":

@@ -26,16 +26,26 @@ from tests.factories import signup
 LOVEDCRM = Path(sys.executable).parent / "lovedcrm"
 
 
-async def _next(sub: Subscription, seconds: float = 5.0) -> dict[str, Any]:
-    return await asyncio.wait_for(sub.queue.get(), seconds)
+# A safety net for notes that must arrive: generous, so only a lost note times out.
+ARRIVAL_TIMEOUT = 30.0
 
 
-async def _next_of(sub: Subscription, kind: str, seconds: float = 5.0) -> dict[str, Any]:
-    deadline = time.monotonic() + seconds
-    while True:
-        note = await _next(sub, max(0.01, deadline - time.monotonic()))
-        if note["type"] == kind:
-            return note
+async def _until(sub: Subscription, kind: str, lead_id: str) -> list[dict[str, Any]]:
+    """The notes ``sub`` receives up to and including the ``kind`` note of ``lead_id``.
+
+    Proves that something did NOT arrive by order rather than by waiting: the process's one
+    LISTEN connection gets the notes in commit order and hands them to the queues in that
+    order, so a note of an earlier commit would come before this one."""
+
+    async def collect() -> list[dict[str, Any]]:
+        notes = []
+        while True:
+            note = await sub.queue.get()
+            notes.append(note)
+            if note["type"] == kind and note.get("lead_id") == lead_id:
+                return notes
+
+    return await asyncio.wait_for(collect(), ARRIVAL_TIMEOUT)
 
 
 @pytest.fixture
@@ -58,11 +68,14 @@ async def test_events_reach_only_their_organization(
     assert r.status_code == 201
     lead_id = r.json()["id"]
     for sub in (a1, a2):
-        note = await _next_of(sub, "lead.created")
-        assert note["lead_id"] == lead_id and note["id"].startswith("evt_")
+        note = (await _until(sub, "lead.created", lead_id))[-1]
+        assert note["id"].startswith("evt_")
         assert "org" not in note
-    with pytest.raises(TimeoutError):
-        await _next(b1, 0.5)
+    # B's own later change reaches B, and A's, committed first, did not arrive before it.
+    r = await client.post("/api/v1/leads", headers=b["headers"], json={"full_name": "Live B"})
+    assert r.status_code == 201
+    notes = await _until(b1, "lead.created", r.json()["id"])
+    assert all(n.get("lead_id") != lead_id for n in notes), notes
     hub.unsubscribe(a1)
     assert a1 not in hub.subscribers[a["organization_id"]]
 
@@ -74,8 +87,11 @@ async def test_a_rolled_back_change_sends_nothing(client: httpx.AsyncClient, hub
         "/api/v1/leads", headers=a["headers"], json={"full_name": "X", "phone": "not a phone"}
     )
     assert r.status_code == 422
-    with pytest.raises(TimeoutError):
-        await _next(sub, 0.5)
+    # The next change that commits is the first thing the stream hears of.
+    r = await client.post("/api/v1/leads", headers=a["headers"], json={"full_name": "Y"})
+    assert r.status_code == 201
+    notes = await _until(sub, "lead.created", r.json()["id"])
+    assert {n.get("lead_id") for n in notes} == {r.json()["id"]}, notes
 
 
 def test_a_slow_subscriber_loses_the_oldest_and_gets_a_resync() -> None:
@@ -123,13 +139,15 @@ def servers(owner_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     procs = [_serve(owner_url, tmp_path_factory.mktemp("live")) for _ in range(2)]
     try:
         for proc, base in procs:
-            for _ in range(120):
+            deadline = time.monotonic() + 120  # a safety net: starting takes seconds
+            while True:
                 assert proc.poll() is None, "server exited"
                 try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    if httpx.get(f"{base}/healthz", timeout=5).status_code == 200:
                         break
                 except httpx.HTTPError:
                     pass
+                assert time.monotonic() < deadline, f"the server at {base} did not start"
                 time.sleep(0.25)
         yield [base for _, base in procs]
     finally:
@@ -163,17 +181,33 @@ async def _wait(out: asyncio.Queue[dict[str, Any]], event: str) -> dict[str, Any
             if item.get("event") == event:
                 return item
 
-    return await asyncio.wait_for(find(), 10)
+    return await asyncio.wait_for(find(), ARRIVAL_TIMEOUT)
+
+
+async def _events_until(
+    out: asyncio.Queue[dict[str, Any]], event: str, lead_id: str
+) -> list[dict[str, Any]]:
+    """The stream's items up to and including the ``event`` of ``lead_id`` (see _until)."""
+
+    async def collect() -> list[dict[str, Any]]:
+        items = []
+        while True:
+            item = await out.get()
+            items.append(item)
+            if item.get("event") == event and json.loads(item["data"])["lead_id"] == lead_id:
+                return items
+
+    return await asyncio.wait_for(collect(), ARRIVAL_TIMEOUT)
 
 
 @pytest.mark.slow
 async def test_sse_across_two_server_processes(servers: list[str]) -> None:
     one, two = servers
-    async with httpx.AsyncClient(base_url=one, timeout=10) as c1:
+    async with httpx.AsyncClient(base_url=one, timeout=ARRIVAL_TIMEOUT) as c1:
         a = await signup(c1, full_name="Live A")
         b = await signup(c1, full_name="Live B")
         async with (
-            httpx.AsyncClient(base_url=two, timeout=10) as c2,
+            httpx.AsyncClient(base_url=two, timeout=ARRIVAL_TIMEOUT) as c2,
             c2.stream("GET", "/api/v1/events/stream", headers=a["headers"]) as stream_a,
             c2.stream("GET", "/api/v1/events/stream", headers=b["headers"]) as stream_b,
             c1.stream("GET", "/api/v1/events/stream", headers=a["headers"]) as stream_a1,
@@ -191,28 +225,26 @@ async def test_sse_across_two_server_processes(servers: list[str]) -> None:
             ]
             try:
                 for q in (qa, qb, qa1):  # subscribed: the first comment arrived
-                    assert "connected" in (await asyncio.wait_for(q.get(), 10))["comment"]
-                started = time.monotonic()
+                    item = await asyncio.wait_for(q.get(), ARRIVAL_TIMEOUT)
+                    assert "connected" in item["comment"]
                 r = await c1.post(
                     "/api/v1/leads", headers=a["headers"], json={"full_name": "Ao vivo"}
                 )
                 assert r.status_code == 201, r.text
                 event = await _wait(qa, "lead.created")  # server 2 saw server 1's commit
-                assert time.monotonic() - started < 1.5
                 data = json.loads(event["data"])
                 assert data["lead_id"] == r.json()["id"] and event["id"] == data["id"]
                 assert (await _wait(qa1, "lead.created"))["id"] == event["id"]
-                await asyncio.sleep(0.3)
-                assert all(i.get("event") != "lead.created" for i in _drain(qb))
+                # B's stream gets B's later lead, and A's (committed first) not before it.
+                rb = await c1.post(
+                    "/api/v1/leads", headers=b["headers"], json={"full_name": "Ao vivo B"}
+                )
+                assert rb.status_code == 201, rb.text
+                items = await _events_until(qb, "lead.created", rb.json()["id"])
+                assert all(event["id"] != i.get("id") for i in items), items
+                assert all(data["lead_id"] not in i.get("data", "") for i in items), items
             finally:
                 for t in tasks:
                     t.cancel()
         r = await c1.get("/api/v1/events/stream")
         assert r.status_code == 401
-
-
-def _drain(q: asyncio.Queue[dict[str, Any]]) -> list[dict[str, Any]]:
-    items = []
-    while not q.empty():
-        items.append(q.get_nowait())
-    return items

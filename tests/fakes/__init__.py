@@ -42,13 +42,15 @@ class Reply:
 class FakeServer:
     """A ThreadingHTTPServer on 127.0.0.1:<free port>; subclasses answer in ``handle``.
 
-    Knobs shared by every fake: ``down`` (answer 503 to everything) and ``delay`` (seconds to
-    wait before answering, for timeouts)."""
+    Knobs shared by every fake: ``down`` (answer 503 to everything), ``hold`` (an event each
+    request waits for before it is answered: a server that hangs, for timeouts) and ``delay``
+    (seconds to wait before answering)."""
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
         self.down = False
         self.delay = 0.0
+        self.hold: threading.Event | None = None
         self.lock = threading.Lock()
         fake = self
 
@@ -71,6 +73,9 @@ class FakeServer:
                 )
                 with fake.lock:
                     fake.requests.append(request)
+                hold = fake.hold
+                if hold is not None:
+                    hold.wait(timeout=120)  # a safety net: the test releases it
                 if fake.delay:
                     time.sleep(fake.delay)
                 if fake.down:

@@ -114,11 +114,14 @@ async def test_retries_then_succeeds_and_failure_is_recorded(
             session, "test.boom", {"message": "the provider said no"}, organization_id=org
         )
     await run_until_idle(database, settings, types=["test.boom"])
-    [(status, attempts, scheduled_for)] = owner_sql(
-        owner, "SELECT status, attempts, scheduled_for FROM background_jobs WHERE id = :i", i=boom
+    [(status, attempts, scheduled_for, failed_at)] = owner_sql(
+        owner,
+        "SELECT status, attempts, scheduled_for, updated_at FROM background_jobs WHERE id = :i",
+        i=boom,
     )
     assert status == "retrying" and attempts == 1
-    assert scheduled_for > datetime.now(UTC)  # backoff: not before its delay
+    # Backoff: the retry is due 2 s × U(0.5, 1.5) after the failure was recorded.
+    assert timedelta(seconds=1) <= scheduled_for - failed_at <= timedelta(seconds=3)
     owner_sql(
         owner, "UPDATE background_jobs SET scheduled_for = now() WHERE id = :i RETURNING id", i=boom
     )
@@ -182,7 +185,7 @@ async def test_worker_killed_mid_job_leaves_it_to_another_which_completes_it_onc
 ) -> None:
     org = await new_org(client)
     tag = uuid.uuid4().hex
-    proc = start_worker(owner_url, WORKER_LEASE="2")
+    proc = start_worker(owner_url, WORKER_LEASE="600")
     try:
         [job] = await enqueue_many(database, org, 1, tag, sleep_first_attempt=60)
         assert proc.stdout is not None
@@ -200,7 +203,13 @@ async def test_worker_killed_mid_job_leaves_it_to_another_which_completes_it_onc
     assert runs_of(owner, tag) == []
     # Until the lease expires nobody else may take it.
     assert await run_until_idle(database, settings, types=["test.record"]) == 0
-    await asyncio.sleep(2.5)
+    # The lease runs out (its end moved to the past rather than waited for).
+    owner_sql(
+        owner,
+        "UPDATE background_jobs SET locked_until = now() - interval '1 second'"
+        " WHERE id = :i RETURNING id",
+        i=job,
+    )
     assert await run_until_idle(database, settings, types=["test.record"]) == 1
     [(status, attempts)] = owner_sql(
         owner, "SELECT status, attempts FROM background_jobs WHERE id = :i", i=job

@@ -14,12 +14,20 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from lovedcrm.config import Settings
+from lovedcrm.core.clock import ManualClock
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import set_tenant
 from lovedcrm.messaging import whatsapp
 from lovedcrm.messaging.models import Message, WhatsappConfig
 from lovedcrm.messaging.whatsapp_configs import decrypt
-from tests.factories import create_lead, create_template, make_due, run_wa_jobs, signup
+from tests.factories import (
+    catch_up_with_database,
+    create_lead,
+    create_template,
+    make_due,
+    run_wa_jobs,
+    signup,
+)
 from tests.fakes.graph_api import (
     ACCESS_TOKEN,
     PHONE_NUMBER_ID,
@@ -178,6 +186,7 @@ async def _lead_with_inbound(
     phone: str,
 ) -> str:
     await post_meta(client, org["config"]["id"], meta_text_message("oi", from_number=phone))
+    catch_up_with_database(database)  # under a manual clock: the webhook is due
     await run_wa_jobs(database, settings)
     convs = await _conversations(client, org["headers"])
     return next(c["lead_id"] for c in convs if c["phone"] == "+" + phone)
@@ -374,6 +383,7 @@ async def test_switch_with_messages_in_flight_and_rollback(
     graph: FakeGraphApi,
     database: Database,
     settings: Settings,
+    manual_clock: ManualClock,  # the sandbox's receipts stay in the future: "sent" stays
 ) -> None:
     h, cloud_id = org["headers"], org["config"]["id"]
     lead_id = await _lead_with_inbound(client, org, database, settings, "5511944440001")
@@ -399,6 +409,7 @@ async def test_switch_with_messages_in_flight_and_rollback(
     # Both providers' webhooks are accepted during and after the switch.
     r = await post_meta(client, cloud_id, meta_text_message("late", from_number="5511944440001"))
     assert r.status_code == 200
+    catch_up_with_database(database)
     await run_wa_jobs(database, settings)
     msgs = {m["id"]: m for m in await _messages(client, h, lead_id)}
     assert any(m["content"] == "late" for m in msgs.values())

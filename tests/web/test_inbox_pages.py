@@ -12,6 +12,7 @@ import httpx
 import sqlalchemy as sa
 
 from lovedcrm.config import Settings
+from lovedcrm.core.clock import ManualClock
 from lovedcrm.db.engine import Database
 from tests.factories import (
     CSRF_META,
@@ -197,7 +198,8 @@ async def test_chat_bubbles_ticks_errors_and_attachments(
     assert "msg-failed" in failed_html and "tick-failed" in failed_html
     assert "Não enviada: [131026] Número sem WhatsApp" in failed_html
     assert 'href="/leads/' + lead + '"' in html  # the link to the lead page
-    assert "Hoje" in html  # the day separator
+    # The day separator ("Ontem" if the page rendered after midnight, the messages before).
+    assert re.search(r'class="day-sep"[^>]*><span>(Hoje|Ontem)</span>', html)
 
     # Attachments: an image previewed, a document as a link, a refused one with its reason.
     inbound = (await client.get(f"/api/v1/leads/{lead}/messages")).json()[0]["id"]
@@ -270,7 +272,7 @@ async def test_load_older_messages(
 
 
 async def test_send_text_and_template_from_the_composer(
-    client: httpx.AsyncClient, database: Database, settings: Settings
+    client: httpx.AsyncClient, database: Database, settings: Settings, manual_clock: ManualClock
 ) -> None:
     h = await _org_with_sandbox(client)
     await _inject(client, h, database, settings, "11 94444-1111", "Oi!", "Elisa Prado")
@@ -306,11 +308,14 @@ async def test_send_text_and_template_from_the_composer(
     assert last["content"] == "Olá Elisa, tudo bem?" and last["message_type"] == "template"
     assert "Modelo: Boas-vindas" in _bubble(r.text, last["id"])
 
-    # The jobs run: the ticks move on.
+    # The jobs run: the ticks move on. The sandbox's receipts wait for the clock.
     await run_wa_jobs(database, settings)
     thread = await client.get(f"/inbox/{lead}/thread", headers=HX)
     assert thread.status_code == 200 and "<html" not in thread.text
     assert "ticks-sent" in _bubble(thread.text, last["id"])
+    await run_wa_jobs(database, settings, due_now=True)
+    thread = await client.get(f"/inbox/{lead}/thread", headers=HX)
+    assert "ticks-read" in _bubble(thread.text, last["id"])
 
     # Without JavaScript: back to the page; an error renders the page with the text kept.
     r = await client.post(url, data={"csrf_token": token, "content": "Sem JS"})

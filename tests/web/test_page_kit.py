@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -44,10 +45,8 @@ async def carry_on(
     request: Request, frame: Member, session: SessionDep, name: Annotated[str, Form()]
 ) -> Response:
     """One call fails inside ``attempt`` (undone); the page carries on with another write."""
-    try:
+    with contextlib.suppress(AppError):
         await attempt(session, _rename_then_fail(session, frame.principal, name + " (lost)"))
-    except AppError:
-        pass
     await organizations.update_organization(session, frame.principal, name=name, settings=None)
     return RedirectResponse("/", status_code=303)
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -12,7 +13,10 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from lovedcrm.auth.authentication import principal_for_member
 from lovedcrm.config import Settings
+from lovedcrm.db.engine import Database
+from lovedcrm.reports import home as dashboard
 from lovedcrm.web import i18n
 from lovedcrm.web.i18n import LANG_COOKIE, Localizer, choose_locale
 from tests.factories import (
@@ -296,21 +300,35 @@ async def test_logo_form_and_shell(client: httpx.AsyncClient, settings: Settings
 # --- home ------------------------------------------------------------------------------------
 
 
-async def test_home_summary_numbers(client: httpx.AsyncClient) -> None:
+async def _summary_as_of(
+    database: Database, org_id: str, user_id: str, now: datetime
+) -> dashboard.HomeSummary:
+    """The home numbers of ``user_id`` as they are at ``now`` (the service takes the time)."""
+    async with database.sessionmaker() as session, session.begin():
+        principal = await principal_for_member(session, uuid.UUID(org_id), uuid.UUID(user_id))
+        assert principal is not None
+        return await dashboard.home_summary(session, principal, now=now)
+
+
+async def test_home_summary_numbers(client: httpx.AsyncClient, database: Database) -> None:
     await web_signup(client)
     h = await session_headers(client)
+    org_id = (await client.get("/api/v1/organizations/current")).json()["id"]
+    me = (await client.get("/api/v1/auth/me")).json()
+    my_id = me.get("id") or me.get("user", {}).get("id")
     a = await create_lead(client, h, full_name="Ana Paula", estimated_value="1000.50")
     b = await create_lead(client, h, full_name="<script>alert(1)</script>", estimated_value="2500")
     won = await create_lead(client, h, full_name="Bruno Ganho", estimated_value="1234.56")
-    now = datetime.now(UTC)
-    local = now.astimezone(ZoneInfo("America/Sao_Paulo"))
-    last_second = local.replace(hour=23, minute=59, second=59, microsecond=0)
-    later_today = min(now + timedelta(minutes=2), last_second)
+    # Tasks around a fixed moment, 3 p.m. in the organization's zone (the default), which the
+    # summary is asked as of; they are all past for the page, which reads the wall clock.
+    three_pm = datetime(2025, 5, 20, 15, 0, tzinfo=ZoneInfo("America/Sao_Paulo"))
     tasks = [
-        (a["id"], "Ligar para a Ana", now - timedelta(days=2), False),  # overdue
-        (b["id"], "Enviar proposta", later_today, False),  # due today
-        (a["id"], "Tarefa feita", now - timedelta(days=1), True),  # done: not shown
-        (a["id"], "Tarefa futura", now + timedelta(days=5), False),  # later: not shown
+        (a["id"], "Ligar para a Ana", three_pm - timedelta(days=2), False),  # overdue
+        (b["id"], "Enviar proposta", three_pm + timedelta(hours=2), False),  # due today
+        (b["id"], "Amanhã cedo", three_pm + timedelta(hours=9), False),  # 00:00 tomorrow
+        (a["id"], "Tarefa feita", three_pm - timedelta(days=1), True),  # done: never shown
+        # Later for the page too: due in five days of the wall clock.
+        (a["id"], "Tarefa futura", datetime.now(UTC) + timedelta(days=5), False),
     ]
     for lead_id, title, due, done in tasks:
         r = await client.post(
@@ -325,15 +343,28 @@ async def test_home_summary_numbers(client: httpx.AsyncClient) -> None:
         assert r.status_code == 201, r.text
     r = await client.patch(f"/api/v1/leads/{won['id']}", headers=h, json={"status": "converted"})
     assert r.status_code == 200, r.text
+    converted_at = datetime.fromisoformat(r.json()["converted_at"])
+
+    # As of 3 p.m.: the overdue task, then today's; tomorrow's, the done and the later not.
+    summary = await _summary_as_of(database, org_id, my_id, three_pm)
+    assert [(t.title, t.overdue) for t in summary.tasks] == [
+        ("Ligar para a Ana", True),
+        ("Enviar proposta", False),
+    ]
+    assert summary.overdue_count == 1
+    assert [t.lead_id for t in summary.tasks] == [uuid.UUID(a["id"]), uuid.UUID(b["id"])]
+    # Won this month: the converted lead, in the month it was converted and not the next.
+    summary = await _summary_as_of(database, org_id, my_id, converted_at)
+    assert (summary.won_count, summary.won_value) == (1, Decimal("1234.56"))
+    summary = await _summary_as_of(database, org_id, my_id, converted_at + timedelta(days=32))
+    assert (summary.won_count, summary.won_value) == (0, Decimal(0))
 
     page = (await client.get("/")).text
-    assert "Minhas tarefas" in page and "Leads parados" in page
+    assert "Minhas tarefas" in page and "Leads parados" in page and "Ganho no mês" in page
     assert "Ligar para a Ana" in page and "Enviar proposta" in page
     assert "Tarefa feita" not in page and "Tarefa futura" not in page
     assert f'href="/leads/{a["id"]}"' in page
     assert "Atrasada" in page
-    # Won this month: only the converted lead.
-    assert f"R${NBSP}1.234,56" in page and "1 lead convertido" in page
     # Per stage: the two active leads in the first stage, summed.
     stages = page.split('id="by-stage"')[1].split("</section>")[0]
     assert f"R${NBSP}3.501" in stages
@@ -344,7 +375,9 @@ async def test_home_summary_numbers(client: httpx.AsyncClient) -> None:
     # In English the same numbers in English formats.
     client.cookies.set(LANG_COOKIE, "en")
     page = (await client.get("/")).text
-    assert "My tasks" in page and "R$1,234.56" in page and "1 lead converted" in page
+    assert "My tasks" in page and "Won this month" in page
+    stages = page.split('id="by-stage"')[1].split("</section>")[0]
+    assert "R$3,501" in stages
 
 
 async def test_home_stale_leads_follow_the_setting(
@@ -362,21 +395,28 @@ async def test_home_stale_leads_follow_the_setting(
     fresh = await create_lead(client, h, full_name="Lead Novo")
     old = await create_lead(client, h, full_name="Lead Esquecido", assigned_to=my_id)
     async with tenant_transaction(database.sessionmaker, org_id) as session:
-        await session.execute(
-            text(
-                "UPDATE leads SET last_activity_at = now() - interval '9 days',"
-                " created_at = now() - interval '20 days', assigned_to = :me WHERE id = :id"
-            ),
-            {"id": old["id"], "me": my_id},
-        )
+        last_activity = (
+            await session.execute(
+                text(
+                    "UPDATE leads SET last_activity_at = now() - interval '9 days',"
+                    " created_at = now() - interval '20 days', assigned_to = :me WHERE id = :id"
+                    " RETURNING last_activity_at"
+                ),
+                {"id": old["id"], "me": my_id},
+            )
+        ).scalar_one()
         await session.execute(
             text("UPDATE leads SET assigned_to = :me WHERE id = :id"),
             {"id": fresh["id"], "me": my_id},
         )
+    before = datetime.now(UTC)
     page = (await client.get("/")).text
+    after = datetime.now(UTC)
     section = page.split('id="stale"')[1].split("</section>")[0]
     assert "Lead Esquecido" in section and "Lead Novo" not in section
-    assert "há 9 dias" in section
+    # "há 9 dias" (in calendar days: "há 10 dias" if midnight passed since the update).
+    pt = i18n.localizer_for("pt_BR")
+    assert any(pt.reltime_text(last_activity, at) in section for at in (before, after)), section
     r = await _patch_org(client, {"stale_days": 10})
     assert r.status_code == 200
     section = (await client.get("/")).text.split('id="stale"')[1].split("</section>")[0]

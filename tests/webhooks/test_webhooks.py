@@ -52,7 +52,10 @@ class Hit:
 class Route:
     secret: str = ""
     status: int = 200
-    delay: float = 0.0
+    # Given: each request waits for the event before it is answered (a receiver that hangs).
+    hold: threading.Event | None = None
+    # Set once a request has been answered (or found the sender gone).
+    answered: threading.Event = field(default_factory=threading.Event)
     reply: bytes = b"ok"
     hits: list[Hit] = field(default_factory=list)
 
@@ -77,8 +80,8 @@ class Receiver:
                 except WebhookVerificationError:
                     payload, verified = None, False
                 route.hits.append(Hit(headers, body, verified, payload))
-                if route.delay:
-                    time.sleep(route.delay)
+                if route.hold is not None:
+                    route.hold.wait(timeout=120)  # a safety net: the test releases it
                 try:
                     self.send_response(route.status)
                     self.send_header("content-length", str(len(route.reply)))
@@ -86,6 +89,8 @@ class Receiver:
                     self.wfile.write(route.reply)
                 except OSError:
                     pass  # the sender gave up (timeout test)
+                finally:
+                    route.answered.set()
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -288,7 +293,9 @@ async def test_event_is_delivered_signed_and_logged(
     await subscribe(wc, org, receiver.url(other_path), other, events=["lead.deleted"])
 
     event = await fire(database, org)
+    sending = time.time()
     assert await run(database, wh_settings) == 1  # only the matching subscription
+    sent = time.time()
 
     [hit] = route.hits
     assert hit.verified, "the receiver could not verify the Standard Webhooks signature"
@@ -297,7 +304,8 @@ async def test_event_is_delivered_signed_and_logged(
     assert hit.headers["webhook-id"] == event.id
     assert hit.headers["content-type"] == "application/json"
     assert hit.headers["user-agent"] == "LovedCRM-Webhooks/1"
-    assert abs(int(hit.headers["webhook-timestamp"]) - time.time()) < 60
+    # Signed (verified above) and stamped with the time of sending (whole seconds).
+    assert sending - 1 <= int(hit.headers["webhook-timestamp"]) <= sent + 1
     assert other.hits == []
 
     [log] = await deliveries(wc, org, sub["id"])
@@ -545,18 +553,23 @@ async def test_timeout_is_logged(
     wh_settings: Settings,
     owner: sa.Engine,
 ) -> None:
-    path, route = receiver.route(delay=2.5)
+    # The receiver takes the request and does not answer until the test lets it.
+    hold = threading.Event()
+    path, route = receiver.route(hold=hold)
     sub = await subscribe(wc, org, receiver.url(path), route, max_retries=0)
     event = await fire(database, org)
-    started = time.monotonic()
-    await run(database, wh_settings)
-    assert time.monotonic() - started < 2.4
-    [log] = await deliveries(wc, org, sub["id"])
-    assert log["succeeded"] is False and log["error"] == "timeout: no response within 1s"
-    assert log["latency_ms"] >= 900
-    [(status, *_)] = jobs_of(owner, event.id)
-    assert status == "failed"
-    await asyncio.sleep(1.6)  # let the receiver thread finish before the module tears down
+    try:
+        await run(database, wh_settings)
+        [log] = await deliveries(wc, org, sub["id"])
+        assert log["succeeded"] is False and log["error"] == "timeout: no response within 1s"
+        assert log["response_status"] is None and log["latency_ms"] is not None
+        [(status, *_)] = jobs_of(owner, event.id)
+        assert status == "failed"
+        assert len(route.hits) == 1  # it was sent, once: the receiver never answered in time
+    finally:
+        hold.set()
+    # The receiver's thread finishes before the module's receiver shuts down.
+    assert await asyncio.to_thread(route.answered.wait, 60)
 
 
 async def test_deleted_subscription_is_not_sent(

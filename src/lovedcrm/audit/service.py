@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit.models import AuditLog
 from lovedcrm.core.context import request_meta_var
+from lovedcrm.core.principal import Principal
 from lovedcrm.db.tenant import set_tenant
 
 
@@ -88,6 +89,26 @@ async def record(session: AsyncSession, **fields: Any) -> None:
     failure_reason, risk_score."""
     conn = await session.connection()  # Core, not the ORM: no RETURNING is added
     await conn.execute(_INSERT.values(**_values(**fields)))
+
+
+async def record_by(
+    session: AsyncSession,
+    principal: Principal,
+    action: str,
+    resource_type: str,
+    resource_id: uuid.UUID | None,
+    changes: Mapping[str, Any],
+) -> None:
+    """``record`` an action of ``principal`` in its organization."""
+    await record(
+        session,
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        organization_id=principal.org(),
+        user_id=principal.user_id,
+        changes=changes,
+    )
 
 
 async def record_detached(session: AsyncSession, **fields: Any) -> None:

@@ -47,7 +47,8 @@ from lovedcrm.auth.models import ApiKey, User
 from lovedcrm.auth.permissions import PERMISSIONS
 from lovedcrm.core import security
 from lovedcrm.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
-from lovedcrm.db.tenant import tenant_transaction
+from lovedcrm.core.lookup import get_in_org
+from lovedcrm.db.tenant import save_new, tenant_transaction
 
 if TYPE_CHECKING:
     from lovedcrm.core.principal import Principal
@@ -266,9 +267,7 @@ async def create_key(
         is_active=True,
         total_requests=0,
     )
-    session.add(key)
-    await session.flush()
-    await session.refresh(key)
+    await save_new(session, key)
     await audit.record(
         session,
         action="api_key_create",
@@ -293,10 +292,13 @@ async def list_keys(session: AsyncSession, principal: Principal) -> list[ApiKey]
 
 async def get_key(session: AsyncSession, principal: Principal, key_id: uuid.UUID) -> ApiKey:
     ensure_can_manage(principal)
-    key = await session.get(ApiKey, key_id)
-    if key is None or key.organization_id != principal.org():
-        raise NotFound("No API key with that id.", code="api_key_not_found")
-    return key
+    return await get_in_org(
+        session,
+        ApiKey,
+        key_id,
+        principal,
+        NotFound("No API key with that id.", code="api_key_not_found"),
+    )
 
 
 async def revoke_key(session: AsyncSession, principal: Principal, key_id: uuid.UUID) -> ApiKey:

@@ -15,12 +15,13 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from lovedcrm.auth import service as auth_service
 from lovedcrm.auth import team
+from lovedcrm.auth.service import IssuedSession
 from lovedcrm.config import Settings
 from lovedcrm.core.deps import SESSION_COOKIE, SessionDep, SettingsDep, authenticate, bearer
 from lovedcrm.core.errors import AppError, NotFound
 from lovedcrm.organizations import branding
 from lovedcrm.organizations import service as org_service
-from lovedcrm.web.kit import MaybeSignedIn, SignedIn, flash, localizer, page_router, render
+from lovedcrm.web.kit import MaybeSignedIn, SignedIn, localizer, page_router, redirect, render
 
 router = page_router()
 # Answers that are not pages (their failures stay problem+json): the log-out, whose CSRF
@@ -28,16 +29,20 @@ router = page_router()
 _plain = APIRouter(include_in_schema=False)
 
 
-def _set_session_cookie(response: Response, settings: Settings, token: str) -> None:
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=settings.web_session_days * 86400,
-        httponly=True,
-        secure=settings.cookie_secure,
-        samesite="lax",
-        path="/",
-    )
+def _home(settings: Settings, issued: IssuedSession | None) -> Response:
+    """The home page, carrying the cookie of the web session just opened (if one was)."""
+    response = RedirectResponse("/", status_code=303)
+    if issued is not None:
+        response.set_cookie(
+            SESSION_COOKIE,
+            issued.token,
+            max_age=settings.web_session_days * 86400,
+            httponly=True,
+            secure=settings.cookie_secure,
+            samesite="lax",
+            path="/",
+        )
+    return response
 
 
 def _t(request: Request, message: str) -> str:
@@ -72,9 +77,7 @@ async def login_submit(
         )
     except AppError as exc:
         return render(request, "auth/login.html", exc.status, error=exc.detail, email=email)
-    response = RedirectResponse("/", status_code=303)
-    _set_session_cookie(response, settings, issued.token)
-    return response
+    return _home(settings, issued)
 
 
 @router.get("/signup", response_class=HTMLResponse)
@@ -107,9 +110,7 @@ async def signup_submit(
         )
     except AppError as exc:
         return render(request, "auth/signup.html", exc.status, error=exc.detail, form=form)
-    response = RedirectResponse("/", status_code=303)
-    _set_session_cookie(response, settings, issued.token)
-    return response
+    return _home(settings, issued)
 
 
 @_plain.post("/logout")
@@ -133,9 +134,7 @@ async def switch_organization(
     organization_id: Annotated[uuid.UUID, Form()],
 ) -> Response:
     await auth_service.switch_organization(session, request.state.user_session, organization_id)
-    response = RedirectResponse("/", status_code=303)
-    flash(response, frame.i18n.gettext("Organization switched."))
-    return response
+    return redirect("/", frame.i18n.gettext("Organization switched."))
 
 
 # --- e-mail verification and password reset --------------------------------------------------
@@ -242,10 +241,7 @@ async def invitation_submit(
             )
     except AppError as exc:
         return _message(request, _t(request, "Invitation"), exc.detail, exc.status)
-    response = RedirectResponse("/", status_code=303)
-    if issued is not None:
-        _set_session_cookie(response, settings, issued.token)
-    return response
+    return _home(settings, issued)
 
 
 # --- the organization's logo -----------------------------------------------------------------

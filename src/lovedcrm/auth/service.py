@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -141,17 +142,34 @@ async def _issue_user_token(
     return token
 
 
-async def send_verification_email(session: AsyncSession, settings: Settings, user: User) -> None:
-    token = await _issue_user_token(session, settings, user, "verify_email")
-    link = f"{settings.base_url}/verify-email?token={token}"
+async def _mail_token_link(
+    session: AsyncSession,
+    settings: Settings,
+    user: User,
+    purpose: str,
+    path: str,
+    subject: str,
+    body: Callable[[str], str],
+) -> None:
+    """Issue a single-use token for ``purpose`` and, once the transaction commits, mail the
+    user a link to ``path`` carrying it (``body`` writes the text around the link)."""
+    token = await _issue_user_token(session, settings, user, purpose)
+    link = f"{settings.base_url}{path}?token={token}"
     mailer, to = get_mailer(settings), user.email
-    after_commit(
+    after_commit(session, lambda: mailer.send(to, subject, body(link)))
+
+
+async def send_verification_email(session: AsyncSession, settings: Settings, user: User) -> None:
+    await _mail_token_link(
         session,
-        lambda: mailer.send(
-            to,
-            "Confirme seu email / Confirm your email — Loved CRM",
+        settings,
+        user,
+        "verify_email",
+        "/verify-email",
+        "Confirme seu email / Confirm your email — Loved CRM",
+        lambda link: (
             f"Olá! Confirme seu email abrindo este link:\n{link}\n\n"
-            f"Hello! Confirm your email by opening this link:\n{link}\n",
+            f"Hello! Confirm your email by opening this link:\n{link}\n"
         ),
     )
 
@@ -191,16 +209,16 @@ async def request_password_reset(session: AsyncSession, settings: Settings, emai
     user = await get_user_by_email(session, email)
     if user is None or not user.is_active:
         return
-    token = await _issue_user_token(session, settings, user, "reset_password")
-    link = f"{settings.base_url}/reset-password?token={token}"
-    mailer, to = get_mailer(settings), user.email
-    after_commit(
+    await _mail_token_link(
         session,
-        lambda: mailer.send(
-            to,
-            "Redefinir senha / Reset your password — Loved CRM",
+        settings,
+        user,
+        "reset_password",
+        "/reset-password",
+        "Redefinir senha / Reset your password — Loved CRM",
+        lambda link: (
             f"Para criar uma nova senha, abra:\n{link}\n\nTo choose a new password, open:\n{link}\n"
-            "Se não foi você, ignore este email. / If this wasn't you, ignore this email.\n",
+            "Se não foi você, ignore este email. / If this wasn't you, ignore this email.\n"
         ),
     )
     await audit.record(

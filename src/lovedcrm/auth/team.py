@@ -20,6 +20,7 @@ from lovedcrm.config import Settings
 from lovedcrm.core import security
 from lovedcrm.core.emails import normalize_email, valid_email
 from lovedcrm.core.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
+from lovedcrm.core.lookup import get_in_org
 from lovedcrm.core.mail import get_mailer
 from lovedcrm.core.principal import Principal
 from lovedcrm.db.tenant import after_commit, set_tenant
@@ -42,12 +43,13 @@ async def list_members(
 async def _get_member(
     session: AsyncSession, principal: Principal, member_id: uuid.UUID
 ) -> OrganizationMember:
-    member = await session.get(OrganizationMember, member_id)
-    # RLS already hides other organizations' rows; the explicit check keeps a future
-    # policy change from turning into a leak.
-    if member is None or member.organization_id != principal.org():
-        raise NotFound("No member with that id in this organization.", code="member_not_found")
-    return member
+    return await get_in_org(
+        session,
+        OrganizationMember,
+        member_id,
+        principal,
+        NotFound("No member with that id in this organization.", code="member_not_found"),
+    )
 
 
 async def _admins_left(session: AsyncSession, org_id: uuid.UUID, excluding: uuid.UUID) -> int:
@@ -125,14 +127,8 @@ async def remove_member(session: AsyncSession, principal: Principal, member_id: 
     snapshot = {"user_id": member.user_id, "role": member.role}
     await session.delete(member)
     await session.flush()
-    await audit.record(
-        session,
-        action="member_remove",
-        resource_type="organization_member",
-        resource_id=member_id,
-        organization_id=principal.org(),
-        user_id=principal.user_id,
-        changes={"before": snapshot},
+    await audit.record_by(
+        session, principal, "member_remove", "organization_member", member_id, {"before": snapshot}
     )
 
 
@@ -214,9 +210,13 @@ async def revoke_invitation(
     session: AsyncSession, principal: Principal, invitation_id: uuid.UUID
 ) -> None:
     principal.require("members:manage")
-    invitation = await session.get(Invitation, invitation_id)
-    if invitation is None or invitation.organization_id != principal.org():
-        raise NotFound("No invitation with that id.", code="invitation_not_found")
+    invitation = await get_in_org(
+        session,
+        Invitation,
+        invitation_id,
+        principal,
+        NotFound("No invitation with that id.", code="invitation_not_found"),
+    )
     invitation.revoked_at = security.utcnow()
     await audit.record(
         session,

@@ -26,9 +26,9 @@ def _ip(host: str) -> str | None:
         return None
 
 
-class RequestContextMiddleware:
-    """Gives each request an id (a client's ``X-Request-ID`` is kept if well-formed), binds it
-    to the logs and the audit trail, echoes it back, and writes one access-log line."""
+class HttpMiddleware:
+    """An ASGI middleware that acts on HTTP requests (``handle``); any other scope (lifespan,
+    websocket) passes straight through."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -37,6 +37,17 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class RequestContextMiddleware(HttpMiddleware):
+    """Gives each request an id (a client's ``X-Request-ID`` is kept if well-formed), binds it
+    to the logs and the audit trail, echoes it back, and writes one access-log line."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         incoming = headers.get("x-request-id", "")
         rid = incoming if _RID.match(incoming) else str(uuid.uuid4())
@@ -82,7 +93,7 @@ def describe_bytes(n: int) -> str:
     return f"{n} bytes"
 
 
-class BodySizeLimitMiddleware:
+class BodySizeLimitMiddleware(HttpMiddleware):
     """Refuses bodies over ``max_bytes`` with 413, by Content-Length or while streaming.
     ``path_limits`` gives some path prefixes their own limit (file uploads)."""
 
@@ -92,7 +103,7 @@ class BodySizeLimitMiddleware:
         max_bytes: int,
         path_limits: Mapping[str, int] | None = None,
     ) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
         self.path_limits = dict(path_limits or {})
 
@@ -123,10 +134,7 @@ class BodySizeLimitMiddleware:
         )
         await send({"type": "http.response.body", "body": body})
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.limit_for(scope.get("path", ""))
         for k, v in scope["headers"]:
             if k == b"content-length" and v.isdigit() and int(v) > limit:

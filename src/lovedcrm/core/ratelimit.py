@@ -26,9 +26,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from lovedcrm.core.errors import TooManyRequests
+from lovedcrm.core.middleware import HttpMiddleware
 
 WINDOW_SECONDS = 3600
 # Share of requests that also delete windows older than two hours (no scheduler needed).
@@ -94,17 +95,11 @@ def enforce(state: RateLimitState) -> None:
         )
 
 
-class RateLimitHeadersMiddleware:
+class RateLimitHeadersMiddleware(HttpMiddleware):
     """Adds the RateLimit-* headers of the request's principal (left in ``request.state``
     by authentication) to its response, error responses included."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The same dict backs ``request.state`` for every Request made from this scope.
         state: dict[str, object] = scope.setdefault("state", {})
 

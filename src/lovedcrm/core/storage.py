@@ -24,6 +24,21 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 
+def write_atomically(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` through a temporary file in the same folder, so a reader
+    sees the old file or the new one, never half of it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 class FileStorage(Protocol):
     def save(self, key: str, data: bytes, content_type: str) -> str:
         """Store ``data`` under ``key`` and return the key to keep in the database."""
@@ -54,17 +69,7 @@ class LocalStorage:
         return target
 
     def save(self, key: str, data: bytes, content_type: str) -> str:
-        target = self._target(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        write_atomically(self._target(key), data)
         return key
 
     def read(self, key: str) -> bytes:

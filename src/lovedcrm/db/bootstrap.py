@@ -54,23 +54,22 @@ def ensure_app_role(owner: URL | str, role: str, password: str | None = None) ->
         engine.dispose()
 
 
-def create_database(server_url: URL | str, name: str) -> None:
+def _run_on_server(server_url: URL | str, name: str, statement: str) -> None:
+    """Run one statement about database ``name`` outside a transaction (CREATE/DROP DATABASE
+    cannot run inside one)."""
     if not _IDENT.match(name):
         raise ValueError(f"invalid database name: {name!r}")
     engine = create_engine(server_url, poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            conn.execute(text(statement))
     finally:
         engine.dispose()
+
+
+def create_database(server_url: URL | str, name: str) -> None:
+    _run_on_server(server_url, name, f'CREATE DATABASE "{name}"')
 
 
 def drop_database(server_url: URL | str, name: str) -> None:
-    if not _IDENT.match(name):
-        raise ValueError(f"invalid database name: {name!r}")
-    engine = create_engine(server_url, poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        engine.dispose()
+    _run_on_server(server_url, name, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

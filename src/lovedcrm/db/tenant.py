@@ -66,3 +66,10 @@ async def run_after_commit(session: AsyncSession) -> None:
             await action()
         except Exception:  # an after-commit failure must not turn a committed request into an error
             log.exception("after-commit action failed")
+
+
+async def save_new(session: AsyncSession, row: object) -> None:
+    """Insert ``row`` now and read back what the database filled in (defaults, triggers)."""
+    session.add(row)
+    await session.flush()
+    await session.refresh(row)

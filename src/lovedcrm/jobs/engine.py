@@ -173,16 +173,7 @@ class Worker:
                 async with self.database.sessionmaker() as session:
                     async with session.begin():
                         await self._scope(session, job.organization_id)
-                        ctx = JobContext(
-                            session=session,
-                            job_id=job.id,
-                            job_type=job.job_type,
-                            organization_id=job.organization_id,
-                            attempt=job.attempts,
-                            max_attempts=job.max_attempts,
-                            settings=self.settings,
-                            database=self.database,
-                        )
+                        ctx = self._context(session, job)
                         result = await spec.fn(ctx, payload)
                         done = await session.execute(
                             _COMPLETE,
@@ -210,6 +201,18 @@ class Worker:
         except Exception as exc:
             log.warning("job failed", job_id=str(job.id), job_type=job.job_type, error=repr(exc))
             await self._fail(job, "".join(traceback.format_exception_only(exc)).strip()[:4000])
+
+    def _context(self, session: AsyncSession, job: ClaimedJob) -> JobContext:
+        return JobContext(
+            session=session,
+            job_id=job.id,
+            job_type=job.job_type,
+            organization_id=job.organization_id,
+            attempt=job.attempts,
+            max_attempts=job.max_attempts,
+            settings=self.settings,
+            database=self.database,
+        )
 
     @staticmethod
     async def _scope(session: AsyncSession, organization_id: uuid.UUID | None) -> None:
@@ -378,16 +381,7 @@ class Worker:
                 await self._scope(session, chunk[0].organization_id)
                 results = []
                 for job, payload in zip(chunk, payloads, strict=True):
-                    ctx = JobContext(
-                        session=session,
-                        job_id=job.id,
-                        job_type=job.job_type,
-                        organization_id=job.organization_id,
-                        attempt=job.attempts,
-                        max_attempts=job.max_attempts,
-                        settings=self.settings,
-                        database=self.database,
-                    )
+                    ctx = self._context(session, job)
                     async with asyncio.timeout(spec.timeout_seconds):
                         results.append(json.dumps(await spec.fn(ctx, payload) or {}, default=str))
                 done = await session.execute(

@@ -6,13 +6,13 @@ from __future__ import annotations
 import uuid
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from lovedcrm.core.deps import SessionDep
 from lovedcrm.core.errors import Forbidden
 from lovedcrm.jobs import service as jobs_service
 from lovedcrm.web.i18n import N_
-from lovedcrm.web.kit import PageError, SignedIn, flash, page_router, render
+from lovedcrm.web.kit import PageError, SignedIn, page_router, redirect, render
 
 router = page_router()
 
@@ -38,6 +38,4 @@ async def jobs_page(request: Request, frame: SignedIn, session: SessionDep) -> H
 @router.post("/settings/jobs/{job_id}/retry")
 async def jobs_retry(job_id: uuid.UUID, frame: SignedIn, session: SessionDep) -> Response:
     await jobs_service.retry(session, frame.principal, job_id)
-    response = RedirectResponse("/settings/jobs", status_code=303)
-    flash(response, frame.i18n.gettext("The job will run again."))
-    return response
+    return redirect("/settings/jobs", frame.i18n.gettext("The job will run again."))

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
 from lovedcrm.core.errors import Conflict, NotFound
+from lovedcrm.core.lookup import get_in_org
 from lovedcrm.core.pagination import keyset_after, page_of
 from lovedcrm.core.principal import Principal
 from lovedcrm.jobs.models import JOB_STATUSES, BackgroundJob
@@ -63,9 +64,13 @@ async def list_jobs(
 async def retry(session: AsyncSession, principal: Principal, job_id: uuid.UUID) -> BackgroundJob:
     """Give a failed job a fresh set of attempts, now."""
     principal.require("jobs:manage")
-    job = await session.get(BackgroundJob, job_id)
-    if job is None or job.organization_id != principal.org():
-        raise NotFound("No job with that id.", code="job_not_found")
+    job = await get_in_org(
+        session,
+        BackgroundJob,
+        job_id,
+        principal,
+        NotFound("No job with that id.", code="job_not_found"),
+    )
     if job.status != "failed":
         raise Conflict(
             f"Only failed jobs can be retried; this one is {job.status}.", code="job_not_failed"
@@ -86,14 +91,13 @@ async def retry(session: AsyncSession, principal: Principal, job_id: uuid.UUID) 
             updated_at=func.now(),
         )
     )
-    await audit.record(
+    await audit.record_by(
         session,
-        action="job_retry",
-        resource_type="background_job",
-        resource_id=job_id,
-        organization_id=principal.org(),
-        user_id=principal.user_id,
-        changes={"before": before, "after": {"status": "pending", "attempts": 0}},
+        principal,
+        "job_retry",
+        "background_job",
+        job_id,
+        {"before": before, "after": {"status": "pending", "attempts": 0}},
     )
     await session.refresh(job)
     return job

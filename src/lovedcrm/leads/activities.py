@@ -16,8 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lovedcrm.audit import service as audit
 from lovedcrm.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from lovedcrm.core.events import DomainEvent, emit
+from lovedcrm.core.lookup import get_in_org
 from lovedcrm.core.pagination import keyset_after, page_of
 from lovedcrm.core.principal import Principal
+from lovedcrm.db.tenant import save_new
 from lovedcrm.leads import access as leads
 from lovedcrm.leads.models import Lead, LeadActivity
 
@@ -60,9 +62,7 @@ async def record_activity(
         metadata_=metadata or {},
         duration_minutes=duration_minutes,
     )
-    session.add(activity)
-    await session.flush()
-    await session.refresh(activity)
+    await save_new(session, activity)
     lead.last_activity_at = activity.created_at
     await session.flush()
     await session.refresh(lead)  # the update also refreshed server-side columns
@@ -195,9 +195,13 @@ async def _changeable(
     """An activity the principal may edit or delete: on a lead they see, written by a person,
     and their own unless they hold ``leads:write_all``."""
     principal.require("leads:write")
-    activity = await session.get(LeadActivity, activity_id)
-    if activity is None or activity.organization_id != principal.org():
-        raise NotFound("No activity with that id.", code="activity_not_found")
+    activity = await get_in_org(
+        session,
+        LeadActivity,
+        activity_id,
+        principal,
+        NotFound("No activity with that id.", code="activity_not_found"),
+    )
     try:
         lead = await leads.get_lead(session, principal, activity.lead_id)
     except NotFound as exc:
@@ -273,12 +277,6 @@ async def delete_activity(
         select(func.max(LeadActivity.created_at)).where(LeadActivity.lead_id == lead.id)
     )
     lead.last_activity_at = latest.scalar_one_or_none()
-    await audit.record(
-        session,
-        action="delete",
-        resource_type="lead_activity",
-        resource_id=activity_id,
-        organization_id=principal.org(),
-        user_id=principal.user_id,
-        changes=audit.diff(before, None),
+    await audit.record_by(
+        session, principal, "delete", "lead_activity", activity_id, audit.diff(before, None)
     )

@@ -42,9 +42,7 @@ async def list_activities(
     page = await activities.list_activities(
         session, principal, lead_id, limit=limit, cursor=cursor, activity_type=type
     )
-    return ActivityPageOut(
-        items=[ActivityOut.model_validate(a) for a in page.items], next_cursor=page.next_cursor
-    )
+    return ActivityPageOut.model_validate(page)
 
 
 @router.post(

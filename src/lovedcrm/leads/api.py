@@ -71,9 +71,7 @@ async def list_leads(
         q=q,
         sort=sort,
     )
-    return LeadPageOut(
-        items=[LeadOut.model_validate(i) for i in page.items], next_cursor=page.next_cursor
-    )
+    return LeadPageOut.model_validate(page)
 
 
 @router.post(

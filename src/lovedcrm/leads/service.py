@@ -29,6 +29,7 @@ from lovedcrm.core.events import DomainEvent, emit
 from lovedcrm.core.pagination import KeyExpr, keyset_after, page_of
 from lovedcrm.core.phones import to_e164
 from lovedcrm.core.principal import Principal
+from lovedcrm.db.tenant import save_new
 from lovedcrm.leads import activities, assignment, dedup
 from lovedcrm.leads.access import AUDITED_FIELDS as AUDITED_FIELDS
 from lovedcrm.leads.access import editable_lead as editable_lead
@@ -340,9 +341,7 @@ async def _insert(
     lead = Lead(organization_id=organization_id, **data)
     if lead.status == "converted":
         lead.converted_at = func.now()
-    session.add(lead)
-    await session.flush()
-    await session.refresh(lead)
+    await save_new(session, lead)
     await audit.record(
         session,
         action="create",
@@ -489,15 +488,7 @@ async def delete_lead(session: AsyncSession, principal: Principal, lead_id: uuid
     organization_id = lead.organization_id
     await session.delete(lead)
     await session.flush()
-    await audit.record(
-        session,
-        action="delete",
-        resource_type="lead",
-        resource_id=lead_id,
-        organization_id=principal.org(),
-        user_id=principal.user_id,
-        changes=audit.diff(before, None),
-    )
+    await audit.record_by(session, principal, "delete", "lead", lead_id, audit.diff(before, None))
     await emit(
         session,
         DomainEvent(

@@ -13,7 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
 from lovedcrm.core.errors import NotFound, ValidationFailed
+from lovedcrm.core.lookup import get_in_org
 from lovedcrm.core.principal import Principal
+from lovedcrm.db.tenant import save_new
 from lovedcrm.leads.models import PipelineStage
 
 _AUDITED = ("name", "stage_order", "color", "is_active", "stage_type")
@@ -31,14 +33,13 @@ async def _audit(
     after: dict[str, Any] | None,
     operation: str,
 ) -> None:
-    await audit.record(
+    await audit.record_by(
         session,
-        action="settings_update",
-        resource_type="pipeline_stage",
-        resource_id=stage_id,
-        organization_id=principal.org(),
-        user_id=principal.user_id,
-        changes={"operation": operation, **audit.diff(before, after)},
+        principal,
+        "settings_update",
+        "pipeline_stage",
+        stage_id,
+        {"operation": operation, **audit.diff(before, after)},
     )
 
 
@@ -56,10 +57,13 @@ async def list_stages(session: AsyncSession, principal: Principal) -> list[Pipel
 async def get_stage(
     session: AsyncSession, principal: Principal, stage_id: uuid.UUID
 ) -> PipelineStage:
-    stage = await session.get(PipelineStage, stage_id)
-    if stage is None or stage.organization_id != principal.org():
-        raise NotFound("No pipeline stage with that id.", code="stage_not_found")
-    return stage
+    return await get_in_org(
+        session,
+        PipelineStage,
+        stage_id,
+        principal,
+        NotFound("No pipeline stage with that id.", code="stage_not_found"),
+    )
 
 
 async def create_stage(
@@ -79,9 +83,7 @@ async def create_stage(
         stage_type=stage_type,
         stage_order=(last.scalar_one_or_none() or 0) + 1,
     )
-    session.add(stage)
-    await session.flush()
-    await session.refresh(stage)
+    await save_new(session, stage)
     await _audit(session, principal, stage.id, None, _snapshot(stage), "create")
     return stage
 
@@ -143,15 +145,7 @@ async def reorder_stages(
     for stage in current.values():
         await session.refresh(stage)
     after = {str(i): s.stage_order for i, s in current.items()}
-    await audit.record(
-        session,
-        action="settings_update",
-        resource_type="pipeline_stage",
-        resource_id=None,
-        organization_id=principal.org(),
-        user_id=principal.user_id,
-        changes={"operation": "reorder", **audit.diff(before, after)},
-    )
+    await _audit(session, principal, None, before, after, "reorder")
 
 
 async def remove_stage(session: AsyncSession, principal: Principal, stage: PipelineStage) -> None:

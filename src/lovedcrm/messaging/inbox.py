@@ -10,6 +10,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.core.errors import NotFound
+from lovedcrm.core.lookup import get_in_org
 from lovedcrm.core.principal import Principal
 from lovedcrm.leads import service as leads_service
 from lovedcrm.messaging.models import Message, MessageAttachment
@@ -138,9 +139,9 @@ async def attachment(
 ) -> MessageAttachment:
     """An attachment, for members who can see its lead (RLS keeps other organizations out)."""
     principal.require("messages:read")
-    row = await session.get(MessageAttachment, attachment_id)
-    if row is None or row.organization_id != principal.org():
-        raise NotFound("Attachment not found.")
+    row = await get_in_org(
+        session, MessageAttachment, attachment_id, principal, NotFound("Attachment not found.")
+    )
     msg = await session.get(Message, row.message_id)
     if msg is None or msg.lead_id is None:
         raise NotFound("Attachment not found.")

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lovedcrm.audit import service as audit
 from lovedcrm.config import Settings
 from lovedcrm.core.errors import Conflict, NotFound
+from lovedcrm.core.lookup import get_in_org
 from lovedcrm.core.principal import Principal
 from lovedcrm.messaging.models import ProviderMigration, WhatsappConfig
 from lovedcrm.messaging.providers.base import ConnectionCheck, ProviderError
@@ -189,9 +190,13 @@ async def rollback(
     """Undo a completed switch: the previous configuration becomes active again, restored
     from ``backup_data`` if it was removed since."""
     principal.require("settings:manage")
-    migration = await session.get(ProviderMigration, migration_id)
-    if migration is None or migration.organization_id != principal.org():
-        raise NotFound("Provider migration not found.")
+    migration = await get_in_org(
+        session,
+        ProviderMigration,
+        migration_id,
+        principal,
+        NotFound("Provider migration not found."),
+    )
     if migration.status != "completed":
         raise Conflict("Only a completed switch can be rolled back.", code="not_completed")
     backup = dict(migration.backup_data or {})

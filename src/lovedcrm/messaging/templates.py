@@ -21,7 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lovedcrm.audit import service as audit
 from lovedcrm.auth.models import User
 from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
+from lovedcrm.core.lookup import get_in_org
 from lovedcrm.core.principal import Principal
+from lovedcrm.db.tenant import save_new
 from lovedcrm.leads.models import Lead, PipelineStage
 from lovedcrm.messaging.models import MessageTemplate
 from lovedcrm.organizations.custom_fields import HasSettings, custom_field_definitions
@@ -166,14 +168,8 @@ async def _audit(
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
 ) -> None:
-    await audit.record(
-        session,
-        action=action,
-        resource_type="message_template",
-        resource_id=template_id,
-        organization_id=principal.org(),
-        user_id=principal.user_id,
-        changes=audit.diff(before, after),
+    await audit.record_by(
+        session, principal, action, "message_template", template_id, audit.diff(before, after)
     )
 
 
@@ -203,10 +199,13 @@ async def get_template(
     session: AsyncSession, principal: Principal, template_id: uuid.UUID
 ) -> MessageTemplate:
     principal.require("messages:read")
-    template = await session.get(MessageTemplate, template_id)
-    if template is None or template.organization_id != principal.org():
-        raise NotFound("No template with that id.", code="template_not_found")
-    return template
+    return await get_in_org(
+        session,
+        MessageTemplate,
+        template_id,
+        principal,
+        NotFound("No template with that id.", code="template_not_found"),
+    )
 
 
 async def create_template(
@@ -255,9 +254,7 @@ async def create_template(
         whatsapp_template_name=meta_name,
         whatsapp_language=meta_language,
     )
-    session.add(template)
-    await session.flush()
-    await session.refresh(template)
+    await save_new(session, template)
     await _audit(session, principal, "create", template.id, None, _snapshot(template))
     return template
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import secrets
 import ssl
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -30,8 +31,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lovedcrm.audit import service as audit
 from lovedcrm.config import Settings
 from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
+from lovedcrm.core.lookup import get_in_org
 from lovedcrm.core.principal import Principal
 from lovedcrm.core.security import SecretBox, mask_secret
+from lovedcrm.db.tenant import save_new
 from lovedcrm.messaging.models import WhatsappConfig
 from lovedcrm.messaging.providers.base import (
     MESSAGE_PROVIDER_TYPE,
@@ -233,10 +236,9 @@ async def get_config(
     session: AsyncSession, principal: Principal, config_id: uuid.UUID
 ) -> WhatsappConfig:
     principal.require("settings:manage")
-    row = await session.get(WhatsappConfig, config_id)
-    if row is None or row.organization_id != principal.org():
-        raise NotFound("WhatsApp configuration not found.")
-    return row
+    return await get_in_org(
+        session, WhatsappConfig, config_id, principal, NotFound("WhatsApp configuration not found.")
+    )
 
 
 async def active_config(session: AsyncSession, organization_id: uuid.UUID) -> WhatsappConfig | None:
@@ -357,9 +359,7 @@ async def create_config(
         data["hmac_key"] = encrypt(settings, org, "hmac_key", secrets.token_urlsafe(32))
         data.setdefault("bridge", "waha")
     row.config_data = data
-    session.add(row)
-    await session.flush()
-    await session.refresh(row)
+    await save_new(session, row)
     await audit.record(
         session,
         action="create",
@@ -433,20 +433,36 @@ def _record_status(row: WhatsappConfig, check: ConnectionCheck) -> None:
     row.updated_at = datetime.now(UTC)
 
 
-async def check_connection(
-    session: AsyncSession, principal: Principal, settings: Settings, config_id: uuid.UUID
+async def _ask_provider(
+    session: AsyncSession,
+    settings: Settings,
+    row: WhatsappConfig,
+    ask: Callable[[WhatsAppProvider], Awaitable[ConnectionCheck]],
 ) -> ConnectionCheck:
-    """Ask the provider whether the credentials work; the result is kept as the status."""
-    row = await get_config(session, principal, config_id)
+    """Put one question to the configuration's provider; the answer (a refusal included, as
+    ``failed``) is kept as the connection status."""
     cfg = decrypt(settings, row)
     async with http_client(settings) as client:
+        provider = build_provider(cfg, client, settings)
         try:
-            check = await build_provider(cfg, client, settings).check_connection()
+            check = await ask(provider)
         except ProviderError as exc:
             check = ConnectionCheck(ok=False, status="failed", detail=exc.message)
     _record_status(row, check)
     await session.flush()
     return check
+
+
+async def check_connection(
+    session: AsyncSession, principal: Principal, settings: Settings, config_id: uuid.UUID
+) -> ConnectionCheck:
+    """Ask the provider whether the credentials work; the result is kept as the status."""
+    row = await get_config(session, principal, config_id)
+
+    async def ask(provider: WhatsAppProvider) -> ConnectionCheck:
+        return await provider.check_connection()
+
+    return await _ask_provider(session, settings, row, ask)
 
 
 async def start_session(
@@ -454,20 +470,15 @@ async def start_session(
 ) -> ConnectionCheck:
     """WhatsApp Web: create or start the bridge's session with our signed webhook."""
     row = await get_config(session, principal, config_id)
-    cfg = decrypt(settings, row)
-    async with http_client(settings) as client:
-        provider = build_provider(cfg, client, settings)
+
+    async def ask(provider: WhatsAppProvider) -> ConnectionCheck:
         if not isinstance(provider, SessionProvider):
             raise ValidationFailed(
                 "Only WhatsApp Web configurations have a session to start.", code="no_session"
             )
-        try:
-            check = await provider.start_session(webhook_url(settings, row.id))
-        except ProviderError as exc:
-            check = ConnectionCheck(ok=False, status="failed", detail=exc.message)
-    _record_status(row, check)
-    await session.flush()
-    return check
+        return await provider.start_session(webhook_url(settings, row.id))
+
+    return await _ask_provider(session, settings, row, ask)
 
 
 async def qr_code(
@@ -475,18 +486,16 @@ async def qr_code(
 ) -> tuple[ConnectionCheck, QrCode | None]:
     """The bridge's status and, while it waits for a scan, its QR code."""
     row = await get_config(session, principal, config_id)
-    cfg = decrypt(settings, row)
     qr: QrCode | None = None
-    async with http_client(settings) as client:
-        provider = build_provider(cfg, client, settings)
-        try:
-            check = await provider.check_connection()
-            if check.status == "qr" and isinstance(provider, SessionProvider):
-                qr = await provider.qr_code()
-        except ProviderError as exc:
-            check = ConnectionCheck(ok=False, status="failed", detail=exc.message)
-    if qr is not None:
-        row.qr_code_data = f"data:{qr.mimetype};base64,{qr.data_base64}"
-    _record_status(row, check)
-    await session.flush()
+
+    async def ask(provider: WhatsAppProvider) -> ConnectionCheck:
+        nonlocal qr
+        check = await provider.check_connection()
+        if check.status == "qr" and isinstance(provider, SessionProvider):
+            qr = await provider.qr_code()
+            if qr is not None:
+                row.qr_code_data = f"data:{qr.mimetype};base64,{qr.data_base64}"
+        return check
+
+    check = await _ask_provider(session, settings, row, ask)
     return check, qr

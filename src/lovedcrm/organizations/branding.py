@@ -9,8 +9,6 @@ type are not trusted); SVG is refused, since it can carry scripts. It is stored 
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lovedcrm.config import Settings
 from lovedcrm.core.errors import NotFound, ValidationFailed
 from lovedcrm.core.principal import Principal
+from lovedcrm.core.storage import write_atomically
 from lovedcrm.organizations import service as org_service
 from lovedcrm.organizations.models import Organization
 
@@ -51,18 +50,6 @@ def human_size(n: int) -> str:
 
 def _data_path(settings: Settings, relative: str) -> Path:
     return Path(settings.data_dir).resolve() / relative
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 async def save_logo(
@@ -102,7 +89,7 @@ async def save_logo(
     org = await org_service.update_organization(
         session, principal, name=None, settings={"logo": relative}
     )
-    _write_atomically(folder / f"logo.{ext}", data)
+    write_atomically(folder / f"logo.{ext}", data)
     # A logo of another format is now stale.
     for other in MEDIA_TYPES:
         if other != ext:

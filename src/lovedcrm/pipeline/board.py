@@ -39,6 +39,7 @@ from lovedcrm.core.pagination import BadCursor, decode_cursor, encode_cursor
 from lovedcrm.core.principal import Principal
 from lovedcrm.leads import service as leads
 from lovedcrm.leads.models import Lead, PipelineStage
+from lovedcrm.leads.stages import get_stage
 from lovedcrm.pipeline.board_schemas import CardOut
 
 PAGE = 50
@@ -261,9 +262,7 @@ async def stage_cards(
     """The next cards of one column ("load more"), after the cursor of the previous page."""
     principal.require("leads:read")
     filters = filters or BoardFilters()
-    stage = await session.get(PipelineStage, stage_id)
-    if stage is None or stage.organization_id != principal.org():
-        raise NotFound("No pipeline stage with that id.", code="stage_not_found")
+    await get_stage(session, principal, stage_id)
     where = await _conditions(session, principal, filters)
     where.append(Lead.stage_id == stage_id)
     if after:

@@ -74,9 +74,7 @@ async def stage_cards(
 ) -> CardPageOut:
     """More cards of one column ("load more"): pass the column's `next_cursor` as `after`."""
     page = await board.stage_cards(session, principal, stage_id, filters, after=after, limit=limit)
-    return CardPageOut(
-        items=[CardOut.model_validate(c) for c in page.items], next_cursor=page.next_cursor
-    )
+    return CardPageOut.model_validate(page)
 
 
 @router.get(

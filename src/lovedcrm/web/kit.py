@@ -165,6 +165,13 @@ def flash(response: Response, text: str, kind: str = "success") -> None:
     )
 
 
+def redirect(url: str, text: str, kind: str = "success") -> RedirectResponse:
+    """A 303 to ``url`` (after a form post) that shows ``text`` there once (see ``flash``)."""
+    response = RedirectResponse(url, status_code=303)
+    flash(response, text, kind)
+    return response
+
+
 def _read_flash(request: Request) -> list[dict[str, str]]:
     raw = request.cookies.get(FLASH_COOKIE)
     if not raw:

@@ -12,7 +12,6 @@ from lovedcrm.core.principal import Principal
 from lovedcrm.webhooks import service
 from lovedcrm.webhooks.models import WebhookSubscription
 from lovedcrm.webhooks.schemas import (
-    DeliveryOut,
     DeliveryPageOut,
     QueuedOut,
     SecretOut,
@@ -176,9 +175,7 @@ async def list_deliveries(
     page = await service.list_deliveries(
         session, principal, subscription_id, limit=limit, cursor=cursor
     )
-    return DeliveryPageOut(
-        items=[DeliveryOut.model_validate(d) for d in page.items], next_cursor=page.next_cursor
-    )
+    return DeliveryPageOut.model_validate(page, from_attributes=True)
 
 
 @router.post(

@@ -29,6 +29,7 @@ import httpx
 from standardwebhooks.webhooks import Webhook
 
 from lovedcrm.config import Settings
+from lovedcrm.core.http import read_at_most
 from lovedcrm.db.tenant import tenant_transaction
 from lovedcrm.jobs.queue import JobContext, PermanentFailure, RetryLater, job_handler
 from lovedcrm.webhooks import service
@@ -87,14 +88,8 @@ def _pinned(url: httpx.URL, address: str) -> tuple[httpx.URL, dict[str, str], di
 
 
 async def _read_some(response: httpx.Response) -> str:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_raw():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= RESPONSE_LIMIT:
-            break
-    return b"".join(chunks)[:RESPONSE_LIMIT].decode("utf-8", errors="replace")
+    body = await read_at_most(response.aiter_raw(), RESPONSE_LIMIT)
+    return body.decode("utf-8", errors="replace")
 
 
 async def send(settings: Settings, url: str, secret: str, event_id: str, body: str) -> Attempt:

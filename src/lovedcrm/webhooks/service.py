@@ -29,11 +29,12 @@ from lovedcrm.auth.permissions import Role
 from lovedcrm.config import Settings
 from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
 from lovedcrm.core.events import EVENT_TYPES, DomainEvent
+from lovedcrm.core.lookup import get_in_org
 from lovedcrm.core.mail import get_mailer
 from lovedcrm.core.pagination import keyset_after, page_of
 from lovedcrm.core.principal import Principal
 from lovedcrm.core.security import SecretBox
-from lovedcrm.db.tenant import after_commit
+from lovedcrm.db.tenant import after_commit, save_new
 from lovedcrm.jobs.queue import enqueue
 from lovedcrm.organizations.models import Organization
 from lovedcrm.webhooks.models import WebhookDelivery, WebhookSubscription
@@ -231,15 +232,7 @@ async def _audit(
     sub_id: uuid.UUID,
     changes: dict[str, Any],
 ) -> None:
-    await audit.record(
-        session,
-        action=action,
-        resource_type=RESOURCE,
-        resource_id=sub_id,
-        organization_id=principal.org(),
-        user_id=principal.user_id,
-        changes=changes,
-    )
+    await audit.record_by(session, principal, action, RESOURCE, sub_id, changes)
 
 
 async def create_subscription(
@@ -272,9 +265,7 @@ async def create_subscription(
         is_active=True,
         failure_count=0,
     )
-    session.add(sub)
-    await session.flush()
-    await session.refresh(sub)
+    await save_new(session, sub)
     await _audit(session, principal, "create", sub.id, audit.diff(None, snapshot(sub)))
     return sub, secret
 
@@ -295,11 +286,13 @@ async def get_subscription(
     session: AsyncSession, principal: Principal, subscription_id: uuid.UUID
 ) -> WebhookSubscription:
     principal.require(PERMISSION)
-    sub = await session.get(WebhookSubscription, subscription_id)
-    # RLS hides other organizations' rows already; the check keeps it explicit.
-    if sub is None or sub.organization_id != principal.org():
-        raise NotFound("No webhook subscription with that id.", code="webhook_not_found")
-    return sub
+    return await get_in_org(
+        session,
+        WebhookSubscription,
+        subscription_id,
+        principal,
+        NotFound("No webhook subscription with that id.", code="webhook_not_found"),
+    )
 
 
 async def update_subscription(

@@ -7,14 +7,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.core.deps import SessionDep
 from lovedcrm.core.errors import AppError
 from lovedcrm.leads import assignment
 from lovedcrm.organizations import service as org_service
-from lovedcrm.web.kit import Member, Shell, flash, page_router, render
+from lovedcrm.web.kit import Member, Shell, page_router, redirect, render
 
 router = page_router()
 
@@ -68,6 +68,4 @@ async def assignment_submit(
         return await _assignment_page(
             request, session, frame, mode=mode, error=error, status_code=exc.status
         )
-    response = RedirectResponse("/settings/assignment", status_code=303)
-    flash(response, t("Settings saved."))
-    return response
+    return redirect("/settings/assignment", t("Settings saved."))

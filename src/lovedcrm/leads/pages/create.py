@@ -6,7 +6,7 @@ from decimal import InvalidOperation
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,7 +24,7 @@ from lovedcrm.leads.pages._common import (
 )
 from lovedcrm.leads.schemas import LeadIn
 from lovedcrm.organizations import service as org_service
-from lovedcrm.web.kit import Member, Shell, flash, page_router, parse_uuid, render, require
+from lovedcrm.web.kit import Member, Shell, page_router, parse_uuid, redirect, render, require
 
 router = page_router()
 
@@ -166,6 +166,4 @@ async def lead_create(request: Request, frame: Member, session: SessionDep) -> R
             errors=field_errors(exc, frame.i18n.gettext, definitions_of(frame)),
             status_code=exc.status,
         )
-    response = RedirectResponse(f"/leads/{lead.id}", status_code=303)
-    flash(response, frame.i18n.gettext("Lead created."))
-    return response
+    return redirect(f"/leads/{lead.id}", frame.i18n.gettext("Lead created."))

@@ -42,7 +42,7 @@ from lovedcrm.leads.pages._fields import (
     is_editable,
 )
 from lovedcrm.leads.schemas import LeadUpdateIn
-from lovedcrm.web.kit import Member, Shell, flash, is_htmx, page_router, parse_uuid, render
+from lovedcrm.web.kit import Member, Shell, is_htmx, page_router, parse_uuid, redirect, render
 
 router = page_router()
 
@@ -270,9 +270,7 @@ async def lead_edit_submit(
                 error = next(iter(errors.values()), t("Check this field."))
     if not is_htmx(request):
         if error is None:
-            response = RedirectResponse(f"/leads/{lead.id}", status_code=303)
-            flash(response, t("Saved."))
-            return response
+            return redirect(f"/leads/{lead.id}", t("Saved."))
         return await lead_page(
             request,
             session,
@@ -312,9 +310,7 @@ async def _update_and_back(
             raise
         errors = field_errors(exc, frame.i18n.gettext)
         return await lead_page(request, session, frame, lead, status_code=422, errors=errors)
-    response = RedirectResponse(f"/leads/{lead.id}", status_code=303)
-    flash(response, done)
-    return response
+    return redirect(f"/leads/{lead.id}", done)
 
 
 @router.post("/leads/{lead_id}/stage", response_class=HTMLResponse)

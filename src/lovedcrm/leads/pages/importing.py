@@ -17,15 +17,7 @@ from lovedcrm.jobs.models import BackgroundJob
 from lovedcrm.leads import import_files, importing
 from lovedcrm.leads.pages._common import ACTIVE, definitions_of, not_found
 from lovedcrm.web.i18n import N_
-from lovedcrm.web.kit import (
-    Member,
-    Shell,
-    is_htmx,
-    page_router,
-    parse_uuid,
-    render,
-    require,
-)
+from lovedcrm.web.kit import Member, Shell, is_htmx, page_router, parse_uuid, render, require
 
 router = page_router()
 

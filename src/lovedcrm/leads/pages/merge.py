@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from lovedcrm.core.deps import SessionDep
 from lovedcrm.leads import dedup
 from lovedcrm.leads import service as leads_service
 from lovedcrm.leads.pages._common import ACTIVE, LeadInPage, find_lead, lead_not_found, on_lead
-from lovedcrm.web.kit import Member, flash, page_router, parse_uuid, render
+from lovedcrm.web.kit import Member, page_router, parse_uuid, redirect, render
 
 router = page_router()
 
@@ -56,9 +56,7 @@ async def lead_merge(
     if other is None:
         raise lead_not_found()
     kept = await on_lead(dedup.merge(session, frame.principal, lead.id, other))
-    response = RedirectResponse(f"/leads/{kept.id}", status_code=303)
-    flash(response, frame.i18n.gettext("Leads merged."))
-    return response
+    return redirect(f"/leads/{kept.id}", frame.i18n.gettext("Leads merged."))
 
 
 @router.get("/leads/{lead_id}/delete", response_class=HTMLResponse)
@@ -70,6 +68,4 @@ async def lead_delete_page(request: Request, frame: Member, lead: LeadInPage) ->
 async def lead_delete(frame: Member, session: SessionDep, lead: LeadInPage) -> Response:
     name = lead.full_name
     await on_lead(leads_service.delete_lead(session, frame.principal, lead.id))
-    response = RedirectResponse("/leads", status_code=303)
-    flash(response, frame.i18n.gettext("Lead %(name)s deleted.") % {"name": name})
-    return response
+    return redirect("/leads", frame.i18n.gettext("Lead %(name)s deleted.") % {"name": name})

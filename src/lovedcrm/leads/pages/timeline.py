@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from lovedcrm.core.deps import SessionDep
 from lovedcrm.core.errors import AppError
@@ -15,15 +15,13 @@ from lovedcrm.leads import service as leads_service
 from lovedcrm.leads.models import Lead
 from lovedcrm.leads.pages._common import ACTIVE, LeadInPage, lead_not_found, lookups_of, on_lead
 from lovedcrm.leads.pages.detail import entries_of, lead_page, timeline_page
-from lovedcrm.web.kit import Member, attempt, flash, is_htmx, page_router, parse_uuid, render
+from lovedcrm.web.kit import Member, attempt, is_htmx, page_router, parse_uuid, redirect, render
 
 router = page_router()
 
 
 def _to_timeline(lead: Lead, done: str) -> Response:
-    response = RedirectResponse(f"/leads/{lead.id}#timeline", status_code=303)
-    flash(response, done)
-    return response
+    return redirect(f"/leads/{lead.id}#timeline", done)
 
 
 @router.get("/leads/{lead_id}/timeline", response_class=HTMLResponse)

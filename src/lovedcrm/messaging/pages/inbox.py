@@ -47,10 +47,10 @@ from lovedcrm.web.kit import (
     PageError,
     Shell,
     attempt,
-    flash,
     is_htmx,
     page_router,
     parse_uuid,
+    redirect,
     render,
 )
 
@@ -280,12 +280,9 @@ async def inbox_simulate(
             status = exc.status
     target = next if _SAFE_NEXT.fullmatch(next) else "/inbox"
     if not is_htmx(request):
-        response = RedirectResponse(target, status_code=303)
         if error:
-            flash(response, error, "error")
-        else:
-            flash(response, t("Message simulated: it shows up in the list in a moment."))
-        return response
+            return redirect(target, error, "error")
+        return redirect(target, t("Message simulated: it shows up in the list in a moment."))
     if error:
         form["error"] = error
         return fragment(

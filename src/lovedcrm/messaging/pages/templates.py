@@ -16,7 +16,7 @@ from itertools import groupby
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
 from lovedcrm.core.deps import SessionDep
@@ -32,9 +32,9 @@ from lovedcrm.web.kit import (
     PageError,
     Shell,
     attempt,
-    flash,
     page_router,
     parse_uuid,
+    redirect,
     render,
 )
 
@@ -318,9 +318,7 @@ async def _page(
 
 
 def _back(text: str) -> Response:
-    response = RedirectResponse(PAGE, status_code=303)
-    flash(response, text)
-    return response
+    return redirect(PAGE, text)
 
 
 async def manager(frame: Member) -> Shell:

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -54,10 +54,10 @@ from lovedcrm.web.kit import (
     PageError,
     Shell,
     attempt,
-    flash,
     is_htmx,
     page_router,
     parse_uuid,
+    redirect,
     render,
     require,
 )
@@ -267,9 +267,7 @@ class WhatsappPage:
 
     def back(self, text: str) -> Response:
         """Done: back to the page, with ``text`` as a toast."""
-        response = RedirectResponse(PAGE, status_code=303)
-        flash(response, text)
-        return response
+        return redirect(PAGE, text)
 
     async def act(
         self, call: Awaitable[T], then: Callable[[T], Response | Awaitable[Response]]

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from lovedcrm.core.http import read_at_most
 from lovedcrm.messaging.providers.base import MediaTooLarge, ProviderError
 
 # Error bodies are only read to extract a message; never buffer a large one.
@@ -64,14 +65,7 @@ def network_error(exc: httpx.HTTPError, service: str) -> ProviderError:
 
 
 async def read_error_body(response: httpx.Response) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= _ERROR_BODY_LIMIT:
-            break
-    return b"".join(chunks)[:_ERROR_BODY_LIMIT]
+    return await read_at_most(response.aiter_bytes(), _ERROR_BODY_LIMIT)
 
 
 async def fetch_limited(

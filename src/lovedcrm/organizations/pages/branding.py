@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import File, Form, Request, UploadFile
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from lovedcrm.config import Settings
 from lovedcrm.core.deps import SessionDep, SettingsDep
@@ -13,7 +13,7 @@ from lovedcrm.core.errors import AppError
 from lovedcrm.organizations import branding
 from lovedcrm.organizations import service as org_service
 from lovedcrm.web.i18n import CURRENCIES, LANG_COOKIE, LANGUAGE_TAGS, localizer_for
-from lovedcrm.web.kit import COLOR, DEFAULT_ACCENT, Member, Shell, flash, page_router, render
+from lovedcrm.web.kit import COLOR, DEFAULT_ACCENT, Member, Shell, page_router, redirect, render
 
 router = page_router()
 
@@ -112,13 +112,11 @@ async def branding_submit(
         return _branding_page(
             request, frame, settings, form=form, errors=errors, status_code=exc.status
         )
-    response = RedirectResponse("/settings/branding", status_code=303)
     # The organization's language may have just changed: say it in that language.
     loc = localizer_for(frame.i18n.locale, dict(org.settings or {}))
     if not request.cookies.get(LANG_COOKIE):
         loc = localizer_for(LANGUAGE_TAGS[locale], dict(org.settings or {}))
-    flash(response, loc.gettext("Settings saved."))
-    return response
+    return redirect("/settings/branding", loc.gettext("Settings saved."))
 
 
 @router.post("/settings/branding/logo", response_class=HTMLResponse)
@@ -141,6 +139,4 @@ async def logo_submit(
         return _branding_page(
             request, frame, settings, errors={"logo": message}, status_code=exc.status
         )
-    response = RedirectResponse("/settings/branding", status_code=303)
-    flash(response, frame.i18n.gettext("Logo updated."))
-    return response
+    return redirect("/settings/branding", frame.i18n.gettext("Logo updated."))

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from lovedcrm.core.deps import SessionDep
 from lovedcrm.core.errors import AppError
 from lovedcrm.organizations import custom_fields
 from lovedcrm.organizations import service as org_service
-from lovedcrm.web.kit import Member, Shell, flash, page_router, render
+from lovedcrm.web.kit import Member, Shell, page_router, redirect, render
 
 router = page_router()
 PAGE = "/settings/custom-fields"
@@ -132,9 +132,7 @@ def _unnamed(request: Request, frame: Shell, slot: str, form: FieldForm) -> HTML
 
 
 def _saved(text: str) -> Response:
-    response = RedirectResponse(PAGE, status_code=303)
-    flash(response, text)
-    return response
+    return redirect(PAGE, text)
 
 
 @router.get(PAGE, response_class=HTMLResponse)

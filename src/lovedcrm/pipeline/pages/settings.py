@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from lovedcrm.core.deps import SessionDep
 from lovedcrm.core.errors import AppError, NotFound
@@ -28,9 +28,9 @@ from lovedcrm.web.kit import (
     Member,
     PageError,
     Shell,
-    flash,
     page_router,
     parse_uuid,
+    redirect,
     render,
     templates,
 )
@@ -114,9 +114,7 @@ async def _refuse(request: Request, session: SessionDep, frame: Shell) -> HTMLRe
 
 
 def _back(frame: Shell, text: str) -> Response:
-    response = RedirectResponse("/settings/pipeline", status_code=303)
-    flash(response, frame.i18n.gettext(text))
-    return response
+    return redirect("/settings/pipeline", frame.i18n.gettext(text))
 
 
 async def _save(
@@ -255,12 +253,10 @@ async def stage_delete(
             ask_move={key: 0},
             status_code=exc.status,
         )
-    response = RedirectResponse("/settings/pipeline", status_code=303)
     t = frame.i18n
     text = t.gettext("Stage removed.")
     if moved:
         text = t.ngettext(
             "Stage removed; %(num)d lead moved.", "Stage removed; %(num)d leads moved.", moved
         ) % {"num": moved}
-    flash(response, text)
-    return response
+    return redirect("/settings/pipeline", text)
