@@ -119,10 +119,10 @@ async def test_signup_creates_user_org_membership_stages_templates(
         )
         assert [(st.name, st.stage_order, st.color) for st in stages] == [
             ("Lead", 1, "#ef4444"),
-            ("Contact", 2, "#f97316"),
-            ("Proposal", 3, "#eab308"),
-            ("Negotiation", 4, "#22c55e"),
-            ("Closed", 5, "#6366f1"),
+            ("Contato", 2, "#f97316"),
+            ("Proposta", 3, "#eab308"),
+            ("Negociação", 4, "#22c55e"),
+            ("Fechado", 5, "#6366f1"),
         ]
         templates = (
             (

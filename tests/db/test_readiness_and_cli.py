@@ -17,6 +17,8 @@ from lovedcrm.config import Settings
 from lovedcrm.db.bootstrap import ensure_app_role
 from lovedcrm.db.engine import create_database
 from lovedcrm.db.migrate import head_revision, upgrade
+from lovedcrm.demo import INBOUND as DEMO_INBOUND
+from lovedcrm.demo import LEADS as DEMO_LEADS
 
 LOVEDCRM = Path(sys.executable).parent / "lovedcrm"
 
@@ -105,7 +107,7 @@ def test_cli_upgrade_demo_and_create_admin(
     assert r.returncode != 0 and "No organization" in r.stderr
     engine = create_engine(url)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM leads")).scalar() == 6
+        assert conn.execute(text("SELECT count(*) FROM leads")).scalar() == len(DEMO_LEADS)
         assert (
             conn.execute(
                 text(
@@ -115,12 +117,12 @@ def test_cli_upgrade_demo_and_create_admin(
             ).scalar()
             == 1
         )
-        # The demo's two messages and the injected one wait for the worker.
+        # The demo's customers' messages and the injected one wait for the worker.
         assert (
             conn.execute(
                 text("SELECT count(*) FROM background_jobs WHERE job_type = 'whatsapp.inbound'")
             ).scalar()
-            == 3
+            == len(DEMO_INBOUND) + 1
         )
         assert conn.execute(
             text("SELECT email_verified FROM users WHERE email = 'boss@example.com'")

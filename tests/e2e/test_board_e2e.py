@@ -18,7 +18,7 @@ async def test_sign_up_shows_the_five_default_stages(page: Any) -> None:
         ".column .column-head h2, .column .column-head [id^=col-]"
     ).all_inner_texts()
     joined = " ".join(names)
-    for stage in ("Lead", "Contact", "Proposal", "Negotiation", "Closed"):
+    for stage in ("Lead", "Contato", "Proposta", "Negociação", "Fechado"):
         assert stage in joined
     assert await page.locator(".column[data-column]").count() == 5
 

@@ -30,7 +30,7 @@ async def _stages(c: httpx.AsyncClient, h: dict[str, str]) -> list[dict[str, Any
 async def test_list_with_totals(client: httpx.AsyncClient, admin: dict[str, Any]) -> None:
     h = admin["headers"]
     stages = await _stages(client, h)
-    assert [s["name"] for s in stages] == ["Lead", "Contact", "Proposal", "Negotiation", "Closed"]
+    assert [s["name"] for s in stages] == ["Lead", "Contato", "Proposta", "Negociação", "Fechado"]
     assert [s["stage_order"] for s in stages] == [1, 2, 3, 4, 5]
     for value in ("100.50", "200.00"):
         r = await client.post(
@@ -163,3 +163,24 @@ async def test_permissions(client: httpx.AsyncClient, admin: dict[str, Any]) -> 
     stage = (await _stages(client, sales))[0]["id"]
     r = await client.delete(f"{URL}/{stage}", headers=sales)
     assert r.status_code == 403
+
+
+async def test_default_stages_are_named_in_the_organizations_language(
+    client: httpx.AsyncClient,
+) -> None:
+    english = await signup(client, full_name="Admin English", locale="en")
+    assert [s["name"] for s in await _stages(client, english["headers"])] == [
+        "Lead",
+        "Contact",
+        "Proposal",
+        "Negotiation",
+        "Closed",
+    ]
+    portuguese = await signup(client, full_name="Admin Português", locale="pt-BR")
+    assert [s["name"] for s in await _stages(client, portuguese["headers"])] == [
+        "Lead",
+        "Contato",
+        "Proposta",
+        "Negociação",
+        "Fechado",
+    ]

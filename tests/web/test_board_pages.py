@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 
 from tests.factories import (
     CSRF_INPUT,
@@ -18,7 +19,7 @@ from tests.factories import (
     web_signup,
 )
 
-DEFAULT_STAGES = ["Lead", "Contact", "Proposal", "Negotiation", "Closed"]
+DEFAULT_STAGES = ["Lead", "Contato", "Proposta", "Negociação", "Fechado"]  # pt-BR sign-up
 
 
 async def _stages(client: httpx.AsyncClient) -> list[dict[str, Any]]:
@@ -144,7 +145,7 @@ async def test_move_to_form_without_javascript(client: httpx.AsyncClient) -> Non
     page = (await client.get("/pipeline")).text
     assert "Elisa Prado" in _column_html(page, target)
     assert _count(page, target) == 1 and _count(page, stages[0]["id"]) == 0
-    assert "Movido para Negotiation." in page  # the flash toast
+    assert "Movido para Negociação." in page  # the flash toast
     # The same form with the old version: refused, nothing moves, the toast says why.
     r = await client.post(
         f"/pipeline/leads/{lead['id']}/move",
@@ -209,7 +210,7 @@ async def test_stale_version_via_the_api_leaves_the_board_unchanged(
     assert no_csrf.status_code == 403
 
 
-async def test_totals_fragment_follows_filters(client: httpx.AsyncClient) -> None:
+async def test_totals_fragment_follows_filters(client: httpx.AsyncClient, owner: sa.Engine) -> None:
     await web_signup(client)
     csrf = await csrf_token(client, "/pipeline")
     stage = (await _stages(client))[0]["id"]
@@ -223,6 +224,15 @@ async def test_totals_fragment_follows_filters(client: httpx.AsyncClient) -> Non
     assert _count(r.text, stage) == 0  # no score yet counts as 0
     page = (await client.get("/pipeline", params={"source": "instagram"})).text
     assert "Gil Alto" in page and "Hugo Baixo" not in page
+    assert 'class="score' not in page  # no badge before a score was calculated
+    with owner.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE leads SET lead_score = 12, score_last_calculated_at = now() WHERE id = :id"
+            ),
+            {"id": gil["id"]},
+        )
+    page = (await client.get("/pipeline", params={"source": "instagram"})).text
     assert "score-low" in page
     # A live re-read of a card the filters hide is a 404 (the script removes it).
     hidden = await client.get(f"/pipeline/cards/{gil['id']}", params={"source": "site"})
@@ -276,7 +286,7 @@ async def test_stages_page_renames_recolors_and_refuses_a_bad_color(
     assert r.status_code == 409 and "Escolha para onde" in r.text
     r = await client.post(delete, data={"csrf_token": csrf, "move_to": stages[0]["id"]})
     assert r.status_code == 303
-    assert [s["name"] for s in await _stages(client)][-1] == "Closed"
+    assert [s["name"] for s in await _stages(client)][-1] == "Fechado"
     card = await client.get(f"/pipeline/cards/{lead['id']}")
     assert f'data-stage-id="{stages[0]["id"]}"' in card.text
     # Reorder with the arrows (the keyboard's way).
@@ -289,7 +299,7 @@ async def test_stages_page_renames_recolors_and_refuses_a_bad_color(
     # An inactive stage leaves the board.
     r = await client.post(
         f"/settings/pipeline/stages/{stages[4]['id']}",
-        data={"name": "Closed", "color": "#6366f1", "csrf_token": csrf},
+        data={"name": "Fechado", "color": "#6366f1", "csrf_token": csrf},
     )
     assert r.status_code == 303
     assert f'data-column="{stages[4]["id"]}"' not in (await client.get("/pipeline")).text

@@ -50,6 +50,9 @@ def test_money_in_both_languages() -> None:
     assert Localizer(locale="en", currency="USD").money(1234.56) == "$1,234.56"
     assert Localizer(locale="pt_BR", currency="EUR").money(10) == f"€{NBSP}10,00"
     assert Localizer(locale="pt_BR").money(48500, cents=False) == f"R${NBSP}48.500"
+    # Cards: cents only when there are any (R$ 1.800,50 is not rounded to R$ 1.801).
+    assert Localizer(locale="pt_BR").money(Decimal("1800.50"), cents=None) == f"R${NBSP}1.800,50"
+    assert Localizer(locale="pt_BR").money(Decimal("1800.00"), cents=None) == f"R${NBSP}1.800"
     assert Localizer(locale="pt_BR").number(1234567) == "1.234.567"
     assert Localizer(locale="en").number(1234567) == "1,234,567"
 
@@ -181,7 +184,7 @@ async def test_branding_color_is_applied_and_a_bad_color_refused(
     assert ok.status_code == 303
     assert "Configurações salvas." in (await client.get("/settings/branding")).text  # toast
     home = (await client.get("/")).text
-    assert 'style="--accent: #0ea5e9"' in home and "Loja Azul" in home
+    assert 'data-accent="#0ea5e9"' in home and "Loja Azul" in home
     assert "Configurações salvas." not in home  # once
 
     # The JSON API refuses a bad color too, naming the field.

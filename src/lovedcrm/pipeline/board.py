@@ -66,6 +66,7 @@ class Card:
     company: str | None
     estimated_value: Decimal | None
     lead_score: int | None
+    scored: bool  # a score was calculated (a new lead has 0 and no score yet)
     source: str | None
     status: str | None
     assigned_to: uuid.UUID | None
@@ -113,6 +114,7 @@ _CARD_COLUMNS = (
     Lead.company,
     Lead.estimated_value,
     Lead.lead_score,
+    Lead.score_last_calculated_at,
     Lead.source,
     Lead.status,
     Lead.assigned_to,
@@ -133,6 +135,7 @@ def _card(row: Any, now: datetime) -> Card:
         company=row.company,
         estimated_value=row.estimated_value,
         lead_score=row.lead_score,
+        scored=row.score_last_calculated_at is not None,
         source=row.source,
         status=row.status,
         assigned_to=row.assigned_to,

@@ -215,9 +215,13 @@ class Localizer:
         return self._translations.ungettext(singular, plural, n)
 
     # numbers
-    def money(self, value: Decimal | float | int | None, cents: bool = True) -> str:
-        """``R$ 1.234,56`` in pt-BR, ``R$1,234.56`` in English; ``cents=False`` rounds."""
+    def money(self, value: Decimal | float | int | None, cents: bool | None = True) -> str:
+        """``R$ 1.234,56`` in pt-BR, ``R$1,234.56`` in English; ``cents=False`` rounds to the
+        unit; ``cents=None`` writes cents only when there are any (``R$ 1.800,50``,
+        ``R$ 1.800``)."""
         amount = Decimal(str(value if value is not None else 0))
+        if cents is None:
+            cents = amount != amount.to_integral_value()
         if cents:
             return format_currency(amount, self.currency, locale=self.locale)
         pattern = Locale.parse(self.locale).currency_formats["standard"].pattern
