@@ -1,5 +1,9 @@
 """What the benchmark scripts share: a fresh database, a free loopback port, waiting for a
-server, and stopping one."""
+server, stopping one, and the quick mode.
+
+Quick mode (``BENCH_QUICK=1``, set by ``make bench QUICK=1`` or by hand): a script runs at a
+small size that takes seconds -- a smoke test of the script, not a measurement -- and writes
+its JSON under ``benchmarks/results/quick/`` so the real figures are never overwritten."""
 
 from __future__ import annotations
 
@@ -67,3 +71,18 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def quick() -> bool:
+    """Whether this run is a quick smoke run (``BENCH_QUICK=1``)."""
+    return os.environ.get("BENCH_QUICK", "").strip().lower() in {"1", "true", "yes"}
+
+
+def results_dir() -> Path:
+    """Where a benchmark writes its JSON: ``results/``, or ``results/quick/`` in quick mode."""
+    path = RESULTS / "quick" if quick() else RESULTS
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import bench_database, free_port, stop, wait_ready  # noqa: E402
+from _common import bench_database, free_port, quick, results_dir, stop, wait_ready  # noqa: E402
 
 LUA = """
 done = function(summary, latency, requests)
@@ -73,6 +73,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--connections", type=int, default=32)
     args = ap.parse_args()
+    if quick():  # BENCH_QUICK=1: a smoke run of seconds, not a measurement
+        args.leads, args.seconds = 200, 2
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
 
@@ -131,9 +133,13 @@ def main() -> None:
             f"{base}/api/v1/leads?limit=50", headers={"Authorization": f"Bearer {key}"}
         )
         assert check.status_code == 200 and len(check.json()["items"]) == 50, check.text
-        wrk(f"{base}/healthz/db", 3, args.connections, {})  # warm both paths
+        warm = 1 if quick() else 3
+        wrk(f"{base}/healthz/db", warm, args.connections, {})  # warm both paths
         wrk(
-            f"{base}/api/v1/leads?limit=50", 3, args.connections, {"Authorization": f"Bearer {key}"}
+            f"{base}/api/v1/leads?limit=50",
+            warm,
+            args.connections,
+            {"Authorization": f"Bearer {key}"},
         )
         bare = wrk(f"{base}/healthz/db", args.seconds, args.connections, {})
         api = wrk(
@@ -161,7 +167,7 @@ def main() -> None:
         ),
         "target_ratio": 0.5,
     }
-    path = ROOT / "benchmarks" / "results" / "api.json"
+    path = results_dir() / "api.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))

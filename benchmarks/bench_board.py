@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import bench_database, free_port, stop, wait_ready  # noqa: E402
+from _common import bench_database, free_port, quick, results_dir, stop, wait_ready  # noqa: E402
 
 FIRST = [
     "João", "Maria", "José", "Ana", "Antônio", "Francisca", "Carlos", "Luíza", "Paulo",
@@ -205,6 +205,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--keep", action="store_true", help="Do not drop the database at the end.")
     args = ap.parse_args()
+    if quick():  # BENCH_QUICK=1: a smoke run of seconds, not a measurement
+        args.orgs, args.leads, args.big, args.requests = 20, 20_000, 2_000, 20
 
     bench_db = bench_database(ROOT)
     db_url = bench_db.url
@@ -329,7 +331,7 @@ def main() -> None:
         "lead_page": "GET /api/v1/leads/{id} then GET /api/v1/leads/{id}/activities",
         "search_terms": SEARCHES,
     }
-    path = ROOT / "benchmarks" / "results" / "board.json"
+    path = results_dir() / "board.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2, ensure_ascii=False))
     print(json.dumps(out, indent=2, ensure_ascii=False))

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import bench_database, free_port, stop, wait_ready  # noqa: E402
+from _common import bench_database, free_port, quick, results_dir, stop, wait_ready  # noqa: E402
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -118,6 +118,8 @@ def main() -> None:
     ap.add_argument("--leads", type=int, default=1000)
     ap.add_argument("--concurrency", type=int, default=16)
     args = ap.parse_args()
+    if quick():  # BENCH_QUICK=1: a smoke run of seconds, not a measurement
+        args.requests, args.leads = 40, 100
 
     bench_db = bench_database(ROOT)
     db_url = bench_db.url
@@ -149,7 +151,7 @@ def main() -> None:
         "params": vars(args),
         "results": results,
     }
-    path = ROOT / "benchmarks" / "results" / "foundation.json"
+    path = results_dir() / "foundation.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))

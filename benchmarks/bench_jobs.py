@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import bench_database, stop  # noqa: E402
+from _common import bench_database, quick, results_dir, stop  # noqa: E402
 
 from lovedcrm.db.bootstrap import ensure_app_role  # noqa: E402
 from lovedcrm.db.migrate import upgrade  # noqa: E402
@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--max-batch", type=int, default=50, help="1 = one transaction per job")
     args = ap.parse_args()
+    if quick():  # BENCH_QUICK=1: a smoke run of seconds, not a measurement
+        args.jobs, args.orgs = 2_000, 4
 
     bench_db = bench_database(ROOT)
     url = bench_db.url
@@ -125,7 +127,7 @@ def main() -> None:
         "max_attempts_seen": attempts,
     }
     suffix = "" if args.max_batch > 1 else "_unbatched"
-    path = ROOT / "benchmarks" / "results" / f"jobs{suffix}.json"
+    path = results_dir() / f"jobs{suffix}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))

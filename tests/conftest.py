@@ -99,6 +99,9 @@ def settings(owner_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settin
         log_json=False,
         log_level="WARNING",
         secret_key="test-secret-key-0123456789abcdefghijklmnopqrstuv",  # type: ignore[arg-type]
+        # The fake providers listen on loopback: allowed explicitly, as an installation would
+        # allow its own WAHA (tests/core/test_outbound.py checks what happens without it).
+        outbound_allow=("127.0.0.1",),
     )
 
 

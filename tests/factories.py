@@ -7,9 +7,12 @@ test can call it as often as it needs, with the client it has."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import re
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -354,3 +357,24 @@ async def live_lead(base: str, headers: dict[str, str], **fields: Any) -> dict[s
     """A new lead (duplicates allowed) on the server at ``base``."""
     async with httpx.AsyncClient(base_url=base) as client:
         return await create_lead(client, headers, **{"allow_duplicate": True, **fields})
+
+
+# --- mail ----------------------------------------------------------------------------------
+
+
+def mailed_links(data_dir: Any, address: str, path: str) -> list[str]:
+    """The links to ``path`` (e.g. ``/invitations/accept``) in the mail sent to ``address``
+    through the file mailer under ``data_dir`` (``core.mail.FileMailer``), oldest first."""
+    folder = Path(data_dir) / "mail"
+    messages = [
+        email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+        for p in sorted(folder.glob("*.eml"), key=lambda p: p.stat().st_mtime)
+    ]
+    links: list[str] = []
+    for msg in messages:
+        if msg["To"] != address:
+            continue
+        part = msg.get_body(preferencelist=("plain",))
+        text = part.get_content() if part is not None else ""
+        links += [u for u in re.findall(r"https?://\S+", text) if urlparse(u).path == path]
+    return list(dict.fromkeys(links))

@@ -28,7 +28,12 @@ def _modules() -> list[Path]:
 
 def _is_page_module(path: Path) -> bool:
     parts = path.relative_to(PACKAGE).parts
-    return parts[0] == "web" or "pages" in parts or path.stem == "pages"
+    return (
+        parts[0] == "web"
+        or "pages" in parts
+        or path.stem == "pages"
+        or path.stem.endswith("_pages")  # auth/team_pages.py and the like
+    )
 
 
 def _lint_imports(cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

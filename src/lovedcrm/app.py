@@ -11,8 +11,15 @@ from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from lovedcrm import wiring  # noqa: F401 - registers every job handler and event subscriber
+from lovedcrm.auth import (
+    account_api,
+    account_pages,
+    api_keys_api,
+    api_keys_pages,
+    team_api,
+    team_pages,
+)
 from lovedcrm.auth import api as auth_api
-from lovedcrm.auth import api_keys_api, team_api
 from lovedcrm.auth import pages as auth_pages
 from lovedcrm.auth.api_keys import UsageFlusher
 from lovedcrm.auth.authentication import authenticate_request
@@ -23,9 +30,15 @@ from lovedcrm.core.deps import SESSION_COOKIE
 from lovedcrm.core.errors import install_error_handlers
 from lovedcrm.core.idempotency import IdempotencyMiddleware
 from lovedcrm.core.logging import configure_logging
-from lovedcrm.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
-from lovedcrm.core.openapi import install_problem_openapi
+from lovedcrm.core.middleware import (
+    REDOC_CONTENT_SECURITY_POLICY,
+    BodySizeLimitMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+)
+from lovedcrm.core.openapi import docs_router, install_problem_openapi
 from lovedcrm.core.ratelimit import RateLimitHeadersMiddleware
+from lovedcrm.core.routing import install_routing_rules
 from lovedcrm.db.engine import Database, create_database
 from lovedcrm.jobs import api as jobs_api
 from lovedcrm.jobs import pages as jobs_pages
@@ -45,8 +58,12 @@ from lovedcrm.pipeline import api as pipeline_api
 from lovedcrm.pipeline import board_api
 from lovedcrm.pipeline import pages as pipeline_pages
 from lovedcrm.reports import pages as reports_pages
-from lovedcrm.web import preferences
+from lovedcrm.scoring import api as scoring_api
+from lovedcrm.scoring import pages as scoring_pages
+from lovedcrm.web import assets, preferences
+from lovedcrm.web.problems import localize_problem
 from lovedcrm.webhooks import api as webhooks_api
+from lovedcrm.webhooks import pages as webhooks_pages
 
 API_DESCRIPTION = """
 Loved CRM's JSON API. Authenticate with `Authorization: Bearer <access token>` from
@@ -67,7 +84,9 @@ IMPORT_UPLOAD_PATHS = ("/api/v1/imports", "/leads/import")
 ROUTERS: tuple[APIRouter, ...] = (
     whatsapp_webhooks.router,
     health.router,
+    docs_router,  # /docs and /redoc, from local files
     auth_api.router,
+    account_api.router,
     api_keys_api.router,
     team_api.router,
     organizations_api.router,
@@ -75,6 +94,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     leads_api.router,
     dedup_api.router,
     activities_api.router,
+    scoring_api.router,
     pipeline_api.router,
     board_api.router,
     live.router,
@@ -84,12 +104,18 @@ ROUTERS: tuple[APIRouter, ...] = (
     webhooks_api.router,
     organizations_pages.router,
     preferences.router,
+    assets.router,
     whatsapp_pages.router,
     templates_pages.router,
     pipeline_pages.router,
+    scoring_pages.router,  # before leads_pages: /leads/{id}/score-panel
     leads_pages.router,
     inbox_pages.router,
     auth_pages.router,
+    account_pages.router,
+    team_pages.router,
+    api_keys_pages.router,
+    webhooks_pages.router,
     jobs_pages.router,
     reports_pages.router,  # last: the home page `/`
 )
@@ -127,14 +153,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         description=API_DESCRIPTION,
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # core.openapi.docs_router serves /docs and /redoc offline
         redoc_url=None,
     )
     app.state.settings = settings
     app.state.db = database
     app.state.authenticator = authenticate_request
     app.state.frame_source = frame_source
-    install_error_handlers(app)
+    install_error_handlers(app, localize_problem)
     install_problem_openapi(app)
     # Innermost first: RateLimit-* headers, then Idempotency-Key replay (inside the body limit).
     app.add_middleware(RateLimitHeadersMiddleware)
@@ -145,9 +171,16 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         path_limits={p: settings.import_max_bytes for p in IMPORT_UPLOAD_PATHS},
     )
     app.add_middleware(RequestContextMiddleware)
+    # Outermost: every answer, the 413 and the error pages too, carries the security headers.
+    app.add_middleware(
+        SecurityHeadersMiddleware,
+        hsts=settings.cookie_secure,
+        path_policies={"/redoc": REDOC_CONTENT_SECURITY_POLICY},
+    )
 
     for router in ROUTERS:
         app.include_router(router)
+    install_routing_rules(app)  # UUID ids in API paths; 405 with the full Allow
     static = Path(__file__).parent / "web" / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     return app

@@ -55,9 +55,15 @@ def serve(
 ) -> None:
     """Serve the web app and the API."""
     import os
+    import signal
 
     import uvicorn
 
+    # SIGTERM or SIGINT: uvicorn shuts down gracefully, then raises the signal again. Its
+    # default action would kill the process before the exit hooks run (the embedded
+    # PostgreSQL would outlive the app); a clean exit runs them.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_cleanly)
     # Links in mail and the demo banner point at where this server really listens.
     os.environ.setdefault("LOVEDCRM_BASE_URL", f"http://{host}:{port}")
     if no_worker:
@@ -80,6 +86,10 @@ def serve(
         proxy_headers=True,
         log_config=None,
     )
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 @main.command()
@@ -211,6 +221,46 @@ def whatsapp_inject(
 def data_dir() -> None:
     """Print the data directory."""
     click.echo(Path(get_settings().data_dir).resolve())
+
+
+@main.group()
+def scoring() -> None:
+    """Lead scoring tools."""
+
+
+@scoring.command("evaluate")
+@click.option(
+    "--csv", "csv_path", required=True, type=click.Path(path_type=Path), help="The table."
+)
+@click.option("--target", required=True, help="The column that says whether a row was won.")
+@click.option("--positive", default=None, help="The target's winning value (default: 1/yes/…).")
+@click.option("--drop", multiple=True, help="A column to leave out (repeatable).")
+@click.option("--time-column", default=None, help="Split by this column's time, not by folds.")
+@click.option("--threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1))
+def scoring_evaluate(
+    csv_path: Path,
+    target: str,
+    positive: str | None,
+    drop: tuple[str, ...],
+    time_column: str | None,
+    threshold: float,
+) -> None:
+    """Train and judge the product's scoring pipeline on a CSV (each row a lead, its columns
+    custom fields); print the metrics as JSON."""
+    from lovedcrm.scoring.evaluation import EvaluationError, evaluate, read_csv
+
+    try:
+        result = evaluate(
+            read_csv(csv_path),
+            target,
+            positive=positive,
+            drop=drop,
+            time_column=time_column,
+            threshold=threshold,
+        )
+    except EvaluationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(result, indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Placeholder secrets are accepted in development only; Settings refuses them elsewhere.
 _DEV_SECRET = "dev-insecure-secret-change-me-0123456789abcdef"  # noqa: S105 - refused outside dev
 _DEV_ENCRYPTION_KEY = "ZGV2LWluc2VjdXJlLWtleS1jaGFuZ2UtbWUtMDEyMzQ="  # 32 bytes, base64
+_HOST_NAME = re.compile(r"(?i)[a-z0-9_](?:[a-z0-9_.-]{0,251}[a-z0-9_])?\.?")
 
 
 class Settings(BaseSettings):
@@ -55,8 +58,16 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = True
 
-    # Outgoing webhooks. Private, loopback and link-local targets are refused (checked after
-    # DNS resolution, at delivery time) unless allowed; plain http only where allowed.
+    # Every URL the server calls for someone (webhooks, WhatsApp providers, …) goes through
+    # core.outbound: link-local and cloud-metadata addresses are always refused; loopback and
+    # private ones only when listed here: host names, addresses or networks, comma-separated
+    # (LOVEDCRM_OUTBOUND_ALLOW="waha.internal,10.0.0.0/8,127.0.0.1"). Empty: public only.
+    outbound_allow: Annotated[tuple[str, ...], NoDecode] = ()
+
+    # Outgoing webhooks. Private and loopback targets are refused (checked after DNS
+    # resolution, at delivery time) unless listed in outbound_allow; true here allows every
+    # loopback and private network for webhooks alone (link-local stays refused). Plain http
+    # only where allowed.
     webhooks_allow_private_targets: bool = False
     webhooks_allow_http: bool = False
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=20)
@@ -73,6 +84,13 @@ class Settings(BaseSettings):
     logo_max_bytes: int = Field(default=1_000_000, ge=1024)
     # Lead import uploads (CSV/XLSX) get their own, larger limit.
     import_max_bytes: int = Field(default=20 * 1_048_576, ge=1024)
+    # What an import file may hold, checked when it is uploaded (read off the event loop):
+    # data rows, columns, characters in one cell (Excel's own limit), and for an XLSX the
+    # size of its contents once unzipped (a 1 MB zip can unpack to gigabytes).
+    import_max_rows: int = Field(default=200_000, ge=1)
+    import_max_columns: int = Field(default=256, ge=1)
+    import_max_cell_chars: int = Field(default=32_767, ge=1)
+    import_max_unpacked_bytes: int = Field(default=128 * 1_048_576, ge=1024)
     # Requests per hour for a signed-in user (API keys carry their own limit); 0 = no limit.
     user_rate_limit_per_hour: int = Field(default=5000, ge=0)
     # How often each process writes API keys' last_used_at / total_requests.
@@ -110,6 +128,27 @@ class Settings(BaseSettings):
     whatsapp_http_timeout_seconds: float = Field(default=15.0, gt=0, le=60)
     log_level: str = "INFO"
     log_json: bool = True
+
+    @field_validator("outbound_allow", mode="before")
+    @classmethod
+    def _split_allow_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("outbound_allow")
+    @classmethod
+    def _check_allow_list(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                if not _HOST_NAME.fullmatch(entry):
+                    raise ValueError(
+                        f"LOVEDCRM_OUTBOUND_ALLOW: {entry!r} is neither a host name, an address "
+                        "nor a network"
+                    ) from None
+        return tuple(entry.lower().rstrip(".") for entry in value)
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:

@@ -17,6 +17,8 @@ from lovedcrm.leads import jobs as leads_jobs
 from lovedcrm.messaging import events as messaging_events
 from lovedcrm.messaging import jobs as messaging_jobs
 from lovedcrm.reports import events as reports_events
+from lovedcrm.scoring import events as scoring_events
+from lovedcrm.scoring import jobs as scoring_jobs
 from lovedcrm.webhooks import events as webhooks_events
 from lovedcrm.webhooks import jobs as webhooks_jobs
 
@@ -26,6 +28,7 @@ JOB_MODULES: tuple[ModuleType, ...] = (
     webhooks_jobs,
     leads_jobs,
     messaging_jobs,
+    scoring_jobs,
 )
 
 # Modules whose @subscriber functions react to domain events, in this order within an event.
@@ -35,4 +38,5 @@ SUBSCRIBER_MODULES: tuple[ModuleType, ...] = (
     auth_events,
     leads_events,
     messaging_events,
+    scoring_events,
 )

@@ -91,3 +91,9 @@ async def test_openapi_documents_validation_errors_as_problem_json(
 async def test_healthz_db_runs_a_query(client: httpx.AsyncClient) -> None:
     r = await client.get("/healthz/db")
     assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+async def test_the_favicon_is_served(client: httpx.AsyncClient) -> None:
+    r = await client.get("/favicon.ico")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("image/svg+xml") and b"<svg" in r.content

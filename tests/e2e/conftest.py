@@ -47,11 +47,17 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def live_server(owner_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def live_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The live server's ``LOVEDCRM_DATA_DIR``: its mail outbox is ``mail/*.eml``."""
+    return tmp_path_factory.mktemp("e2e-data")
+
+
+@pytest.fixture(scope="module")
+def live_server(owner_url: str, live_data_dir: Path) -> Iterator[str]:
     """`lovedcrm serve` (with its job worker) on a free port, on this run's test database.
     Module-scoped: its worker must not outlive the browser tests and take other tests' jobs."""
     port = _free_port()
-    data_dir = tmp_path_factory.mktemp("e2e-data")
+    data_dir = live_data_dir
     log = (ROOT / "artifacts").joinpath("e2e-server.log")
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {
@@ -60,6 +66,8 @@ def live_server(owner_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "LOVEDCRM_DATA_DIR": str(data_dir),
         "LOVEDCRM_LOG_LEVEL": "WARNING",
         "LOVEDCRM_BASE_URL": f"http://127.0.0.1:{port}",
+        # The fake providers listen on loopback (core.outbound refuses it unless allowed).
+        "LOVEDCRM_OUTBOUND_ALLOW": "127.0.0.1",
     }
     with log.open("w") as out:
         proc = subprocess.Popen(

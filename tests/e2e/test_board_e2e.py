@@ -154,8 +154,8 @@ async def test_the_same_page_in_portuguese_and_english(browser: Any, live_server
         page = await context.new_page()
         await browser_signup(page)
         await page.goto("/pipeline")
-        await expect(page.locator("nav")).to_contain_text("Funil")
-        await expect(page.locator("nav")).to_contain_text("Configurações")
+        await expect(page.locator("nav.sidebar")).to_contain_text("Funil")
+        await expect(page.locator("nav.sidebar")).to_contain_text("Configurações")
     finally:
         await context.close()
     context = await browser.new_context(
@@ -169,12 +169,49 @@ async def test_the_same_page_in_portuguese_and_english(browser: Any, live_server
         await browser_signup(page)
         # A new organization is pt-BR by default; the user's language choice wins.
         await page.goto("/pipeline")
-        if "Pipeline" not in await page.locator("nav").inner_text():
+        if "Pipeline" not in await page.locator("nav.sidebar").inner_text():
             await context.add_cookies(
                 [{"name": "lovedcrm_lang", "value": "en", "url": live_server}]
             )
             await page.goto("/pipeline")
-        await expect(page.locator("nav")).to_contain_text("Pipeline")
-        await expect(page.locator("nav")).to_contain_text("Settings")
+        await expect(page.locator("nav.sidebar")).to_contain_text("Pipeline")
+        await expect(page.locator("nav.sidebar")).to_contain_text("Settings")
+    finally:
+        await context.close()
+
+
+async def test_five_columns_fit_beside_the_sidebar_at_1440(browser: Any, live_server: str) -> None:
+    context = await browser.new_context(
+        viewport={"width": 1440, "height": 900}, base_url=live_server, locale="pt-BR"
+    )
+    try:
+        page = await context.new_page()
+        await browser_signup(page)
+        await page.goto("/pipeline")
+        columns = page.locator(".column[data-column]")
+        await expect(columns).to_have_count(5)
+        for index in range(5):
+            box = await columns.nth(index).bounding_box()
+            assert box is not None and box["x"] + box["width"] <= 1440, (index, box)
+    finally:
+        await context.close()
+
+
+async def test_the_phone_bottom_bar_gives_every_item_an_equal_share(
+    browser: Any, live_server: str
+) -> None:
+    context = await browser.new_context(viewport=PHONE, base_url=live_server, locale="pt-BR")
+    try:
+        page = await context.new_page()
+        await browser_signup(page)
+        await page.goto("/pipeline")
+        items = page.locator(".sidebar .nav li:visible")
+        count = await items.count()
+        assert count >= 4
+        widths = [
+            (await items.nth(i).bounding_box() or {"width": 0})["width"] for i in range(count)
+        ]
+        assert max(widths) - min(widths) <= 2, widths  # no squeezed item, no empty gap
+        assert sum(widths) <= PHONE["width"]
     finally:
         await context.close()

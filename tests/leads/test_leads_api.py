@@ -3,6 +3,7 @@ fields, and the domain events (timeline entry + analytics row) a stage change le
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -10,8 +11,10 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from lovedcrm.auth.authentication import principal_for_member
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import set_tenant
+from lovedcrm.leads import service as leads_service
 from tests.factories import create_lead, set_custom_fields, signup
 
 CUSTOM_FIELDS = [
@@ -265,3 +268,138 @@ async def test_won_and_lost(
     assert ("lead_won", won["id"]) in kinds
     assert ("lead_lost", lost["id"]) in kinds
     assert ("lead_created", won["id"]) in kinds
+
+
+async def _bulk(database: Database, org: uuid.UUID, sql_values: str, n: int) -> None:
+    async with database.sessionmaker() as s, s.begin():
+        await set_tenant(s, org, None)
+        await s.execute(
+            text(
+                "INSERT INTO leads (organization_id, full_name, stage_id, created_at, updated_at,"
+                " company, estimated_value, last_activity_at, lead_score)"
+                " SELECT :org, 'Bulk ' || g, (SELECT id FROM pipeline_stages"
+                " WHERE organization_id = :org ORDER BY stage_order LIMIT 1), "
+                + sql_values
+                + " FROM generate_series(1, :n) g"
+            ),
+            {"org": org, "n": n},
+        )
+
+
+async def test_every_order_pages_through_empty_values(
+    client: httpx.AsyncClient, admin: dict[str, Any], database: Database
+) -> None:
+    """Keys left empty (NULL) sort below every value -- a date's as -infinity, which the
+    cursor carries as text -- and paging still returns each lead once, in order."""
+    org = uuid.UUID(admin["organization_id"])
+    await _bulk(
+        database,
+        org,
+        "CASE WHEN g % 3 = 0 THEN NULL ELSE now() - (g % 5) * interval '1 minute' END,"
+        " CASE WHEN g % 4 = 0 THEN NULL ELSE now() END,"
+        " CASE WHEN g % 2 = 0 THEN NULL ELSE 'Empresa ' || g % 3 END,"
+        " CASE WHEN g % 5 = 0 THEN NULL ELSE g % 4 END,"
+        " CASE WHEN g % 2 = 1 THEN NULL ELSE now() - g * interval '1 hour' END,"
+        " CASE WHEN g % 3 = 1 THEN NULL ELSE g % 2 END",
+        40,
+    )
+    async with database.sessionmaker() as s, s.begin():
+        principal = await principal_for_member(s, org, uuid.UUID(admin["user"]["id"]))
+        assert principal is not None
+        keys = (
+            "created_at",
+            "updated_at",
+            "full_name",
+            "lead_score",
+            "company",
+            "estimated_value",
+            "last_activity_at",
+        )
+        for sort in (*keys, *(f"-{k}" for k in keys)):
+            everything = await leads_service.list_leads(s, principal, sort=sort, limit=100)
+            seen, cursor = [], None
+            while True:
+                page = await leads_service.list_leads(
+                    s, principal, sort=sort, limit=7, cursor=cursor
+                )
+                seen += [row.id for row in page.items]
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+            assert seen == [row.id for row in everything.items], sort
+            assert len(seen) == 40, sort
+
+
+async def test_sparse_fieldsets(client: httpx.AsyncClient, admin: dict[str, Any]) -> None:
+    h = admin["headers"]
+    lead = await create_lead(client, h, full_name="Ana Campos", phone="+5511912340000")
+    r = await client.get("/api/v1/leads", headers=h, params={"fields": "id,full_name,phone"})
+    assert r.status_code == 200, r.text
+    assert r.json()["items"] == [
+        {"id": lead["id"], "full_name": "Ana Campos", "phone": "+5511912340000"}
+    ]
+    # Asked twice or in another order: each once, in the order asked.
+    r = await client.get("/api/v1/leads", headers=h, params={"fields": "phone,id,phone"})
+    assert list(r.json()["items"][0]) == ["phone", "id"]
+    for bad in ("id,nope", "search_text", "id,", "", "id full_name"):
+        r = await client.get("/api/v1/leads", headers=h, params={"fields": bad})
+        assert r.status_code == 422, (bad, r.text)
+    # The timeline too.
+    await client.post(f"/api/v1/leads/{lead['id']}/notes", headers=h, json={"description": "Oi"})
+    r = await client.get(
+        f"/api/v1/leads/{lead['id']}/activities", headers=h, params={"fields": "type,metadata"}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["items"] and all(set(i) == {"type", "metadata"} for i in r.json()["items"])
+    r = await client.get(
+        f"/api/v1/leads/{lead['id']}/activities", headers=h, params={"fields": "x"}
+    )
+    assert r.status_code == 422
+
+
+async def test_the_lean_list_writes_what_the_model_writes(
+    client: httpx.AsyncClient, admin: dict[str, Any]
+) -> None:
+    """A list is serialised without a pydantic model per lead; each item is still exactly
+    the lead as GET /leads/{id} (LeadOut) writes it."""
+    h = admin["headers"]
+    await create_lead(
+        client,
+        h,
+        full_name="Zé Valor",
+        email="ze@example.com",
+        estimated_value="1500.50",
+        custom_fields={"segment": "b2b", "employees": 12, "vip": True},
+    )
+    won = await create_lead(client, h, full_name="Lia Ganhou", estimated_value="10")
+    r = await client.patch(f"/api/v1/leads/{won['id']}", headers=h, json={"status": "converted"})
+    assert r.status_code == 200, r.text
+    listed = (await client.get("/api/v1/leads", headers=h)).json()["items"]
+    assert len(listed) == 2
+    for item in listed:
+        one = await client.get(f"/api/v1/leads/{item['id']}", headers=h)
+        assert item == one.json()
+    # The timeline: each item as the note's own answer (ActivityOut) wrote it.
+    note = await client.post(
+        f"/api/v1/leads/{won['id']}/notes", headers=h, json={"title": "T", "description": "D"}
+    )
+    assert note.status_code == 201, note.text
+    r = await client.get(f"/api/v1/leads/{won['id']}/activities", headers=h)
+    assert note.json() in r.json()["items"]
+
+
+async def test_the_fields_parameter_is_documented(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    for path, model in (
+        ("/api/v1/leads", "LeadOut"),
+        ("/api/v1/leads/{lead_id}/activities", "ActivityOut"),
+    ):
+        params = {p["name"]: p for p in spec["paths"][path]["get"]["parameters"]}
+        schema = params["fields"]["schema"]
+        pattern = next(s["pattern"] for s in schema["anyOf"] if "pattern" in s)
+        names = list(spec["components"]["schemas"][model]["properties"])
+        assert all(f"`{n}`" in params["fields"]["description"] for n in names)
+        assert re.fullmatch(pattern, ",".join(names))
+        assert not re.fullmatch(pattern, "id,unknown")
+        answer = spec["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
+        assert len(answer["schema"]["anyOf"]) == 2  # the whole items, or the fields asked

@@ -1,5 +1,7 @@
 """Search: one box across name, e-mail, phone and company, insensitive to accents and
-tolerant of typos (unaccent + pg_trgm); a phone in any format finds its E.164 form."""
+tolerant of a typo in each word (one letter missing, extra, changed or two swapped); a phone
+in any format finds its E.164 form. Results come by relevance: as typed first, then with
+typos, newest first within each."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.factories import signup
+from tests.factories import create_lead, signup
 
 
 @pytest.fixture
@@ -25,6 +27,8 @@ async def org(client: httpx.AsyncClient) -> dict[str, Any]:
             "company": "Ferragens Ltda",
             "phone": "+5521912345678",
         },
+        "mariana": {"full_name": "Mariana Alves"},
+        "fernanda": {"full_name": "Fernanda Queiroz", "company": "Padaria Pão Quente"},
     }.items():
         r = await client.post("/api/v1/leads", headers=h, json=body)
         assert r.status_code == 201, r.text
@@ -55,6 +59,17 @@ async def _found(c: httpx.AsyncClient, org: dict[str, Any], q: str) -> set[str]:
         ("11987654321", {"maria"}),
         ("+55 11 98765 4321", {"maria"}),
         ("zzzz", set()),
+        # A typo in a word: a letter missing, extra, changed, or two letters swapped.
+        ("Marana", {"mariana"}),
+        ("Fernada", {"fernanda"}),
+        ("fernadna", {"fernanda"}),
+        ("Quiroz", {"fernanda"}),
+        ("mariana alvez", {"mariana"}),
+        ("fernanda padaira", {"fernanda"}),  # name and company
+        # Unrelated words find nothing, typo or not.
+        ("Xilofone", set()),
+        ("banana", set()),
+        ("mariana rocha", set()),  # every word must be there
     ],
 )
 async def test_search(
@@ -69,3 +84,48 @@ async def test_search_stays_in_the_organization(
     other = await signup(client, full_name="Other")
     r = await client.get("/api/v1/leads", headers=other["headers"], params={"q": "joao"})
     assert r.status_code == 200 and r.json()["items"] == []
+
+
+async def _order(c: httpx.AsyncClient, h: dict[str, str], **params: Any) -> list[str]:
+    r = await c.get("/api/v1/leads", headers=h, params=params)
+    assert r.status_code == 200, r.text
+    return [i["full_name"] for i in r.json()["items"]]
+
+
+async def test_relevance_as_typed_first_then_typos_newest_first(
+    client: httpx.AsyncClient,
+) -> None:
+    h = (await signup(client, full_name="Admin Relevance"))["headers"]
+    for name in ("Mariana Souza", "Marana Lima", "Mariana Dias", "Ana Marana", "Pedro Reis"):
+        await create_lead(client, h, full_name=name)
+    # As typed (a substring of the name) first, then within one typo; newest first in each.
+    expected = ["Ana Marana", "Marana Lima", "Mariana Dias", "Mariana Souza"]
+    assert await _order(client, h, q="marana") == expected
+    # Page by page, the same order (the cursor carries the rank).
+    seen: list[str] = []
+    cursor = None
+    for _ in range(5):
+        params: dict[str, Any] = {"q": "marana", "limit": 1}
+        if cursor:
+            params["cursor"] = cursor
+        r = await client.get("/api/v1/leads", headers=h, params=params)
+        assert r.status_code == 200, r.text
+        seen += [i["full_name"] for i in r.json()["items"]]
+        cursor = r.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == expected
+    # Another order when asked for; relevance without a search is newest first.
+    assert await _order(client, h, q="marana", sort="full_name") == sorted(expected)
+    assert (await _order(client, h, sort="relevance"))[0] == "Pedro Reis"
+
+
+async def test_every_word_exact_in_another_order_is_as_typed(client: httpx.AsyncClient) -> None:
+    h = (await signup(client, full_name="Admin Words"))["headers"]
+    await create_lead(client, h, full_name="Silva Joana")
+    await create_lead(client, h, full_name="Joao Silva")
+    await create_lead(client, h, full_name="Joao Silveira")
+    await create_lead(client, h, full_name="Joao Silvo")  # newest, one typo away
+    assert await _order(client, h, q="silva joao") == ["Joao Silva", "Joao Silvo"]
+    # "Silva Joana" has the text as typed; the others one typo per word (joan/joao).
+    assert await _order(client, h, q="silva joan") == ["Silva Joana", "Joao Silvo", "Joao Silva"]

@@ -433,3 +433,17 @@ async def test_settings_pages_use_the_shell(client: httpx.AsyncClient, path: str
     assert page.status_code == 200
     assert 'class="sidebar"' in page.text and 'aria-current="page"' in page.text
     assert (await client.get("/settings")).headers["location"] == "/settings/branding"
+
+
+def test_portuguese_plurals_follow_brazilian_usage() -> None:
+    """Zero is plural in Brazilian Portuguese: "0 leads convertidos", "1 de 1 linha"."""
+    pt = Localizer(locale="pt_BR")
+    converted = ("%(count)s lead converted", "%(count)s leads converted")
+    assert [pt.ngettext(*converted, n) % {"count": n} for n in (0, 1, 2)] == [
+        "0 leads convertidos",
+        "1 lead convertido",
+        "2 leads convertidos",
+    ]
+    rows = ("%(processed)s of %(total)s row", "%(processed)s of %(total)s rows")
+    assert pt.ngettext(*rows, 1) % {"processed": 1, "total": 1} == "1 de 1 linha"
+    assert pt.ngettext(*rows, 5) % {"processed": 2, "total": 5} == "2 de 5 linhas"

@@ -59,7 +59,7 @@ async def test_invitation_accepted_through_the_page_creates_the_account(
     )
     assert r.status_code == 303 and client.cookies.get(SESSION_COOKIE)
     home = await client.get("/")
-    assert ["Novo", "Vendedor"][0] in home.text and "sales" in home.text
+    assert "Novo Vendedor" in home.text and "· Vendedor" in home.text  # the role, in words
     again = await client.get(f"/invitations/accept?token={token}")
     assert again.status_code == 401  # single use
 
@@ -86,6 +86,7 @@ async def test_jobs_page_shows_failures_and_retries_with_csrf(
     await run_until_idle(database, settings, types=["test.boom"])
     page = await client.get("/settings/jobs")
     assert "provedor fora do ar" in page.text and str(job) in page.text
+    assert "Falhou de vez" in page.text and ">failed<" not in page.text  # statuses in pt-BR
     refused = await client.post(f"/settings/jobs/{job}/retry")
     assert refused.status_code == 403
     token = CSRF_INPUT.search(page.text)

@@ -137,7 +137,10 @@ def wh_settings(settings: Settings) -> Settings:
 
 @pytest.fixture(scope="module")
 def strict_settings(wh_settings: Settings) -> Settings:
-    return wh_settings.model_copy(update={"webhooks_allow_private_targets": False})
+    """Loopback allowed neither for webhooks nor for outbound calls at all."""
+    return wh_settings.model_copy(
+        update={"webhooks_allow_private_targets": False, "outbound_allow": ()}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -505,17 +508,16 @@ async def test_checked_address_is_pinned(
     receiver: Receiver,
     database: Database,
     strict_settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """With refusals on, the request goes to the address that was checked, Host intact."""
+    """The request goes to the address that was checked, Host intact: an installation that
+    allows the name ``localhost`` (and nothing else private) reaches it by name."""
     infos = socket.getaddrinfo("localhost", receiver.port, type=socket.SOCK_STREAM)
     if infos[0][4][0] != "127.0.0.1":
         pytest.skip("localhost does not resolve to 127.0.0.1 first here")
     path, route = receiver.route()
     await subscribe(wc, org, receiver.url(path, "localhost"), route)
-    monkeypatch.setattr(webhook_service, "address_refusal", lambda ip: None)
     await fire(database, org)
-    await run(database, strict_settings)
+    await run(database, strict_settings.model_copy(update={"outbound_allow": ("localhost",)}))
     [hit] = route.hits
     assert hit.verified and hit.headers["host"] == f"localhost:{receiver.port}"
 
@@ -627,7 +629,7 @@ async def test_update_validates_and_audits(
 
 
 async def test_validation_errors(
-    wc: httpx.AsyncClient, client: httpx.AsyncClient, org: Org, database: Database
+    wc: httpx.AsyncClient, org: Org, database: Database, strict_settings: Settings
 ) -> None:
     base = {"url": "https://hooks.example.com/x", "events": ["lead.created"]}
     key = str(org.api_key_id)
@@ -656,19 +658,26 @@ async def test_validation_errors(
     assert r.status_code == 422 and r.json()["code"] == "webhook_api_key_invalid"
 
     # The default settings: no private targets, https only.
-    for url, code in [
-        ("http://127.0.0.1:9/x", "webhook_url_private"),
-        ("https://localhost/x", "webhook_url_private"),
-        ("https://[::1]/x", "webhook_url_private"),
-        ("https://169.254.169.254/latest", "webhook_url_private"),
-        ("http://hooks.example.com/x", "webhook_url_insecure"),
-    ]:
-        r = await client.post(
-            "/api/v1/webhooks", headers=org.headers, json={**base, "api_key_id": key, "url": url}
-        )
-        assert r.status_code == 422 and r.json()["code"] == code, (url, r.text)
-    r = await client.post("/api/v1/webhooks", headers=org.headers, json={**base, "api_key_id": key})
-    assert r.status_code == 201, r.text
+    strict = create_app(
+        strict_settings.model_copy(update={"webhooks_allow_http": False}), database=database
+    )
+    transport = httpx.ASGITransport(app=strict, client=("203.0.113.22", 5555))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        for url, code in [
+            ("http://127.0.0.1:9/x", "webhook_url_private"),
+            ("https://localhost/x", "webhook_url_private"),
+            ("https://[::1]/x", "webhook_url_private"),
+            ("https://127.1/x", "webhook_url_private"),
+            ("https://169.254.169.254/latest", "webhook_url_private"),
+            ("https://[::ffff:169.254.169.254]/latest", "webhook_url_private"),
+            ("http://hooks.example.com/x", "webhook_url_insecure"),
+        ]:
+            body = {**base, "api_key_id": key, "url": url}
+            r = await client.post("/api/v1/webhooks", headers=org.headers, json=body)
+            assert r.status_code == 422 and r.json()["code"] == code, (url, r.text)
+        body = {**base, "api_key_id": key}
+        r = await client.post("/api/v1/webhooks", headers=org.headers, json=body)
+        assert r.status_code == 201, r.text
 
 
 async def test_other_organization_gets_404(

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, status
 
 from lovedcrm.auth import service
 from lovedcrm.auth.models import User, UserSession
 from lovedcrm.auth.schemas import (
     ChangePasswordIn,
+    DetailOut,
     EmailIn,
     LoginIn,
     MembershipOut,
     MeOut,
-    MessageOut,
     PasswordResetIn,
     RefreshIn,
     SignupIn,
@@ -26,11 +26,13 @@ from lovedcrm.auth.schemas import (
 )
 from lovedcrm.config import Settings
 from lovedcrm.core import security
-from lovedcrm.core.deps import CurrentPrincipal, SessionDep, SettingsDep
+from lovedcrm.core.deps import CurrentPrincipal, SessionDep, SettingsDep, get_database
 from lovedcrm.core.errors import Unauthorized
+from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import set_tenant
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+DatabaseDep = Annotated[Database, Depends(get_database)]
 
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Not authenticated or bad credentials (problem+json)"},
@@ -85,10 +87,13 @@ async def signup(body: SignupIn, session: SessionDep, settings: SettingsDep) -> 
     response_model=TokenOut,
     responses={401: _PROBLEMS[401], 422: _PROBLEMS[422], 429: {"description": "Too many failures"}},
 )
-async def login(body: LoginIn, session: SessionDep, settings: SettingsDep) -> TokenOut:
+async def login(
+    body: LoginIn, session: SessionDep, settings: SettingsDep, database: DatabaseDep
+) -> TokenOut:
     user, issued = await service.login(
         session,
         settings,
+        database.side_engine,
         email=body.email,
         password=body.password,
         kind="api",
@@ -98,18 +103,24 @@ async def login(body: LoginIn, session: SessionDep, settings: SettingsDep) -> To
 
 
 @router.post("/refresh", response_model=TokenOut, responses={401: _PROBLEMS[401]})
-async def refresh(body: RefreshIn, session: SessionDep, settings: SettingsDep) -> TokenOut:
-    """Exchange a refresh token for new tokens; the old refresh token stops working."""
-    user, issued = await service.refresh(session, settings, body.refresh_token)
+async def refresh(
+    body: RefreshIn, session: SessionDep, settings: SettingsDep, database: DatabaseDep
+) -> TokenOut:
+    """Exchange a refresh token for new tokens; the old refresh token stops working. A
+    refresh token used a second time ends every session it belongs to (401
+    `refresh_token_reused`): someone else has a copy of it."""
+    user, issued = await service.refresh(
+        session, settings, database.side_engine, body.refresh_token
+    )
     return _tokens(settings, user, issued)
 
 
-@router.post("/logout", response_model=MessageOut, responses={401: _PROBLEMS[401]})
-async def logout(principal: CurrentPrincipal, session: SessionDep) -> MessageOut:
+@router.post("/logout", response_model=DetailOut, responses={401: _PROBLEMS[401]})
+async def logout(principal: CurrentPrincipal, session: SessionDep) -> DetailOut:
     """End this session: its access and refresh tokens stop working at once."""
     if principal.session_id:
         await service.revoke_session(session, principal.session_id)
-    return MessageOut(detail="Logged out.")
+    return DetailOut(detail="Logged out.")
 
 
 @router.get("/me", response_model=MeOut, responses={401: _PROBLEMS[401]})
@@ -145,60 +156,56 @@ async def switch_organization(
     if user_session is None:
         raise Unauthorized("The session has ended.", code="session_revoked")
     await service.switch_organization(session, user_session, body.organization_id)
-    # Rotate: the new pair is bound to the new organization.
-    user_session.revoked_at = security.utcnow()
-    issued = await service.open_session(
-        session,
-        settings,
-        await service.user_of(session, principal),
-        kind="api",
-        organization_id=body.organization_id,
+    # Rotate: the new pair is bound to the new organization (same family).
+    user = await service.user_of(session, principal)
+    issued = await service.rotate_session(
+        session, settings, user, user_session, body.organization_id
     )
-    return _tokens(settings, await service.user_of(session, principal), issued)
+    return _tokens(settings, user, issued)
 
 
-@router.post("/verify-email", response_model=MessageOut, responses={401: _PROBLEMS[401]})
-async def verify_email(body: TokenIn, session: SessionDep) -> MessageOut:
+@router.post("/verify-email", response_model=DetailOut, responses={401: _PROBLEMS[401]})
+async def verify_email(body: TokenIn, session: SessionDep) -> DetailOut:
     await service.verify_email(session, body.token)
-    return MessageOut(detail="Email verified.")
+    return DetailOut(detail="Email verified.")
 
 
-@router.post("/verify-email/resend", response_model=MessageOut, status_code=202)
+@router.post("/verify-email/resend", response_model=DetailOut, status_code=202)
 async def resend_verification(
     principal: CurrentPrincipal, session: SessionDep, settings: SettingsDep
-) -> MessageOut:
+) -> DetailOut:
     if not principal.user.email_verified:
         await service.send_verification_email(
             session, settings, await service.user_of(session, principal)
         )
-    return MessageOut(detail="If your email is not verified yet, a new link is on its way.")
+    return DetailOut(detail="If your email is not verified yet, a new link is on its way.")
 
 
-@router.post("/password-reset/request", response_model=MessageOut, status_code=202)
+@router.post("/password-reset/request", response_model=DetailOut, status_code=202)
 async def request_password_reset(
     body: EmailIn, session: SessionDep, settings: SettingsDep
-) -> MessageOut:
+) -> DetailOut:
     await service.request_password_reset(session, settings, body.email)
-    return MessageOut(detail="If an account exists for that email, a reset link is on its way.")
+    return DetailOut(detail="If an account exists for that email, a reset link is on its way.")
 
 
 @router.post(
     "/password-reset/confirm",
-    response_model=MessageOut,
+    response_model=DetailOut,
     responses={401: _PROBLEMS[401], 422: _PROBLEMS[422]},
 )
-async def confirm_password_reset(body: PasswordResetIn, session: SessionDep) -> MessageOut:
+async def confirm_password_reset(body: PasswordResetIn, session: SessionDep) -> DetailOut:
     await service.reset_password(session, body.token, body.new_password)
-    return MessageOut(detail="Password changed. Log in with the new password.")
+    return DetailOut(detail="Password changed. Log in with the new password.")
 
 
 @router.post(
-    "/password", response_model=MessageOut, responses={401: _PROBLEMS[401], 422: _PROBLEMS[422]}
+    "/password", response_model=DetailOut, responses={401: _PROBLEMS[401], 422: _PROBLEMS[422]}
 )
 async def change_password(
     body: ChangePasswordIn, principal: CurrentPrincipal, session: SessionDep
-) -> MessageOut:
+) -> DetailOut:
     await service.change_password(
         session, await service.user_of(session, principal), body.current_password, body.new_password
     )
-    return MessageOut(detail="Password changed.")
+    return DetailOut(detail="Password changed.")

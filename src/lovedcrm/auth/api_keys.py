@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
 from lovedcrm.auth.models import ApiKey, User
-from lovedcrm.auth.permissions import PERMISSIONS
+from lovedcrm.auth.permissions import PERMISSIONS, SCOPE_DESCRIPTIONS
 from lovedcrm.core import security
 from lovedcrm.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from lovedcrm.core.lookup import get_in_org
@@ -65,7 +65,7 @@ MAX_RATE_LIMIT = 100_000
 # integration. Not members:manage, settings:manage, billing:manage, api_keys:manage,
 # audit:read or jobs:manage: those stay with people.
 SCOPES: dict[str, str] = {
-    name: PERMISSIONS[name]
+    name: SCOPE_DESCRIPTIONS.get(name, PERMISSIONS[name])
     for name in (
         "leads:read",
         "leads:write",

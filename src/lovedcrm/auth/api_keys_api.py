@@ -11,7 +11,7 @@ from pydantic import ConfigDict, Field
 
 from lovedcrm.auth import api_keys as service
 from lovedcrm.core.deps import CurrentPrincipal, SessionDep
-from lovedcrm.core.schemas import Out, StrictIn
+from lovedcrm.core.schemas import IsoDateTime, Out, StrictIn
 
 router = APIRouter(prefix="/api/v1/api-keys", tags=["api-keys"])
 
@@ -33,7 +33,7 @@ class ApiKeyIn(StrictIn):
     scopes: list[str] = Field(
         min_length=1, max_length=len(service.SCOPES), examples=[["leads:read", "leads:write"]]
     )
-    expires_at: datetime | None = Field(default=None, description="Optional; in the future")
+    expires_at: IsoDateTime | None = Field(default=None, description="Optional; in the future")
     rate_limit_per_hour: int = Field(
         default=service.DEFAULT_RATE_LIMIT, ge=1, le=service.MAX_RATE_LIMIT
     )

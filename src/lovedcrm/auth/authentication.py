@@ -27,13 +27,13 @@ from fastapi import Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lovedcrm.auth import api_keys
+from lovedcrm.auth import account, api_keys
 from lovedcrm.auth import service as auth_service
 from lovedcrm.auth.models import OrganizationMember, User, UserSession
 from lovedcrm.auth.permissions import effective_permissions
 from lovedcrm.config import Settings
 from lovedcrm.core import security
-from lovedcrm.core.deps import SESSION_COOKIE, Authenticated
+from lovedcrm.core.deps import SESSION_COOKIE, Authenticated, get_database
 from lovedcrm.core.errors import Forbidden, Unauthorized
 from lovedcrm.core.principal import Person, Principal
 from lovedcrm.db.tenant import set_tenant
@@ -160,6 +160,7 @@ async def _from_cookie(
                 "The form expired or came from another site. Reload the page.", code="csrf_failed"
             )
     request.state.user_session = user_session
+    await account.note_seen(get_database(request).side_engine, user_session)
     return await _from_session(session, user_session, user_session.active_organization_id, "web")
 
 

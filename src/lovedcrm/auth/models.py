@@ -54,12 +54,17 @@ class User(Base):
 
 class UserSession(Base):
     """Not in the spec: a browser session (``web``) or an API refresh token (``api``).
-    Only the SHA-256 of the opaque token is stored."""
+    Only the SHA-256 of the opaque token is stored.
+
+    A refresh rotates the row into a new one of the same ``family_id`` (one per log-in) and
+    stamps ``rotated_at``; a rotated token presented again is a stolen copy, and the whole
+    family is revoked (``auth.service.refresh``)."""
 
     __tablename__ = "user_sessions"
     __table_args__ = (
         CheckConstraint("kind IN ('web', 'api')", name="kind"),
         Index("ix_user_sessions_user_id", "user_id"),
+        Index("ix_user_sessions_family_id", "family_id"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -75,6 +80,24 @@ class UserSession(Base):
     last_seen_at: Mapped[datetime | None] = mapped_column()
     expires_at: Mapped[datetime] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
+    family_id: Mapped[uuid.UUID] = mapped_column(default=uuid.uuid4)
+    rotated_at: Mapped[datetime | None] = mapped_column()
+
+
+class LoginAttempts(Base):
+    """Not in the spec: the log-in throttle (UNLOGGED, global). One row per SHA-256 of
+    (e-mail, client address): the password checks since ``window_start`` (the first one),
+    counted before each check (``auth.service.login``)."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (
+        Index("ix_login_attempts_window_start", "window_start"),
+        {"prefixes": ["UNLOGGED"]},
+    )
+
+    bucket: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer)
 
 
 class UserToken(Base):

@@ -9,19 +9,36 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated
+from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from lovedcrm.auth import service as auth_service
 from lovedcrm.auth import team
 from lovedcrm.auth.service import IssuedSession
 from lovedcrm.config import Settings
-from lovedcrm.core.deps import SESSION_COOKIE, SessionDep, SettingsDep, authenticate, bearer
+from lovedcrm.core.deps import (
+    SESSION_COOKIE,
+    SessionDep,
+    SettingsDep,
+    authenticate,
+    bearer,
+    get_database,
+)
 from lovedcrm.core.errors import AppError, NotFound
 from lovedcrm.organizations import branding
 from lovedcrm.organizations import service as org_service
-from lovedcrm.web.kit import MaybeSignedIn, SignedIn, localizer, page_router, redirect, render
+from lovedcrm.web.i18n import N_
+from lovedcrm.web.kit import (
+    MaybeSignedIn,
+    PageError,
+    SignedIn,
+    localizer,
+    page_router,
+    redirect,
+    render,
+)
 
 router = page_router()
 # Answers that are not pages (their failures stay problem+json): the log-out, whose CSRF
@@ -55,6 +72,39 @@ def _message(request: Request, title: str, message: str, status_code: int = 200)
     return render(request, "message.html", status_code, title=title, message=message)
 
 
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+async def same_site_form(request: Request, settings: SettingsDep) -> None:
+    """The forms posted before anyone is signed in (log-in, sign-up, password reset,
+    invitations) have no session to bind a CSRF token to; without a check, another site
+    could post them and sign the visitor in to an account of its choosing (log-in CSRF).
+    Browsers say where a form comes from: ``Sec-Fetch-Site`` must be ``same-origin`` (or
+    ``none``: typed, bookmarked) and ``Origin`` this application's own (the configured base
+    URL, or the host the request was sent to). A client that sends neither is not a
+    browser, so there is no visitor to trick: it passes."""
+    site = request.headers.get("sec-fetch-site")
+    origin = request.headers.get("origin")
+    own = {_origin(settings.base_url), _origin(str(request.base_url))}
+    if (site is not None and site.lower() not in ("same-origin", "none")) or (
+        origin is not None and origin.lower() not in own
+    ):
+        raise PageError(
+            403,
+            N_("Form refused"),
+            N_(
+                "This form was sent from another site, so it was not accepted. "
+                "Open the page on Loved CRM itself and try again."
+            ),
+            back_url="/login",
+        )
+
+
+SameSiteForm = Depends(same_site_form)
+
+
 # --- log-in and sign-up ----------------------------------------------------------------------
 
 
@@ -63,7 +113,7 @@ async def login_page(request: Request) -> HTMLResponse:
     return render(request, "auth/login.html", error=None, email="")
 
 
-@router.post("/login", response_class=HTMLResponse)
+@router.post("/login", response_class=HTMLResponse, dependencies=[SameSiteForm])
 async def login_submit(
     request: Request,
     session: SessionDep,
@@ -73,7 +123,12 @@ async def login_submit(
 ) -> Response:
     try:
         _, issued = await auth_service.login(
-            session, settings, email=email, password=password, kind="web"
+            session,
+            settings,
+            get_database(request).side_engine,
+            email=email,
+            password=password,
+            kind="web",
         )
     except AppError as exc:
         return render(request, "auth/login.html", exc.status, error=exc.detail, email=email)
@@ -85,7 +140,7 @@ async def signup_page(request: Request) -> HTMLResponse:
     return render(request, "auth/signup.html", error=None, form={})
 
 
-@router.post("/signup", response_class=HTMLResponse)
+@router.post("/signup", response_class=HTMLResponse, dependencies=[SameSiteForm])
 async def signup_submit(
     request: Request,
     session: SessionDep,
@@ -140,6 +195,17 @@ async def switch_organization(
 # --- e-mail verification and password reset --------------------------------------------------
 
 
+@router.post("/verify-email/resend")
+async def resend_verification(
+    frame: SignedIn, session: SessionDep, settings: SettingsDep
+) -> Response:
+    """The banner's "send again": a new confirmation link to the person's own address."""
+    if not frame.principal.user.email_verified:
+        user = await auth_service.user_of(session, frame.principal)
+        await auth_service.send_verification_email(session, settings, user)
+    return redirect("/", frame.i18n.gettext("A new confirmation link is on its way."))
+
+
 @router.get("/verify-email", response_class=HTMLResponse)
 async def verify_email_page(request: Request, session: SessionDep, token: str = "") -> HTMLResponse:
     try:
@@ -158,7 +224,7 @@ async def reset_page(request: Request, token: str = "") -> HTMLResponse:
     return render(request, "auth/reset.html", token=token, error=None)
 
 
-@router.post("/reset-password", response_class=HTMLResponse)
+@router.post("/reset-password", response_class=HTMLResponse, dependencies=[SameSiteForm])
 async def reset_submit(
     request: Request,
     session: SessionDep,
@@ -177,7 +243,7 @@ async def forgot_page(request: Request) -> HTMLResponse:
     return render(request, "auth/forgot.html", sent=False, error=None)
 
 
-@router.post("/forgot-password", response_class=HTMLResponse)
+@router.post("/forgot-password", response_class=HTMLResponse, dependencies=[SameSiteForm])
 async def forgot_submit(
     request: Request,
     session: SessionDep,
@@ -213,7 +279,7 @@ async def invitation_page(
     )
 
 
-@router.post("/invitations/accept", response_class=HTMLResponse)
+@router.post("/invitations/accept", response_class=HTMLResponse, dependencies=[SameSiteForm])
 async def invitation_submit(
     request: Request,
     frame: MaybeSignedIn,

@@ -44,6 +44,20 @@ PERMISSIONS: dict[str, str] = {
     "reports:read": "see reports and dashboards",
 }
 
+# What a permission means as an API key's scope, where it differs from a member's: a key acts
+# for the whole organization (auth.api_keys.key_permissions), so "your own leads" does not
+# apply; the scopes a key's scope implies are named.
+SCOPE_DESCRIPTIONS: dict[str, str] = {
+    "leads:read": "list and read every lead of the organization",
+    "leads:write": "create and edit every lead of the organization (implies leads:read)",
+    "leads:delete": "delete leads (implies leads:read)",
+    "leads:export": "export every lead of the organization (implies leads:read)",
+    "leads:import": "import leads (implies leads:read)",
+    "messages:read": "read the conversations of every lead (implies leads:read)",
+    "messages:write": "send messages to any lead (implies messages:read)",
+    "templates:manage": "create and edit message templates (implies messages:read)",
+}
+
 _ALL = frozenset(PERMISSIONS)
 
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {

@@ -4,9 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import EmailStr, Field
+from pydantic import EmailStr, Field, StrictBool
 
-from lovedcrm.auth.permissions import Role
+from lovedcrm.auth.permissions import PERMISSIONS, Role
 from lovedcrm.core.schemas import Out, StrictIn
 
 
@@ -91,7 +91,7 @@ class ChangePasswordIn(StrictIn):
     new_password: str = Field(min_length=1, max_length=256)
 
 
-class MessageOut(Out):
+class DetailOut(Out):
     detail: str
 
 
@@ -106,9 +106,20 @@ class MemberOut(Out):
     joined_at: datetime | None
 
 
+def _permission_names(schema: dict[str, Any]) -> None:
+    """The overrides' keys are permission names (others are refused with 422)."""
+    for variant in schema.get("anyOf", [schema]):
+        if variant.get("type") == "object":
+            variant["propertyNames"] = {"enum": sorted(PERMISSIONS)}
+
+
 class MemberUpdateIn(StrictIn):
     role: Role | None = None
-    permissions: dict[str, bool] | None = None
+    permissions: dict[str, StrictBool] | None = Field(
+        default=None,
+        description="Overrides of the role's permissions: true grants, false revokes.",
+        json_schema_extra=_permission_names,
+    )
     is_active: bool | None = None
 
 

@@ -267,7 +267,7 @@ async def accept_invitation(
         auth_service.check_password(password, email=invitation.email)
         user = User(
             email=invitation.email,
-            password_hash=security.hash_password(password),
+            password_hash=await security.hash_password(password),
             full_name=full_name,
             is_active=True,
             email_verified=True,  # the invitation link proves the address

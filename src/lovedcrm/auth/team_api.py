@@ -27,6 +27,7 @@ from lovedcrm.core.deps import (
     get_principal,
 )
 from lovedcrm.core.errors import Unauthorized
+from lovedcrm.core.openapi import problem_responses
 from lovedcrm.core.principal import Principal
 from lovedcrm.organizations import service as organizations
 
@@ -65,7 +66,7 @@ async def list_members(
     return [_member_out(m, u) for m, u in await service.list_members(session, principal)]
 
 
-@router.patch("/members/{member_id}", response_model=MemberOut)
+@router.patch("/members/{member_id}", response_model=MemberOut, responses=problem_responses(409))
 async def update_member(
     member_id: uuid.UUID, body: MemberUpdateIn, principal: ManageMembers, session: SessionDep
 ) -> MemberOut:
@@ -81,7 +82,11 @@ async def update_member(
     return _member_out(member, pairs[member.id])
 
 
-@router.delete("/members/{member_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/members/{member_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(409),
+)
 async def remove_member(
     member_id: uuid.UUID, principal: ManageMembers, session: SessionDep
 ) -> Response:
@@ -97,7 +102,10 @@ async def list_invitations(principal: ManageMembers, session: SessionDep) -> lis
 
 
 @router.post(
-    "/invitations", response_model=InvitationCreatedOut, status_code=status.HTTP_201_CREATED
+    "/invitations",
+    response_model=InvitationCreatedOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(409),
 )
 async def create_invitation(
     body: InvitationIn, principal: ManageMembers, session: SessionDep, settings: SettingsDep
@@ -120,7 +128,9 @@ async def revoke_invitation(
     return Response(status_code=204)
 
 
-@router.post("/invitations/accept", response_model=MembershipOut)
+@router.post(
+    "/invitations/accept", response_model=MembershipOut, responses=problem_responses(401, 409)
+)
 async def accept_invitation(
     body: InvitationAcceptIn,
     request: Request,

@@ -18,7 +18,7 @@ def valid_email(email: str) -> str:
         info = validate_email(email.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
         raise ValidationFailed(
-            f"The email address is not valid: {exc}",
+            "The email address is not valid.",
             code="invalid_email",
             extra={"errors": [{"field": "email", "message": str(exc)}]},
         ) from exc

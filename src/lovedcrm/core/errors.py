@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -92,16 +93,21 @@ _CODES = {
 }
 
 
-def problem(
+# Translates a problem body in place for the request's language: (request, body, contexts),
+# where contexts holds pydantic's ``type`` and ``ctx`` of each entry of ``body["errors"]``
+# (empty for service errors). Installed by the composition root (web.problems).
+Localize = Callable[[Request, dict[str, Any], list[dict[str, Any]]], None]
+
+
+def problem_body(
     status: int,
     detail: str,
     *,
     code: str | None = None,
     title: str | None = None,
     instance: str | None = None,
-    headers: dict[str, str] | None = None,
     **extra: Any,
-) -> JSONResponse:
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": f"https://lovedcrm.dev/problems/{code or _CODES.get(status, 'error')}",
         "title": title or _TITLES.get(status, "Error"),
@@ -115,7 +121,38 @@ def problem(
     if rid:
         body["request_id"] = rid
     body.update(extra)
+    return body
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    code: str | None = None,
+    title: str | None = None,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = problem_body(status, detail, code=code, title=title, instance=instance, **extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _answer(
+    request: Request,
+    body: dict[str, Any],
+    localize: Localize | None,
+    *,
+    headers: dict[str, str] | None = None,
+    contexts: list[dict[str, Any]] | None = None,
+) -> JSONResponse:
+    if localize is not None:
+        localize(request, body, contexts or [])
+    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
+
+
+def _contexts(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [{"type": e.get("type"), "ctx": e.get("ctx") or {}} for e in exc.errors()]
 
 
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -132,39 +169,39 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return errors
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, localize: Localize | None = None) -> None:
+    """Problem details for service errors, invalid requests and HTTP errors; ``localize``
+    translates them for the request's language (English when it returns them unchanged)."""
+
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
-        return problem(
+        body = problem_body(
             exc.status,
             exc.detail,
             code=exc.code,
             title=exc.title,
             instance=request.url.path,
-            headers=exc.headers,
             **exc.extra,
         )
+        return _answer(request, body, localize, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _field_errors(exc)
         fields = ", ".join(e["field"] for e in errors)
-        return problem(
+        body = problem_body(
             422,
             f"The request has invalid fields: {fields}",
             code="validation_error",
             instance=request.url.path,
             errors=errors,
         )
+        return _answer(request, body, localize, contexts=_contexts(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = (
             exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "Error")
         )
-        return problem(
-            exc.status_code,
-            detail,
-            instance=request.url.path,
-            headers=dict(exc.headers) if exc.headers else None,
-        )
+        body = problem_body(exc.status_code, detail, instance=request.url.path)
+        return _answer(request, body, localize, headers=dict(exc.headers) if exc.headers else None)

@@ -127,7 +127,31 @@ async def notify_live(
     Small payload — ids only: pages re-read what they need (NOTIFY is capped at 8000 bytes)."""
     note = {"org": str(organization_id), "type": kind, "id": event_id or f"evt_{uuid.uuid4().hex}"}
     note.update({k: str(v) for k, v in ids.items()})
+    held: list[str] | None = session.info.get(_HELD)
+    if held is not None:
+        held.append(json.dumps(note))
+        return
     await session.execute(
         text("SELECT pg_notify(:channel, :payload)"),
         {"channel": LIVE_CHANNEL, "payload": json.dumps(note)},
     )
+
+
+_HELD = "live_notes_held"
+
+
+def hold_live(session: AsyncSession) -> None:
+    """Until :func:`release_live`, ``notify_live`` on this session collects its notes instead
+    of sending each (a batch of work sends them all in one statement)."""
+    session.info.setdefault(_HELD, [])
+
+
+async def release_live(session: AsyncSession) -> None:
+    """Send the notes held since :func:`hold_live`, in order, in one statement (PostgreSQL
+    still delivers them only on commit)."""
+    notes: list[str] = session.info.pop(_HELD, None) or []
+    if notes:
+        await session.execute(
+            text("SELECT pg_notify(:channel, n) FROM unnest(CAST(:notes AS text[])) AS n"),
+            {"channel": LIVE_CHANNEL, "notes": notes},
+        )

@@ -77,7 +77,9 @@ def keyset_after(
             value, last_id = parse(key_raw), uuid.UUID(id_raw)
         except (ValueError, ArithmeticError) as exc:
             raise BadCursor(_INVALID) from exc
-        row, last = tuple_(key, id_col), tuple_(literal(value), literal(last_id))
+        # ``parse`` may give SQL for a value Python cannot hold (a date's -infinity).
+        bound = value if isinstance(value, ColumnElement) else literal(value)
+        row, last = tuple_(key, id_col), tuple_(bound, literal(last_id))
         query = query.where(row < last if descending else row > last)
     if descending:
         return query.order_by(key.desc(), id_col.desc())

@@ -1,9 +1,11 @@
-"""Comparing people's words: folding text and pg_trgm's similarity, in Python."""
+"""Comparing people's words (folding text, pg_trgm's similarity, in Python) and keeping
+them inert in the CSV files the product writes (``safe_cell``)."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 
 def fold(value: str) -> str:
@@ -20,10 +22,31 @@ def _trigrams(value: str) -> set[str]:
     return grams
 
 
+@lru_cache(maxsize=8192)
+def _folded_trigrams(value: str) -> frozenset[str]:
+    # A batch (an import's chunk) compares the same names again and again: read each once.
+    return frozenset(_trigrams(fold(value)))
+
+
 def similarity(a: str, b: str) -> float:
     """pg_trgm's ``similarity`` of two texts once folded: shared trigrams over all distinct
     trigrams of both (each word padded with two spaces before and one after)."""
-    ga, gb = _trigrams(fold(a)), _trigrams(fold(b))
+    ga, gb = _folded_trigrams(a), _folded_trigrams(b)
     if not ga or not gb:
         return 0.0
     return len(ga & gb) / len(ga | gb)
+
+
+_PLAIN_NUMBER = re.compile(r"[+-]?[\d .,()/-]*")
+
+
+def safe_cell(value: str) -> str:
+    """Keep a spreadsheet from running a cell of a CSV file the product writes (the leads
+    export, an import's errors file) as a formula (CSV injection): a cell starting with
+    ``=``, ``@``, a tab or a carriage return, or with ``+``/``-`` but not a number or a
+    phone number, gets a leading ``'``."""
+    if not value:
+        return value
+    if value[0] in "=@\t\r" or (value[0] in "+-" and not _PLAIN_NUMBER.fullmatch(value)):
+        return "'" + value
+    return value

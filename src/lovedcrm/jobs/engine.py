@@ -11,6 +11,11 @@
   worker stalled and another took the job), the whole transaction rolls back.
 - Failures retry with exponential backoff and jitter up to ``max_attempts``, then ``failed``
   with the error. A worker that dies leaves its jobs to expire and be claimed again.
+- Batches: jobs of a handler with ``batch > 1`` are grouped by organization and type and run
+  in one transaction (completed together, guarded by the lease). A batch handler
+  (``jobs.queue.batch_job_handler``) takes the whole group at once and may answer a failure
+  for one job, which is then failed or retried alone while the others commit; any exception
+  rolls the batch back and each of its jobs runs again on its own.
 - SIGTERM: stop claiming, let running jobs finish for a grace period, release the rest.
 """
 
@@ -26,6 +31,7 @@ import traceback
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -42,6 +48,7 @@ from lovedcrm.jobs.periodic import enqueue_due
 from lovedcrm.jobs.queue import (
     HANDLERS,
     JobContext,
+    Outcome,
     PermanentFailure,
     RetryLater,
     backoff_seconds,
@@ -62,6 +69,7 @@ class ClaimedJob:
     job_data: dict[str, Any]
     attempts: int
     max_attempts: int
+    enqueued_at: datetime | None = None
 
 
 _SCOPE = text(
@@ -134,9 +142,9 @@ class Worker:
             rows = (
                 await conn.execute(
                     text(
-                        "SELECT id, organization_id, job_type, job_data, attempts, max_attempts"
-                        " FROM lovedcrm_claim_jobs(:w, :n, :lease, CAST(:types AS text[]),"
-                        " CAST(:now AS timestamptz))"
+                        "SELECT id, organization_id, job_type, job_data, attempts, max_attempts,"
+                        " created_at FROM lovedcrm_claim_jobs(:w, :n, :lease,"
+                        " CAST(:types AS text[]), CAST(:now AS timestamptz))"
                     ),
                     {
                         "w": self.worker_id,
@@ -151,7 +159,13 @@ class Worker:
             await conn.commit()
         return [
             ClaimedJob(
-                r.id, r.organization_id, r.job_type, r.job_data or {}, r.attempts, r.max_attempts
+                r.id,
+                r.organization_id,
+                r.job_type,
+                r.job_data or {},
+                r.attempts,
+                r.max_attempts,
+                r.created_at,
             )
             for r in rows
         ]
@@ -212,6 +226,7 @@ class Worker:
             max_attempts=job.max_attempts,
             settings=self.settings,
             database=self.database,
+            enqueued_at=job.enqueued_at,
         )
 
     @staticmethod
@@ -365,32 +380,61 @@ class Worker:
             await self.execute(chunk[0])
             return
         try:
-            await self._execute_together(chunk)
-            self.stats.completed += len(chunk)
+            failed = await self._execute_together(chunk)
+            self.stats.completed += len(chunk) - len(failed)
         except asyncio.CancelledError:
             raise
         except Exception:  # nothing committed: run each job on its own
             for job in chunk:
                 await self.execute(job)
+            return
+        # Jobs a batch handler answered as failed: the others committed; these fail or retry.
+        for job, exc in failed:
+            if isinstance(exc, RetryLater):
+                await self._fail(job, exc.reason, delay=exc.seconds)
+            else:
+                await self._fail(job, str(exc) or type(exc).__name__, final=True)
 
-    async def _execute_together(self, chunk: list[ClaimedJob]) -> None:
+    async def _execute_together(
+        self, chunk: list[ClaimedJob]
+    ) -> list[tuple[ClaimedJob, RetryLater | PermanentFailure]]:
+        """Run ``chunk`` in one transaction; the jobs a batch handler answered as failed."""
         spec = HANDLERS[chunk[0].job_type]
         payloads = [spec.payload.model_validate(job.job_data) for job in chunk]
+        failed: list[tuple[ClaimedJob, RetryLater | PermanentFailure]] = []
         async with self.database.sessionmaker() as session:
             async with session.begin():
                 await self._scope(session, chunk[0].organization_id)
-                results = []
-                for job, payload in zip(chunk, payloads, strict=True):
-                    ctx = self._context(session, job)
+                ctxs = [self._context(session, job) for job in chunk]
+                outcomes: list[Outcome]
+                if spec.many is not None:
                     async with asyncio.timeout(spec.timeout_seconds):
-                        results.append(json.dumps(await spec.fn(ctx, payload) or {}, default=str))
-                done = await session.execute(
-                    _COMPLETE_MANY,
-                    {"ids": [j.id for j in chunk], "results": results, "worker": self.worker_id},
-                )
-                if done.rowcount != len(chunk):  # type: ignore[attr-defined]
-                    raise LeaseLost(f"{len(chunk) - done.rowcount} of the batch")  # type: ignore[attr-defined]
+                        outcomes = await spec.many(ctxs, payloads)
+                    if len(outcomes) != len(chunk):
+                        raise RuntimeError(f"{spec.job_type}: one outcome per job expected")
+                else:
+                    outcomes = []
+                    for ctx, payload in zip(ctxs, payloads, strict=True):
+                        async with asyncio.timeout(spec.timeout_seconds):
+                            outcomes.append(await spec.fn(ctx, payload))
+                done: list[uuid.UUID] = []
+                results: list[str] = []
+                for job, outcome in zip(chunk, outcomes, strict=True):
+                    if isinstance(outcome, RetryLater | PermanentFailure):
+                        failed.append((job, outcome))
+                    else:
+                        done.append(job.id)
+                        results.append(json.dumps(outcome or {}, default=str))
+                if done:
+                    marked = await session.execute(
+                        _COMPLETE_MANY,
+                        {"ids": done, "results": results, "worker": self.worker_id},
+                    )
+                    if marked.rowcount != len(done):  # type: ignore[attr-defined]
+                        lost = len(done) - marked.rowcount  # type: ignore[attr-defined]
+                        raise LeaseLost(f"{lost} of the batch")
             await run_after_commit(session)
+        return failed
 
     async def _shutdown(self, helpers: list[asyncio.Task[None]]) -> None:
         running = list(self._running)

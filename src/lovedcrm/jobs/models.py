@@ -103,3 +103,10 @@ Index(
     BackgroundJob.locked_until,
     postgresql_where=text("status = 'running'"),
 )
+# The jobs list's order, newest first (migration 0010).
+Index(
+    "ix_background_jobs_org_created",
+    BackgroundJob.organization_id,
+    BackgroundJob.created_at,
+    BackgroundJob.id,
+)

@@ -16,6 +16,15 @@ from lovedcrm.web.kit import PageError, SignedIn, page_router, redirect, render
 
 router = page_router()
 
+# The job statuses (jobs.models) as people read them.
+STATUS_LABELS = {
+    "pending": N_("Waiting"),
+    "running": N_("Running"),
+    "retrying": N_("Will retry"),
+    "completed": N_("Completed"),
+    "failed": N_("Failed for good"),
+}
+
 
 @router.get("/settings/jobs", response_class=HTMLResponse)
 async def jobs_page(request: Request, frame: SignedIn, session: SessionDep) -> HTMLResponse:
@@ -32,6 +41,7 @@ async def jobs_page(request: Request, frame: SignedIn, session: SessionDep) -> H
         tab="jobs",
         stats=stats,
         failed=failed,
+        status_labels=STATUS_LABELS,
     )
 
 

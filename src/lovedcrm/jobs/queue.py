@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import SessionTransaction
 
 from lovedcrm.config import Settings
 from lovedcrm.core import clock
@@ -52,9 +53,14 @@ class JobContext:
     max_attempts: int
     settings: Settings
     database: Database
+    # When the job was queued (the database's time): a webhook's moment of arrival.
+    enqueued_at: datetime | None = None
 
 
 Handler = Callable[[JobContext, Any], Awaitable[dict[str, Any] | None]]
+# What a batch handler answers for each job: its result, or why that job alone failed.
+Outcome = dict[str, Any] | None | RetryLater | PermanentFailure
+BatchHandler = Callable[[list[JobContext], list[Any]], Awaitable[list[Outcome]]]
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,9 @@ class HandlerSpec:
     # >1: short, database-only handlers whose jobs of one organization may share one
     # transaction (all commit or none; on any error each job is re-run on its own).
     batch: int = 1
+    # A handler that takes the whole batch at once (``batch_job_handler``): set-based work,
+    # and a job that fails alone is answered as a failure while the others commit.
+    many: BatchHandler | None = None
 
 
 HANDLERS: dict[str, HandlerSpec] = {}
@@ -92,6 +101,53 @@ def job_handler(
             raise RuntimeError(f"two handlers for job type {job_type!r}")
         HANDLERS[job_type] = HandlerSpec(
             job_type, payload, fn, max_attempts, timeout_seconds, batch
+        )
+        return fn
+
+    return register
+
+
+def batch_job_handler(
+    job_type: str,
+    payload: type[P],
+    *,
+    max_attempts: int = 3,
+    timeout_seconds: float = 300,
+    batch: int = 50,
+) -> Callable[
+    [Callable[[list[JobContext], list[P]], Awaitable[list[Outcome]]]],
+    Callable[[list[JobContext], list[P]], Awaitable[list[Outcome]]],
+]:
+    """Register a handler that processes up to ``batch`` jobs of one organization in one
+    transaction. It answers one outcome per job, in order: a result, or the
+    ``PermanentFailure``/``RetryLater`` of a job that failed alone (the others commit, that
+    one fails or retries on its own). An exception it raises rolls the whole batch back and
+    each job is re-run alone. A job run alone (``run_until_idle``, the fallback) goes
+    through the same handler as a batch of one."""
+
+    def register(
+        fn: Callable[[list[JobContext], list[P]], Awaitable[list[Outcome]]],
+    ) -> Callable[[list[JobContext], list[P]], Awaitable[list[Outcome]]]:
+        known = HANDLERS.get(job_type)
+        if known is not None:
+            if known.many is not fn:
+                raise RuntimeError(f"two handlers for job type {job_type!r}")
+            return fn
+
+        async def one(ctx: JobContext, p: P) -> dict[str, Any] | None:
+            (outcome,) = await fn([ctx], [p])
+            if isinstance(outcome, RetryLater | PermanentFailure):
+                raise outcome
+            return outcome
+
+        HANDLERS[job_type] = HandlerSpec(
+            job_type,
+            payload,
+            one,
+            max_attempts,
+            timeout_seconds,
+            batch,
+            many=fn,
         )
         return fn
 
@@ -133,6 +189,8 @@ async def enqueue(
     data = payload if isinstance(payload, BaseModel) else spec.payload.model_validate(payload)
     if not isinstance(data, spec.payload):
         raise TypeError(f"{job_type} takes {spec.payload.__name__}, not {type(data).__name__}")
+    if dedupe_key is not None and _queued_here(session, dedupe_key):
+        return None  # queued earlier in this transaction: the INSERT would find it
     if organization_id is None:
         # System jobs are visible only under this transaction-local scope (RLS policy).
         await session.execute(text("SELECT set_config('app.scope', 'system', true)"))
@@ -155,7 +213,33 @@ async def enqueue(
             "dedupe": dedupe_key,
         },
     )
+    if dedupe_key is not None:
+        _remember(session, dedupe_key)
     return job_id if result.rowcount else None  # type: ignore[attr-defined]
+
+
+# Dedupe keys queued (or found taken) in this session, with the transaction (or savepoint)
+# that did it: a key counts as queued while that transaction is active, so many events of
+# one unit of work asking for the same debounced job cost one INSERT, and a savepoint rolled
+# back forgets its keys.
+_DEDUPED = "jobs_dedupe_keys"
+
+
+def _innermost(session: AsyncSession) -> SessionTransaction | None:
+    sync = session.sync_session
+    return sync.get_nested_transaction() or sync.get_transaction()
+
+
+def _queued_here(session: AsyncSession, key: str) -> bool:
+    seen: dict[str, SessionTransaction] = session.info.get(_DEDUPED, {})
+    trans = seen.get(key)
+    return trans is not None and trans.is_active
+
+
+def _remember(session: AsyncSession, key: str) -> None:
+    trans = _innermost(session)
+    if trans is not None:
+        session.info.setdefault(_DEDUPED, {})[key] = trans
 
 
 def backoff_seconds(attempt: int, *, base: float = 2.0, cap: float = 3600.0) -> float:

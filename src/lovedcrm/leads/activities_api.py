@@ -8,10 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from lovedcrm.core.deps import Require, SessionDep
+from lovedcrm.core.fields import attribute_names, fields_query, page_response, selected
 from lovedcrm.core.openapi import problem_responses
 from lovedcrm.core.principal import Principal
 from lovedcrm.leads import activities
 from lovedcrm.leads.schemas import (
+    ActivityFieldsPageOut,
     ActivityIn,
     ActivityOut,
     ActivityPageOut,
@@ -23,11 +25,13 @@ from lovedcrm.leads.schemas import (
 router = APIRouter(prefix="/api/v1", tags=["activities"])
 Reader = Annotated[Principal, Depends(Require("leads:read"))]
 Writer = Annotated[Principal, Depends(Require("leads:write"))]
+ACTIVITY_FIELDS = tuple(ActivityOut.model_fields)
+ACTIVITY_ATTRIBUTES = attribute_names(ActivityOut)
 
 
 @router.get(
     "/leads/{lead_id}/activities",
-    response_model=ActivityPageOut,
+    response_model=ActivityPageOut | ActivityFieldsPageOut,
     responses=problem_responses(400, 401, 403, 404, 422),
 )
 async def list_activities(
@@ -37,12 +41,14 @@ async def list_activities(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     type: Annotated[str | None, Query(max_length=50, examples=["note"])] = None,
-) -> ActivityPageOut:
+    fields: Annotated[str | None, fields_query(ActivityOut, "id,type,title,created_at")] = None,
+) -> Response:
     """The lead's timeline, newest first."""
     page = await activities.list_activities(
         session, principal, lead_id, limit=limit, cursor=cursor, activity_type=type
     )
-    return ActivityPageOut.model_validate(page)
+    names = selected(fields) or list(ACTIVITY_FIELDS)
+    return page_response(page.items, names, page.next_cursor, ACTIVITY_ATTRIBUTES)
 
 
 @router.post(

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from lovedcrm.core.deps import Require, SessionDep
+from lovedcrm.core.fields import fields_query, page_response, selected
 from lovedcrm.core.openapi import problem_responses
 from lovedcrm.core.principal import Principal
+from lovedcrm.core.schemas import IsoDateTime
 from lovedcrm.leads import service
 from lovedcrm.leads.schemas import (
+    LeadFieldsPageOut,
     LeadIn,
     LeadOut,
     LeadPageOut,
@@ -27,7 +29,14 @@ Writer = Annotated[Principal, Depends(Require("leads:write"))]
 Deleter = Annotated[Principal, Depends(Require("leads:delete"))]
 
 
-@router.get("", response_model=LeadPageOut, responses=problem_responses(400, 401, 403, 422))
+LEAD_FIELDS = tuple(LeadOut.model_fields)
+
+
+@router.get(
+    "",
+    response_model=LeadPageOut | LeadFieldsPageOut,
+    responses=problem_responses(400, 401, 403, 422),
+)
 async def list_leads(
     principal: Reader,
     session: SessionDep,
@@ -39,8 +48,8 @@ async def list_leads(
     source: Annotated[str | None, Query(max_length=100, examples=["whatsapp"])] = None,
     score_min: Annotated[int | None, Query(ge=0, le=100)] = None,
     score_max: Annotated[int | None, Query(ge=0, le=100)] = None,
-    created_after: Annotated[datetime | None, Query(description="Inclusive")] = None,
-    created_before: Annotated[datetime | None, Query(description="Exclusive")] = None,
+    created_after: Annotated[IsoDateTime | None, Query(description="Inclusive")] = None,
+    created_before: Annotated[IsoDateTime | None, Query(description="Exclusive")] = None,
     q: Annotated[
         str | None,
         Query(
@@ -51,10 +60,17 @@ async def list_leads(
         ),
     ] = None,
     sort: Annotated[
-        LeadSort, Query(description="Sort key; a leading '-' sorts descending.")
-    ] = "-created_at",
-) -> LeadPageOut:
+        LeadSort | None,
+        Query(
+            description="Sort key; a leading '-' sorts descending. By default `-created_at` "
+            "(newest first), or `relevance` with `q`: the leads matching the text as typed "
+            "first, then those matching every word within one typo, newest first within each."
+        ),
+    ] = None,
+    fields: Annotated[str | None, fields_query(LeadOut, "id,full_name,phone")] = None,
+) -> Response:
     """Leads you can see, newest first by default, one keyset page at a time."""
+    names = selected(fields) or list(LEAD_FIELDS)
     page = await service.list_leads(
         session,
         principal,
@@ -70,8 +86,9 @@ async def list_leads(
         created_before=created_before,
         q=q,
         sort=sort,
+        columns=names,
     )
-    return LeadPageOut.model_validate(page)
+    return page_response(page.items, names, page.next_cursor)
 
 
 @router.post(

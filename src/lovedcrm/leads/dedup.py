@@ -218,9 +218,14 @@ class DuplicateIndex:
     leads: list[Lead] = field(default_factory=list)
     _by_email: dict[str, Lead] = field(default_factory=dict)
     _by_phone: dict[str, Lead] = field(default_factory=dict)
+    # Leads with a name and a company, with their contact read once (not per comparison).
+    _named: list[tuple[Lead, Contact]] = field(default_factory=list)
 
     def add(self, lead: Lead) -> None:
         self.leads.append(lead)
+        contact = Contact.of(lead)
+        if contact.has_name_and_company():
+            self._named.append((lead, contact))
         if lead.email:
             self._by_email.setdefault(lead.email, lead)
         if lead.phone:
@@ -234,8 +239,8 @@ class DuplicateIndex:
             if phone in self._by_phone:
                 return self._by_phone[phone]
         if contact.has_name_and_company():
-            for lead in self.leads:
-                if match_reason(contact, Contact.of(lead)) == "name_and_company":
+            for lead, known in self._named:
+                if match_reason(contact, known) == "name_and_company":
                     return lead
         return None
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
@@ -37,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lovedcrm.audit import service as audit
 from lovedcrm.auth.models import OrganizationMember, User
 from lovedcrm.core.principal import Principal
+from lovedcrm.core.text import safe_cell
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import tenant_transaction
 from lovedcrm.leads import service
@@ -78,18 +78,6 @@ class ExportFilters:
 
     def for_audit(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
-
-
-_PLAIN_NUMBER = re.compile(r"[+-]?[\d .,()/-]*")
-
-
-def safe_cell(value: str) -> str:
-    """Keep a spreadsheet from running a cell as a formula (CSV injection)."""
-    if not value:
-        return value
-    if value[0] in "=@\t\r" or (value[0] in "+-" and not _PLAIN_NUMBER.fullmatch(value)):
-        return "'" + value
-    return value
 
 
 def _text(value: Any) -> str:

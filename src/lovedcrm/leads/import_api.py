@@ -16,10 +16,11 @@ from fastapi import APIRouter, Depends, File, Query, UploadFile, status
 from fastapi.responses import StreamingResponse
 from pydantic import ConfigDict, Field
 
+from lovedcrm.core import clock
 from lovedcrm.core.deps import Require, SessionDep, SettingsDep, get_database
 from lovedcrm.core.openapi import Problem, problem_responses
 from lovedcrm.core.principal import Principal
-from lovedcrm.core.schemas import Out, StrictIn
+from lovedcrm.core.schemas import IsoDateTime, Out, StrictIn
 from lovedcrm.db.engine import Database
 from lovedcrm.jobs.models import BackgroundJob
 from lovedcrm.leads import exporting, import_files, importing
@@ -103,6 +104,20 @@ class ImportStartIn(StrictIn):
     )
 
 
+class ImportRowOut(Out):
+    """Why a row was skipped (the lead it matched, and by what) or failed (column, value,
+    message)."""
+
+    line: int = Field(description="The row's line in the file (the header is line 1).")
+    outcome: Literal["skipped", "error"]
+    reason: Literal["email", "phone", "name_and_company"] | None = None
+    lead_id: uuid.UUID | None = None
+    lead_name: str | None = None
+    column: str | None = None
+    value: str | None = None
+    message: str | None = None
+
+
 class ImportProgressOut(Out):
     processed: int
     total: int | None
@@ -110,6 +125,11 @@ class ImportProgressOut(Out):
     updated: int
     skipped: int
     errors: int
+    rows: list[ImportRowOut] = Field(
+        default_factory=list,
+        description="The first skipped or failed rows (up to 100) with the reason; every "
+        "failed row is in the errors file.",
+    )
 
 
 class ImportOut(Out):
@@ -244,8 +264,8 @@ async def export_leads(
     source: Annotated[str | None, Query(max_length=100)] = None,
     score_min: Annotated[int | None, Query(ge=0, le=100)] = None,
     score_max: Annotated[int | None, Query(ge=0, le=100)] = None,
-    created_after: Annotated[datetime | None, Query(description="Inclusive")] = None,
-    created_before: Annotated[datetime | None, Query(description="Exclusive")] = None,
+    created_after: Annotated[IsoDateTime | None, Query(description="Inclusive")] = None,
+    created_before: Annotated[IsoDateTime | None, Query(description="Exclusive")] = None,
     q: Annotated[str | None, Query(max_length=200)] = None,
     sort: LeadSort = "-created_at",
 ) -> CSVResponse:
@@ -264,7 +284,7 @@ async def export_leads(
         sort=sort,
     )
     body = await exporting.export_csv(session, database, principal, filters)
-    stamp = datetime.now().astimezone().strftime("%Y%m%d-%H%M%S")
+    stamp = clock.now().astimezone().strftime("%Y%m%d-%H%M%S")
     return CSVResponse(
         body, headers={"Content-Disposition": f'attachment; filename="leads-{stamp}.csv"'}
     )

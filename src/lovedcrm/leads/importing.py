@@ -5,6 +5,11 @@ Two steps, then a background job:
 1. ``analyse_upload`` stores the file under ``data_dir/imports/<org>/<upload_id>.<ext>`` and
    reads it: encoding (UTF-8, UTF-8 with BOM, else Windows-1252/Latin-1), delimiter (``,``
    ``;`` or tab), headers, a suggested mapping (pt-BR and English names), the first rows.
+   The reading runs in a worker thread (a large file takes seconds of CPU, which on the event
+   loop would stall every organization's requests) and stops at the first limit passed:
+   ``import_max_rows``, ``import_max_columns``, ``import_max_cell_chars`` and, for an XLSX,
+   ``import_max_unpacked_bytes`` (checked from the zip's directory before anything is
+   unpacked).
 2. ``start_import`` checks a mapping ``{column: field}`` and a duplicate policy and queues a
    ``leads.import`` job. There is no imports table: the job row is the import (its id is the
    import id; ``job_data`` holds the file, mapping, policy and who started it;
@@ -26,15 +31,18 @@ summarises the import. The uploads directory must be shared by the API and the w
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio.to_thread
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
@@ -49,16 +57,16 @@ from lovedcrm.jobs.models import BackgroundJob
 from lovedcrm.jobs.queue import enqueue
 from lovedcrm.leads import service
 from lovedcrm.leads.import_files import (
-    PREVIEW_ROWS,
+    ReadLimits,
     RowError,
-    detect_format,
     imports_dir,
-    open_rows,
+    read_upload,
     upload_path,
 )
 from lovedcrm.leads.schemas import LeadIn
 from lovedcrm.organizations import custom_fields
 from lovedcrm.organizations.models import Organization
+from lovedcrm.web.problems import field_message, translate_text
 
 JOB_TYPE = "leads.import"
 FORMATS = ("csv", "xlsx")
@@ -236,10 +244,15 @@ def custom_value(definition: dict[str, Any], raw: str) -> Any:
     return raw
 
 
-def _pydantic_message(err: Any) -> str:
+def _pydantic_message(err: Any, gettext: Callable[[str], str]) -> str:
     if err.get("type") == "missing":
-        return "is required"
-    return str(err.get("msg", "is not valid"))
+        return gettext("is required")
+    context = {"type": err.get("type"), "ctx": err.get("ctx") or {}}
+    return field_message(gettext, str(err.get("msg", "is not valid")), context)
+
+
+def _same(message: str) -> str:
+    return message
 
 
 async def convert_row(
@@ -249,8 +262,10 @@ async def convert_row(
     cells: dict[str, str],
     mapping: dict[str, str],
     definitions: dict[str, dict[str, Any]],
+    gettext: Callable[[str], str] = _same,
 ) -> tuple[dict[str, Any] | None, list[RowError]]:
-    """A row → cleaned lead data (as ``create_lead`` would store it), or its errors."""
+    """A row → cleaned lead data (as ``create_lead`` would store it), or its errors (their
+    messages through ``gettext``: the import writes them in the organization's language)."""
     column_of: dict[str, str] = {target: column for column, target in mapping.items()}
     errors: list[RowError] = []
     data: dict[str, Any] = {}
@@ -266,12 +281,12 @@ async def convert_row(
             try:
                 data[target] = parse_decimal(raw)
             except (InvalidOperation, ValueError):
-                errors.append(RowError(line, column, raw, "is not a number"))
+                errors.append(RowError(line, column, raw, gettext("is not a number")))
         elif target == "probability_percentage":
             try:
                 data[target] = int(parse_decimal(raw.rstrip("%")))
             except (InvalidOperation, ValueError):
-                errors.append(RowError(line, column, raw, "is not a whole number"))
+                errors.append(RowError(line, column, raw, gettext("is not a whole number")))
         else:
             data[target] = raw
     if errors:
@@ -290,7 +305,7 @@ async def convert_row(
             name = ".".join(str(p) for p in err.get("loc", ())) or "row"
             column = column_for(name)
             errors.append(
-                RowError(line, column, cells.get(column, ""), _pydantic_message(dict(err)))
+                RowError(line, column, cells.get(column, ""), _pydantic_message(dict(err), gettext))
             )
         return None, errors
     values = checked.model_dump(exclude_unset=True, exclude={"allow_duplicate"})
@@ -300,7 +315,8 @@ async def convert_row(
     except ValidationFailed as exc:
         for err in exc.extra.get("errors", []):
             column = column_for(err["field"])
-            errors.append(RowError(line, column, cells.get(column, ""), err["message"]))
+            message = translate_text(gettext, str(err["message"]))
+            errors.append(RowError(line, column, cells.get(column, ""), message))
         return None, errors
     return cleaned, []
 
@@ -362,7 +378,7 @@ async def store_upload(
                         f"The file is larger than the import limit of {describe_bytes(limit)}.",
                         extra={"limit_bytes": limit},
                     )
-                out.write(chunk)
+                await anyio.to_thread.run_sync(out.write, chunk)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
@@ -380,20 +396,13 @@ async def analyse_upload(
     upload_id, path = await store_upload(settings, principal, file_name, chunks)
     kind: Literal["csv", "xlsx"] = "xlsx" if path.suffix == ".xlsx" else "csv"
     try:
-        fmt = detect_format(path, kind)
-        data = open_rows(path, fmt)
-        preview: list[dict[str, Any]] = []
-        total = 0
-        for line, cells in data.rows:
-            total += 1
-            if len(preview) < PREVIEW_ROWS:
-                values = {
-                    h: (cells[i] if i < len(cells) else "") for i, h in enumerate(data.headers)
-                }
-                preview.append({"line": line, "values": values})
+        read = await anyio.to_thread.run_sync(
+            functools.partial(read_upload, path, kind, ReadLimits.of(settings))
+        )
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+    fmt, headers, total = read.format, read.headers, read.total_rows
     definitions = custom_fields.custom_field_definitions(
         await session.get(Organization, principal.org())
     )
@@ -404,22 +413,24 @@ async def analyse_upload(
         "format": fmt.format,
         "encoding": fmt.encoding,
         "delimiter": fmt.delimiter,
-        "headers": data.headers,
+        "headers": headers,
         "total_rows": total,
         "uploaded_by": str(principal.user_id),
         "uploaded_at": datetime.now().astimezone().isoformat(),
     }
-    path.with_suffix(".json").write_text(json.dumps(meta), encoding="utf-8")
+    await anyio.to_thread.run_sync(
+        functools.partial(path.with_suffix(".json").write_text, json.dumps(meta), encoding="utf-8")
+    )
     return UploadAnalysis(
         upload_id=upload_id,
         file_name=clean_name,
         format=fmt.format,
         encoding=fmt.encoding,
         delimiter=fmt.delimiter,
-        headers=data.headers,
-        suggested_mapping=suggest_mapping(data.headers, definitions),
+        headers=headers,
+        suggested_mapping=suggest_mapping(headers, definitions),
         fields=mapping_targets(definitions),
-        preview=preview,
+        preview=read.preview,
         total_rows=total,
     )
 
@@ -516,9 +527,12 @@ async def get_import(
     return job
 
 
-def progress_of(job: BackgroundJob) -> dict[str, int | None]:
+def progress_of(job: BackgroundJob) -> dict[str, Any]:
+    """The counts so far and, for the first skipped or failed rows, why (``rows``: line,
+    ``outcome`` skipped/error, and the matched lead or the column, value and message)."""
     result = job.result_data or {}
     total = result.get("total", (job.job_data or {}).get("total_rows"))
+    rows = [r for r in result.get("rows") or [] if isinstance(r, dict)]
     return {
         "processed": int(result.get("processed", 0)),
         "total": None if total is None else int(total),
@@ -526,4 +540,5 @@ def progress_of(job: BackgroundJob) -> dict[str, int | None]:
         "updated": int(result.get("updated", 0)),
         "skipped": int(result.get("skipped", 0)),
         "errors": int(result.get("errors", 0)),
+        "rows": sorted(rows, key=lambda r: int(r.get("line") or 0)),
     }

@@ -5,12 +5,14 @@ a retry resumes after the last committed chunk (see ``leads.importing`` for the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import anyio.to_thread
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,7 +26,7 @@ from lovedcrm.jobs.models import BackgroundJob
 from lovedcrm.jobs.queue import JobContext, PermanentFailure, job_handler
 from lovedcrm.leads import assignment, service
 from lovedcrm.leads.access import organization_settings, region_of
-from lovedcrm.leads.dedup import Contact, DuplicateIndex
+from lovedcrm.leads.dedup import Contact, DuplicateIndex, match_reason
 from lovedcrm.leads.import_files import (
     DataRows,
     FileFormat,
@@ -36,8 +38,15 @@ from lovedcrm.leads.import_files import (
 from lovedcrm.leads.importing import JOB_TYPE, ImportPayload, convert_row
 from lovedcrm.leads.models import Lead
 from lovedcrm.organizations import custom_fields
+from lovedcrm.web.i18n import DEFAULT_LOCALE, N_, catalog_name, translations
 
 CHUNK_SIZE = 500
+
+
+# How many skipped or failed rows the import keeps with their reason for the page and the
+# API (every failed row is in the errors file; a skipped row names the lead it matched).
+ROW_DETAILS = 100
+NOT_YOURS = N_("duplicate of a lead you may not edit: not updated")
 
 
 @dataclass
@@ -48,9 +57,14 @@ class Progress:
     updated: int = 0
     skipped: int = 0
     errors: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "rows": list(self.rows)}
+
+    def note(self, row: dict[str, Any]) -> None:
+        if len(self.rows) < ROW_DETAILS:
+            self.rows.append(row)
 
 
 _PROGRESS = text(
@@ -136,11 +150,14 @@ async def _run_chunk(
         org_settings = await organization_settings(s, org_id)
         definitions = {d["key"]: d for d in custom_fields.definitions_in(org_settings)}
         stage_id = (await service.first_stage(s, org_id)).id
+        # The errors (file and page) in the organization's language.
+        locale = catalog_name(str(org_settings.get("locale") or "")) or DEFAULT_LOCALE
+        gettext = translations(locale).gettext
         cleaned: list[tuple[int, dict[str, Any]]] = []
         for line, cells in chunk.rows:
             by_header = {h: (cells[i] if i < len(cells) else "") for i, h in enumerate(headers)}
             data, row_errors = await convert_row(
-                s, principal, line, by_header, payload.mapping, definitions
+                s, principal, line, by_header, payload.mapping, definitions, gettext
             )
             if data is None:
                 errors += row_errors
@@ -149,18 +166,29 @@ async def _run_chunk(
         region = region_of(org_settings)
         contacts = {line: Contact.from_values(data, region) for line, data in cleaned}
         known = await DuplicateIndex.load(s, org_id, list(contacts.values()))
-        for line, data in cleaned:
+        for position, (line, data) in enumerate(cleaned):
+            if position % 50 == 49:
+                # The duplicate rule is CPU work in Python: let the event loop answer the
+                # requests of a server that runs its worker in-process between rows.
+                await asyncio.sleep(0)
             existing = known.match(contacts[line]) if payload.duplicate_policy != "create" else None
             if existing is not None and payload.duplicate_policy == "skip":
                 out.skipped += 1
+                out.note(
+                    {
+                        "line": line,
+                        "outcome": "skipped",
+                        "reason": match_reason(contacts[line], Contact.of(existing)),
+                        "lead_id": str(existing.id),
+                        "lead_name": existing.full_name,
+                    }
+                )
                 continue
             if existing is not None:  # update
                 if not (
                     principal.can("leads:write_all") or existing.assigned_to == principal.user_id
                 ):
-                    errors.append(
-                        RowError(line, "", "", "duplicate of a lead you may not edit: not updated")
-                    )
+                    errors.append(RowError(line, "", "", gettext(NOT_YOURS)))
                     continue
                 _apply_update(existing, data)
                 out.updated += 1
@@ -175,6 +203,16 @@ async def _run_chunk(
             out.created += 1
         await s.flush()
         out.errors += len(errors)
+        for error in errors:
+            out.note(
+                {
+                    "line": error.line,
+                    "outcome": "error",
+                    "column": error.column,
+                    "value": error.value[:80],
+                    "message": error.message,
+                }
+            )
         out.processed += len(chunk.rows)
         write_chunk_errors(errors_dir(ctx.settings, org_id, ctx.job_id), chunk.first_row, errors)
         await _save_progress(s, ctx, out)
@@ -195,8 +233,11 @@ async def run_import(ctx: JobContext, payload: ImportPayload) -> dict[str, Any] 
     async with tenant_transaction(ctx.database.sessionmaker, org_id, payload.created_by) as s:
         principal = await _job_principal(s, org_id, payload)
     fmt = FileFormat(payload.format, payload.encoding, payload.delimiter)
+    # Reading the file is blocking CPU work (opening an XLSX, skipping to the chunk a retry
+    # resumes at): in a worker thread, so a server running its worker in-process keeps
+    # answering requests meanwhile.
     try:
-        data = open_rows(path, fmt)
+        data = await anyio.to_thread.run_sync(open_rows, path, fmt)
     except ValidationFailed as exc:
         raise PermanentFailure(exc.detail) from exc
     previous = (
@@ -208,8 +249,10 @@ async def run_import(ctx: JobContext, payload: ImportPayload) -> dict[str, Any] 
         **{k: int(previous.get(k, 0)) for k in ("processed", "created", "updated", "skipped")},
         errors=int(previous.get("errors", 0)),
         total=payload.total_rows or 0,
+        rows=list(previous.get("rows") or [])[:ROW_DETAILS],
     )
-    for chunk in _chunks(data, progress.processed, CHUNK_SIZE):
+    chunks = _chunks(data, progress.processed, CHUNK_SIZE)
+    while (chunk := await anyio.to_thread.run_sync(next, chunks, None)) is not None:
         progress = await _run_chunk(ctx, principal, payload, data.headers, chunk, progress)
     progress.total = progress.processed
     await audit.record(
@@ -224,7 +267,7 @@ async def run_import(ctx: JobContext, payload: ImportPayload) -> dict[str, Any] 
             "format": payload.format,
             "mapping": payload.mapping,
             "duplicate_policy": payload.duplicate_policy,
-            **progress.as_dict(),
+            **{k: v for k, v in progress.as_dict().items() if k != "rows"},
         },
     )
 

@@ -11,6 +11,8 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     ColumnElement,
+    Computed,
+    DateTime,
     Double,
     ForeignKey,
     Index,
@@ -20,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    literal_column,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -40,6 +43,11 @@ from lovedcrm.db.base import (
 BOARD_POSITION_DEFAULT = "((- EXTRACT(epoch FROM clock_timestamp())))::double precision"
 
 LEAD_STATUSES = ("active", "inactive", "converted", "lost")
+
+SEARCH_TEXT = (
+    "lovedcrm_unaccent(lower((full_name)::text)) || ' ' "
+    "|| COALESCE(lovedcrm_unaccent(lower((company)::text)), '')"
+)
 
 
 class PipelineStage(TenantMixin, Base):
@@ -112,6 +120,8 @@ class Lead(TenantMixin, Base):
     )
     # Bumped by a trigger on every UPDATE (optimistic concurrency on the board).
     version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    # The folded name and company the search reads (migration 0010); never written.
+    search_text: Mapped[str | None] = mapped_column(Text, Computed(SEARCH_TEXT, persisted=True))
 
 
 Index("ix_leads_organization_id", Lead.organization_id)
@@ -132,8 +142,49 @@ Index(
     Lead.organization_id,
     Lead.stage_id,
     Lead.board_position,
+    Lead.id,
     postgresql_where=text("status = 'active'"),
 )
+
+
+def sort_key(column: Any, floor: str, type_: Any) -> ColumnElement[Any]:
+    """``column``, or ``floor`` (below every value it can hold) where it is NULL:
+    ``GREATEST(column, floor)``, which skips NULLs. Not COALESCE: under row-level security
+    PostgreSQL uses a condition on an index only when it cannot leak, and it counts COALESCE as
+    an unknown function but GREATEST as a comparison of the type, so the next page's
+    ``(key, id) < (…)`` stays an index condition (migration 0010)."""
+    return func.greatest(column, literal_column(floor, type_), type_=type_)
+
+
+NEVER = "'-infinity'::timestamptz"  # the floor of the dates (as the cursor says it: -infinity)
+
+# The lists' orders: each has an index ``(organization_id, key, id)`` (migration 0010).
+SORT_KEYS: dict[str, ColumnElement[Any]] = {
+    "created_at": sort_key(Lead.created_at, NEVER, DateTime(timezone=True)),
+    "updated_at": sort_key(Lead.updated_at, NEVER, DateTime(timezone=True)),
+    "full_name": Lead.full_name.expression,
+    "lead_score": sort_key(Lead.lead_score, "0", Integer()),
+    "company": sort_key(Lead.company, "''", String()),
+    "estimated_value": sort_key(Lead.estimated_value, "0", Numeric(10, 2)),  # never negative
+    "last_activity_at": sort_key(Lead.last_activity_at, NEVER, DateTime(timezone=True)),
+}
+CREATED_KEY = SORT_KEYS["created_at"]
+
+for _name, _key in (
+    ("ix_leads_org_created", "created_at"),
+    ("ix_leads_org_updated", "updated_at"),
+    ("ix_leads_org_name", "full_name"),
+    ("ix_leads_org_score_key", "lead_score"),
+    ("ix_leads_org_company", "company"),
+    ("ix_leads_org_value", "estimated_value"),
+    ("ix_leads_org_activity", "last_activity_at"),
+):
+    Index(_name, Lead.organization_id, SORT_KEYS[_key], Lead.id)
+# The default order under the filters a list is most often cut by (a member who sees only
+# their own leads is always cut by assignee).
+Index("ix_leads_org_stage_created", Lead.organization_id, Lead.stage_id, CREATED_KEY, Lead.id)
+Index("ix_leads_org_assigned_created", Lead.organization_id, Lead.assigned_to, CREATED_KEY, Lead.id)
+Index("ix_leads_org_status_created", Lead.organization_id, Lead.status, CREATED_KEY, Lead.id)
 
 
 def folded(column: Any) -> ColumnElement[Any]:
@@ -141,20 +192,37 @@ def folded(column: Any) -> ColumnElement[Any]:
     return func.lovedcrm_unaccent(func.lower(column))
 
 
-# Search: GIN trigram per organization (btree_gin makes organization_id a GIN key).
+# Search: GIN per organization (btree_gin makes organization_id a GIN key): trigrams of the
+# folded company (the duplicate rule's candidates), e-mail and phone, and of search_text;
+# and search_text's words with their one-letter-less forms (lovedcrm_search_keys, 0010).
 for _name, _expr in (
-    ("ix_leads_search_name", folded(Lead.full_name)),
     ("ix_leads_search_company", folded(Lead.company)),
     ("ix_leads_search_email", func.lower(Lead.email)),
-    ("ix_leads_search_phone", Lead.phone),
 ):
     Index(
         _name,
         Lead.organization_id,
-        _expr.label("expr") if _name != "ix_leads_search_phone" else _expr,
+        _expr.label("expr"),
         postgresql_using="gin",
-        postgresql_ops={"expr": "gin_trgm_ops", "phone": "gin_trgm_ops"},
+        postgresql_ops={"expr": "gin_trgm_ops"},
     )
+for _name, _column in (
+    ("ix_leads_search_phone", Lead.phone),
+    ("ix_leads_search_text", Lead.search_text),
+):
+    Index(
+        _name,
+        Lead.organization_id,
+        _column,
+        postgresql_using="gin",
+        postgresql_ops={_column.key: "gin_trgm_ops"},
+    )
+Index(
+    "ix_leads_search_keys",
+    Lead.organization_id,
+    func.lovedcrm_search_keys(Lead.search_text),
+    postgresql_using="gin",
+)
 
 
 class LeadActivity(TenantMixin, Base):
@@ -189,4 +257,12 @@ Index(
     "ix_lead_activities_org_recent",
     LeadActivity.organization_id,
     LeadActivity.created_at.desc(),
+)
+# The timeline's order (migration 0010).
+Index(
+    "ix_lead_activities_org_lead_created",
+    LeadActivity.organization_id,
+    LeadActivity.lead_id,
+    LeadActivity.created_at,
+    LeadActivity.id,
 )

@@ -5,9 +5,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import ConfigDict, EmailStr, Field
+from pydantic import ConfigDict, EmailStr, Field, field_validator
 
+from lovedcrm.core.fields import partial_model
 from lovedcrm.core.schemas import Out, StrictIn
+from lovedcrm.web.i18n import N_
 
 LeadStatus = Literal["active", "inactive", "converted", "lost"]
 LeadSort = Literal[
@@ -19,6 +21,7 @@ LeadSort = Literal[
     "-full_name",
     "-lead_score",
     "lead_score",
+    "relevance",
 ]
 
 
@@ -67,6 +70,14 @@ class LeadIn(StrictIn):
     )
 
 
+def _not_null(schema: dict[str, Any]) -> None:
+    """The JSON Schema of an optional field that refuses null: its one non-null variant."""
+    variants = [v for v in schema.pop("anyOf", []) if v.get("type") != "null"]
+    schema.pop("default", None)
+    if len(variants) == 1:
+        schema.update(variants[0])
+
+
 class LeadUpdateIn(StrictIn):
     model_config = ConfigDict(
         json_schema_extra={
@@ -77,12 +88,15 @@ class LeadUpdateIn(StrictIn):
         }
     )
 
-    full_name: str | None = Field(default=None, min_length=1, max_length=255)
+    # Leave out to keep; a lead always has a name and a stage, so null is refused (422).
+    full_name: str | None = Field(
+        default=None, min_length=1, max_length=255, json_schema_extra=_not_null
+    )
     email: EmailStr | None = Field(default=None, max_length=255)
     phone: str | None = Field(default=None, max_length=50)
     company: str | None = Field(default=None, max_length=255)
     job_title: str | None = Field(default=None, max_length=255)
-    stage_id: uuid.UUID | None = None
+    stage_id: uuid.UUID | None = Field(default=None, json_schema_extra=_not_null)
     assigned_to: uuid.UUID | None = None
     source: str | None = Field(default=None, max_length=100)
     estimated_value: Decimal | None = Field(default=None, ge=0, max_digits=10, decimal_places=2)
@@ -93,6 +107,13 @@ class LeadUpdateIn(StrictIn):
     )
     status: LeadStatus | None = Field(default=None, examples=["converted"])
     lost_reason: str | None = Field(default=None, max_length=255, examples=["Preço"])
+
+    @field_validator("full_name", "stage_id")
+    @classmethod
+    def _given_means_not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError(N_("Cannot be null: leave the field out to keep its value."))
+        return value
 
 
 class LeadOut(Out):
@@ -120,6 +141,17 @@ class LeadOut(Out):
 
 class LeadPageOut(Out):
     items: list[LeadOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )
+
+
+# With `fields`, each lead carries only the fields asked for.
+LeadFieldsOut = partial_model(LeadOut, "LeadFieldsOut")
+
+
+class LeadFieldsPageOut(Out):
+    items: list[LeadFieldsOut]  # type: ignore[valid-type]
     next_cursor: str | None = Field(
         description="Pass as `cursor` to get the next page; null on the last page."
     )
@@ -193,4 +225,13 @@ class ActivityOut(Out):
 
 class ActivityPageOut(Out):
     items: list[ActivityOut]
+    next_cursor: str | None
+
+
+# With `fields`, each activity carries only the fields asked for.
+ActivityFieldsOut = partial_model(ActivityOut, "ActivityFieldsOut")
+
+
+class ActivityFieldsPageOut(Out):
+    items: list[ActivityFieldsOut]  # type: ignore[valid-type]
     next_cursor: str | None

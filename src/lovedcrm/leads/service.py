@@ -19,7 +19,20 @@ from decimal import Decimal
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, func, literal, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    Select,
+    String,
+    Uuid,
+    column,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
@@ -29,7 +42,6 @@ from lovedcrm.core.events import DomainEvent, emit
 from lovedcrm.core.pagination import KeyExpr, keyset_after, page_of
 from lovedcrm.core.phones import to_e164
 from lovedcrm.core.principal import Principal
-from lovedcrm.db.tenant import save_new
 from lovedcrm.leads import activities, assignment, dedup
 from lovedcrm.leads.access import AUDITED_FIELDS as AUDITED_FIELDS
 from lovedcrm.leads.access import editable_lead as editable_lead
@@ -40,42 +52,51 @@ from lovedcrm.leads.access import org_region as org_region
 from lovedcrm.leads.access import organization_settings, region_of
 from lovedcrm.leads.access import snapshot as snapshot
 from lovedcrm.leads.access import visible as visible
-from lovedcrm.leads.models import Lead, PipelineStage, folded
+from lovedcrm.leads.models import (
+    NEVER,
+    SORT_KEYS,
+    Lead,
+    PipelineStage,
+)
 from lovedcrm.organizations.custom_fields import definitions_in
 
-_EPOCH = datetime(1970, 1, 1).astimezone()
+_NEVER = "-infinity"  # a date sort key's floor, as a cursor carries it
 
-# sort name -> (key expression, cursor parser, key of a loaded lead)
-_SORTS: dict[str, tuple[KeyExpr, Callable[[str], Any], Callable[[Lead], Any]]] = {
-    "created_at": (
-        func.coalesce(Lead.created_at, _EPOCH),
-        datetime.fromisoformat,
-        lambda lead: lead.created_at or _EPOCH,
-    ),
-    "updated_at": (
-        func.coalesce(Lead.updated_at, _EPOCH),
-        datetime.fromisoformat,
-        lambda lead: lead.updated_at or _EPOCH,
-    ),
-    "full_name": (Lead.full_name, str, lambda lead: lead.full_name),
-    "lead_score": (
-        func.coalesce(Lead.lead_score, 0),
-        int,
-        lambda lead: lead.lead_score or 0,
-    ),
+
+def _date_key(raw: str) -> Any:
+    return (
+        literal_column(NEVER, DateTime(timezone=True))
+        if raw == _NEVER
+        else datetime.fromisoformat(raw)
+    )
+
+
+def _date_of(name: str) -> Callable[[Any], Any]:
+    return lambda row: getattr(row, name) or _NEVER
+
+
+# sort name -> (the column the key comes from, cursor parser, key of a loaded row); the key
+# expressions (and their indexes) are leads.models.SORT_KEYS.
+_SORTS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], Any]]] = {
+    "created_at": ("created_at", _date_key, _date_of("created_at")),
+    "updated_at": ("updated_at", _date_key, _date_of("updated_at")),
+    "full_name": ("full_name", str, lambda row: row.full_name),
+    "lead_score": ("lead_score", int, lambda row: row.lead_score or 0),  # CHECK: 0 or more
     # The list page's other columns (not offered by the JSON API's LeadSort).
-    "company": (func.coalesce(Lead.company, ""), str, lambda lead: lead.company or ""),
+    "company": ("company", str, lambda row: row.company or ""),
     "estimated_value": (
-        func.coalesce(Lead.estimated_value, 0),
+        "estimated_value",
         Decimal,
-        lambda lead: lead.estimated_value or Decimal(0),
+        lambda row: max(row.estimated_value or Decimal(0), Decimal(0)),
     ),
-    "last_activity_at": (
-        func.coalesce(Lead.last_activity_at, _EPOCH),
-        datetime.fromisoformat,
-        lambda lead: lead.last_activity_at or _EPOCH,
-    ),
+    "last_activity_at": ("last_activity_at", _date_key, _date_of("last_activity_at")),
 }
+RELEVANCE = "relevance"
+DEFAULT_SORT = "-created_at"
+# A list row: every column of the lead but the search's own.
+LIST_COLUMNS: tuple[str, ...] = tuple(
+    c.name for c in Lead.__table__.columns if c.name != "search_text"
+)
 
 # Sorts on a related row's value: the key is selected with the page as ``sort_key``.
 _RELATED_SORTS: dict[str, tuple[KeyExpr, Callable[[str], Any]]] = {
@@ -336,31 +357,60 @@ async def _insert(
     *,
     actor_id: uuid.UUID | None,
 ) -> Lead:
-    """Every new lead goes in here (clean data, stage and assignee decided): the row, its
-    audit entry and ``lead.created``."""
-    lead = Lead(organization_id=organization_id, **data)
-    if lead.status == "converted":
-        lead.converted_at = func.now()
-    await save_new(session, lead)
-    await audit.record(
-        session,
-        action="create",
-        resource_type="lead",
-        resource_id=lead.id,
-        organization_id=organization_id,
-        user_id=actor_id,
-        changes=audit.diff(None, snapshot(lead)),
-    )
-    await emit(
-        session,
-        DomainEvent(
-            type="lead.created",
-            organization_id=organization_id,
-            data={"lead_id": str(lead.id), "lead": lead_json(lead)},
-            actor_id=actor_id,
-        ),
-    )
+    (lead,) = await _insert_many(session, organization_id, [data], actor_id=actor_id)
     return lead
+
+
+async def _insert_many(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    rows: Sequence[dict[str, Any]],
+    *,
+    actor_id: uuid.UUID | None,
+) -> list[Lead]:
+    """Every new lead goes in here (clean data, stage and assignee decided): the rows (one
+    INSERT, read back in one SELECT), their audit entries (one INSERT) and ``lead.created``
+    for each, in order."""
+    values = [
+        {"id": uuid.uuid4(), "organization_id": organization_id, **data}
+        | ({"converted_at": func.now()} if data.get("status") == "converted" else {})
+        for data in rows
+    ]
+    # One multi-row INSERT per set of fields given, reading back every column (defaults,
+    # the generated search text): the leads come back as the session's objects.
+    made: dict[uuid.UUID, Lead] = {}
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in values:
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    for group in groups.values():
+        result = await session.execute(insert(Lead).values(group).returning(Lead))
+        made.update((lead.id, lead) for lead in result.scalars())
+    leads = [made[row["id"]] for row in values]
+    await audit.record_many(
+        session,
+        [
+            {
+                "action": "create",
+                "resource_type": "lead",
+                "resource_id": lead.id,
+                "organization_id": organization_id,
+                "user_id": actor_id,
+                "changes": audit.diff(None, snapshot(lead)),
+            }
+            for lead in leads
+        ],
+    )
+    for lead in leads:
+        await emit(
+            session,
+            DomainEvent(
+                type="lead.created",
+                organization_id=organization_id,
+                data={"lead_id": str(lead.id), "lead": lead_json(lead)},
+                actor_id=actor_id,
+            ),
+        )
+    return leads
 
 
 async def lead_for_sender(
@@ -374,20 +424,75 @@ async def lead_for_sender(
     """The lead a message from ``phone`` (E.164) belongs to — the oldest lead that is the same
     person by the duplicate rule — or a new one (named after the contact, first stage, the
     organization's assignment rule, created by nobody). Returns (lead, created)."""
-    found = await dedup.find_duplicates(session, organization_id, dedup.Contact(phone=phone))
-    if found:
-        return found[0][0], False
-    data: dict[str, Any] = {
-        "full_name": (name or "").strip()[:255] or phone,
-        "phone": phone,
-        "source": source,
-        "stage_id": (await first_stage(session, organization_id)).id,
-        "assigned_to": await assignment.automatic_assignee(
-            session, organization_id, await organization_settings(session, organization_id)
-        ),
-        "custom_fields": {},
-    }
-    return await _insert(session, organization_id, data, actor_id=None), True
+    (found,) = await leads_for_senders(session, organization_id, [(phone, name)], source=source)
+    return found
+
+
+async def leads_for_senders(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    senders: Sequence[tuple[str, str | None]],
+    *,
+    source: str,
+) -> list[tuple[Lead, bool]]:
+    """:func:`lead_for_sender` for many ``(phone, contact name)`` at once, in order, with one
+    read of the candidates: a sender that is the same person as an earlier one of the list
+    gets the lead that one found or created (created only once)."""
+    if not senders:
+        return []
+    contacts = [dedup.Contact(phone=phone) for phone, _ in senders]
+    clause = dedup.candidates_clause(contacts)
+    known: list[Lead] = []
+    if clause is not None:
+        query = select(Lead).where(Lead.organization_id == organization_id, clause)
+        known = list((await session.execute(query.order_by(Lead.created_at, Lead.id))).scalars())
+    # The candidates by phone (a sender's contact is its phone only), oldest first.
+    by_phone: dict[str, list[int]] = {}
+    for n, candidate in enumerate(known):
+        if candidate.phone:
+            by_phone.setdefault(candidate.phone, []).append(n)
+    # Each sender: an existing lead (oldest first), or the first of the list it matches.
+    picks: list[Lead | int] = []
+    new: list[int] = []  # positions in ``senders`` that create a lead
+    for i, contact in enumerate(contacts):
+        near = sorted({n for p in contact.phones() for n in by_phone.get(p, [])})
+        lead = next(
+            (known[n] for n in near if dedup.match_reason(contact, dedup.Contact.of(known[n]))),
+            None,
+        )
+        if lead is not None:
+            picks.append(lead)
+            continue
+        first = next((j for j in new if dedup.match_reason(contact, contacts[j])), None)
+        picks.append(first if first is not None else i)
+        if first is None:
+            new.append(i)
+    created: dict[int, Lead] = {}
+    if new:
+        stage_id = (await first_stage(session, organization_id)).id
+        assignees = await assignment.automatic_assignees(
+            session,
+            organization_id,
+            await organization_settings(session, organization_id),
+            len(new),
+        )
+        rows: list[dict[str, Any]] = [
+            {
+                "full_name": (senders[i][1] or "").strip()[:255] or senders[i][0],
+                "phone": senders[i][0],
+                "source": source,
+                "stage_id": stage_id,
+                "assigned_to": assignee,
+                "custom_fields": {},
+            }
+            for i, assignee in zip(new, assignees, strict=True)
+        ]
+        inserted = await _insert_many(session, organization_id, rows, actor_id=None)
+        created = dict(zip(new, inserted, strict=True))
+    return [
+        (pick, False) if isinstance(pick, Lead) else (created[pick], pick == i)
+        for i, pick in enumerate(picks)
+    ]
 
 
 async def create_lead(session: AsyncSession, principal: Principal, data: dict[str, Any]) -> Lead:
@@ -506,19 +611,14 @@ class LeadPage:
     next_cursor: str | None
 
 
-def _folded(column: Any) -> ColumnElement[Any]:
-    return folded(column)
-
-
-def search_matches(q: str, region: str) -> Any:
-    """Name, e-mail, company or phone matching ``q``, ignoring case and accents and tolerant
-    of typos: a substring, or a name/company whose words are similar enough to ``q`` (pg_trgm
-    word similarity, ``pg_trgm.word_similarity_threshold``, 0.6 by default). A phone typed in
-    any format also matches its E.164 form or a run of its digits.
-
-    The matching runs in ``lovedcrm_search_leads`` (migration 0004), over the current
-    organization's GIN trigram indexes: under row-level security PostgreSQL would not use
-    them for these (non-leakproof) operators."""
+def _search_call(q: str, region: str) -> Any:
+    """``lovedcrm_search_leads`` (migration 0010) as a table ``(id, rank)``: the current
+    organization's leads matching ``q``, ignoring case and accents -- the text as typed
+    anywhere in the name, company, e-mail or phone, or every word of it in the name or
+    company within one typo; a phone typed in any format also matches its E.164 form or a
+    run of its digits. ``rank`` orders them: those matching as typed first, newest first
+    within each. The matching runs there, on the organization's GIN indexes: under
+    row-level security PostgreSQL would not use them for these (non-leakproof) operators."""
     escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     digits = "".join(ch for ch in q if ch.isdigit())
     e164: str | None = None
@@ -526,20 +626,35 @@ def search_matches(q: str, region: str) -> Any:
         with contextlib.suppress(ValueError):
             e164 = to_e164(q, region)
     return func.lovedcrm_search_leads(
-        _folded(literal(f"%{escaped}%")),
-        _folded(literal(q)),
-        literal(f"%{digits}%" if len(digits) >= 6 else None, type_=String),
-        literal(e164, type_=String),
-    )
+        literal(q, String),
+        literal(f"%{escaped}%", String),
+        literal(f"%{digits}%" if len(digits) >= 6 else None, String),
+        literal(e164, String),
+    ).table_valued(column("id", Uuid), column("rank", BigInteger))
+
+
+def search_matches(q: str, region: str) -> Select[tuple[uuid.UUID]]:
+    """The ids of the current organization's leads matching ``q`` (see ``_search_call``)."""
+    found = _search_call(q, region).alias("found")
+    return select(found.c.id)
 
 
 def _search(q: str, region: str) -> ColumnElement[bool]:
-    return Lead.id.in_(select(search_matches(q, region)))
+    return Lead.id.in_(search_matches(q, region))
 
 
 def search_filter(q: str | None, region: str) -> ColumnElement[bool] | None:
     """The search condition for ``q`` (None when there is nothing to search)."""
     return _search(q.strip(), region) if q and q.strip() else None
+
+
+def effective_sort(sort: str | None, q: str | None) -> str:
+    """The order of a list: as asked, else by relevance when searching, else newest first.
+    Relevance without a search is newest first too."""
+    searching = bool(q and q.strip())
+    if sort is None:
+        sort = RELEVANCE if searching else DEFAULT_SORT
+    return DEFAULT_SORT if sort == RELEVANCE and not searching else sort
 
 
 async def list_leads(
@@ -557,13 +672,30 @@ async def list_leads(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
     q: str | None = None,
-    sort: str = "-created_at",
+    sort: str | None = None,
+    columns: Collection[str] | None = None,
 ) -> LeadPage:
+    """A keyset page of the leads the principal sees, ordered by ``sort`` (see
+    :func:`effective_sort`; a leading ``-`` is descending) and the id, on an index
+    ``(organization_id, key, id)`` for every order but those of a related row (stage,
+    assignee). Items are plain rows with ``columns`` (all of the lead's by default) and
+    whatever the order needs."""
     principal.require("leads:read")
+    sort = effective_sort(sort, q)
+    name = sort.lstrip("-")
+    wanted = list(LIST_COLUMNS if columns is None else columns)
+    if name in _SORTS:
+        wanted.append(_SORTS[name][0])
+    elif name not in _RELATED_SORTS and name != RELEVANCE:
+        raise ValidationFailed(f"Unknown sort: {sort}", code="invalid_sort")
+    table = Lead.__table__.c
     # Plain rows, not ORM objects: a page is read-only, and skipping the identity map and
-    # instance state halves the cost of a 50-lead page.
+    # instance state halves the cost of a page.
     query = visible(
-        principal, select(*Lead.__table__.columns).where(Lead.organization_id == principal.org())
+        principal,
+        select(*(table[c] for c in dict.fromkeys(["id", *wanted]))).where(
+            Lead.organization_id == principal.org()
+        ),
     )
     if stage_id:
         query = query.where(Lead.stage_id == stage_id)
@@ -574,31 +706,49 @@ async def list_leads(
     if source:
         query = query.where(func.lower(Lead.source) == source.strip().lower())
     if score_min is not None:
-        query = query.where(func.coalesce(Lead.lead_score, 0) >= score_min)
+        query = query.where(SORT_KEYS["lead_score"] >= score_min)
     if score_max is not None:
-        query = query.where(func.coalesce(Lead.lead_score, 0) <= score_max)
+        query = query.where(SORT_KEYS["lead_score"] <= score_max)
     if created_after is not None:
         query = query.where(Lead.created_at >= created_after)
     if created_before is not None:
         query = query.where(Lead.created_at < created_before)
-    if q and q.strip():
-        query = query.where(_search(q.strip(), await org_region(session, principal)))
-    name = sort.lstrip("-")
+    key: Any
+    id_col: Any = Lead.id
+    parse: Callable[[str], Any]
     key_of: Callable[[Any], Any]
-    if name in _RELATED_SORTS:
-        key, parse = _RELATED_SORTS[name]
-        query = query.add_columns(key.label("sort_key"))
-        key_of = attrgetter("sort_key")
-    elif name in _SORTS:
-        key, parse, key_of = _SORTS[name]
+    if name == RELEVANCE:
+        assert q is not None  # effective_sort: relevance only when searching
+        # The matches in order, then each one's lead by id until the page is full: the plan
+        # cannot read the whole organization to join them (OFFSET 0 keeps both apart).
+        found = _search_call(q.strip(), await org_region(session, principal)).alias("match")
+        ranked = (
+            select(found.c.id, found.c.rank)
+            .order_by(found.c.rank, found.c.id)
+            .offset(0)
+            .subquery("found")
+        )
+        lead = query.where(Lead.id == ranked.c.id).offset(0).lateral("lead")
+        query = select(lead, ranked.c.rank.label("sort_key")).select_from(
+            ranked.join(lead, literal(True))
+        )
+        key, id_col, parse, key_of = ranked.c.rank, ranked.c.id, int, attrgetter("sort_key")
     else:
-        raise ValidationFailed(f"Unknown sort: {sort}", code="invalid_sort")
+        if q and q.strip():
+            query = query.where(_search(q.strip(), await org_region(session, principal)))
+        if name in _RELATED_SORTS:
+            key, parse = _RELATED_SORTS[name]
+            query = query.add_columns(key.label("sort_key"))
+            key_of = attrgetter("sort_key")
+        else:
+            _, parse, key_of = _SORTS[name]
+            key = SORT_KEYS[name]
     query = keyset_after(
         query,
         cursor,
         sort=sort,
         key=key,
-        id_col=Lead.id,
+        id_col=id_col,
         parse=parse,
         descending=sort.startswith("-"),
     )

@@ -17,29 +17,18 @@ from lovedcrm.messaging.models import Message, MessageAttachment
 
 Filter = Literal["all", "mine", "unassigned"]
 
+# One row per conversation in ``inbox_conversations`` (kept by triggers on ``messages``,
+# migration 0010), newest first on its index; the last message is read by id.
 _CONVERSATIONS = """
-    WITH last AS (
-        SELECT DISTINCT ON (m.lead_id)
-               m.lead_id, m.content, m.direction, m.status, m.message_type, m.created_at
-          FROM messages m
-         WHERE m.organization_id = :org AND m.lead_id IS NOT NULL
-         ORDER BY m.lead_id, m.created_at DESC
-    ), unread AS (
-        SELECT lead_id, count(*) AS n
-          FROM messages
-         WHERE organization_id = :org AND direction = 'inbound' AND status = 'delivered'
-           AND lead_id IS NOT NULL
-         GROUP BY lead_id
-    )
     SELECT l.id AS lead_id, l.full_name AS lead_name, l.phone, l.assigned_to,
-           last.content AS last_message, last.direction AS last_direction,
-           last.status AS last_status, last.message_type AS last_type,
-           last.created_at AS last_message_at, COALESCE(unread.n, 0) AS unread
-      FROM last
-      JOIN leads l ON l.id = last.lead_id AND l.organization_id = :org
-      LEFT JOIN unread ON unread.lead_id = l.id
-     WHERE {where}
-     ORDER BY last.created_at DESC, l.id
+           m.content AS last_message, m.direction AS last_direction,
+           m.status AS last_status, m.message_type AS last_type,
+           c.last_message_at, c.unread_count AS unread
+      FROM inbox_conversations c
+      JOIN leads l ON l.id = c.lead_id AND l.organization_id = :org
+      JOIN messages m ON m.id = c.last_message_id AND m.organization_id = :org
+     WHERE c.organization_id = :org AND {where}
+     ORDER BY c.last_message_at DESC, c.lead_id
      LIMIT :limit
 """
 
@@ -63,9 +52,9 @@ async def conversations(
     if which == "unassigned":
         where.append("l.assigned_to IS NULL")
     if unread_only:
-        where.append("COALESCE(unread.n, 0) > 0")
+        where.append("c.unread_count > 0")
     if before is not None:
-        where.append("last.created_at < :before")
+        where.append("c.last_message_at < :before")
         params["before"] = before
     rows = await session.execute(text(_CONVERSATIONS.format(where=" AND ".join(where))), params)
     return [dict(r._mapping) for r in rows]
@@ -74,12 +63,16 @@ async def conversations(
 async def unread_total(session: AsyncSession, principal: Principal) -> int:
     """Unread inbound messages on the leads the member sees (the navigation's badge)."""
     principal.require("messages:read")
-    own = "" if principal.can("leads:read_all") else " AND l.assigned_to = :me"
+    own = (
+        ""
+        if principal.can("leads:read_all")
+        else " AND c.lead_id IN (SELECT id FROM leads WHERE organization_id = :org"
+        " AND assigned_to = :me)"
+    )
     count = await session.execute(
         text(
-            "SELECT count(*) FROM messages m JOIN leads l ON l.id = m.lead_id"
-            " WHERE m.organization_id = :org AND m.direction = 'inbound'"
-            " AND m.status = 'delivered'" + own
+            "SELECT COALESCE(sum(c.unread_count), 0) FROM inbox_conversations c"
+            " WHERE c.organization_id = :org AND c.unread_count > 0" + own
         ),
         {"org": principal.org(), "me": principal.user_id},
     )

@@ -6,18 +6,27 @@ import asyncio
 import json
 import mimetypes
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.core import clock, ratelimit
 from lovedcrm.core.events import DomainEvent, emit, notify_live
 from lovedcrm.core.storage import get_storage
 from lovedcrm.db.tenant import set_tenant
-from lovedcrm.jobs.queue import JobContext, PermanentFailure, RetryLater, enqueue, job_handler
-from lovedcrm.messaging import whatsapp
+from lovedcrm.jobs.queue import (
+    JobContext,
+    Outcome,
+    PermanentFailure,
+    RetryLater,
+    batch_job_handler,
+    enqueue,
+    job_handler,
+)
+from lovedcrm.messaging import inbound, whatsapp
 from lovedcrm.messaging.models import Message, MessageAttachment, WhatsappConfig
 from lovedcrm.messaging.providers.base import (
     MESSAGE_PROVIDER_TYPE,
@@ -25,6 +34,7 @@ from lovedcrm.messaging.providers.base import (
     MediaTooLarge,
     ProviderError,
     SendResult,
+    WhatsAppProvider,
 )
 from lovedcrm.messaging.whatsapp_configs import (
     active_config,
@@ -46,27 +56,118 @@ class MessageJob(BaseModel):
     message_id: uuid.UUID
 
 
-@job_handler("whatsapp.inbound", InboundJob, max_attempts=10, timeout_seconds=120, batch=20)
-async def process_inbound(ctx: JobContext, p: InboundJob) -> dict[str, Any]:
-    assert ctx.organization_id is not None
-    config = await ctx.session.get(WhatsappConfig, p.config_id)
-    if config is None:
-        raise PermanentFailure("the WhatsApp configuration was removed")
+# Inbound webhooks of one organization processed in one transaction (at most the worker's
+# ``worker_max_batch``): each costs a few statements per batch, not a dozen per message.
+INBOUND_BATCH = 50
+# A batch lets the event loop run other work every few webhooks: the server process that
+# runs the worker also acknowledges the next webhooks, which must not wait for a whole batch.
+PAUSE_EVERY = 10
+
+
+# Providers' webhooks nest a few levels (Meta's about eight); anything deeper is not theirs.
+MAX_BODY_DEPTH = 32
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests objects/arrays more than ``limit`` deep (no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+def parse_body(body: str) -> dict[str, Any]:
+    """A verified webhook body as the JSON object every provider sends; anything else
+    (not JSON, ``null``, a list, absurd nesting) raises ``PermanentFailure``: no retry
+    can turn it into one."""
     try:
-        payload = json.loads(p.body)
+        payload = json.loads(body)
+    except RecursionError as exc:
+        raise PermanentFailure("the webhook body is nested too deeply to be a webhook") from exc
     except ValueError as exc:
         raise PermanentFailure(f"the webhook body is not JSON: {exc}") from exc
-    provider = build_provider(decrypt(ctx.settings, config), idle_client(), ctx.settings)
-    parsed = provider.parse_webhook(payload)
-    counts = await whatsapp.process_webhook(ctx.session, ctx.organization_id, config, parsed)
-    return {
-        "messages": counts.messages,
-        "duplicates": counts.duplicates,
-        "statuses": counts.statuses,
-        "backlogged": counts.backlogged,
-        "leads_created": counts.leads_created,
-        "provider_errors": [e.code for e in parsed.errors],
+    if not isinstance(payload, dict):
+        kind = "null" if payload is None else type(payload).__name__
+        raise PermanentFailure(f"the webhook body is not a JSON object (got {kind})")
+    if _depth_over(payload, MAX_BODY_DEPTH):
+        raise PermanentFailure(
+            f"the webhook body nests more than {MAX_BODY_DEPTH} levels: not a provider's shape"
+        )
+    return payload
+
+
+@batch_job_handler(
+    "whatsapp.inbound", InboundJob, max_attempts=10, timeout_seconds=120, batch=INBOUND_BATCH
+)
+async def process_inbound(ctxs: list[JobContext], payloads: list[InboundJob]) -> list[Outcome]:
+    """Stored webhooks of one organization, together, in the order they were received. A
+    body that cannot be a webhook, or whose configuration was removed, fails alone (for
+    good); the others are processed in one go (``inbound.process_webhooks``)."""
+    session, settings = ctxs[0].session, ctxs[0].settings
+    org_id = ctxs[0].organization_id
+    assert org_id is not None
+    wanted = sorted({p.config_id for p in payloads})
+    configs = {
+        c.id: c
+        for c in (
+            await session.execute(select(WhatsappConfig).where(WhatsappConfig.id.in_(wanted)))
+        ).scalars()
     }
+    providers: dict[uuid.UUID, WhatsAppProvider] = {}
+    outcomes: list[Outcome] = [None] * len(payloads)
+    webhooks: list[inbound.Webhook] = []
+    errors: list[list[str]] = []
+    positions: list[int] = []
+    order = sorted(range(len(payloads)), key=lambda i: _arrival(ctxs[i], payloads[i], i))
+    for n, i in enumerate(order):
+        if n % PAUSE_EVERY == PAUSE_EVERY - 1:
+            await asyncio.sleep(0)  # let the requests this process answers run meanwhile
+        p = payloads[i]
+        config = configs.get(p.config_id)
+        if config is None:
+            outcomes[i] = PermanentFailure("the WhatsApp configuration was removed")
+            continue
+        provider = providers.get(config.id)
+        if provider is None:
+            provider = providers[config.id] = build_provider(
+                decrypt(settings, config), idle_client(), settings
+            )
+        try:
+            parsed = provider.parse_webhook(parse_body(p.body))
+        except PermanentFailure as exc:
+            outcomes[i] = exc
+            continue
+        except (AttributeError, TypeError, ValueError, KeyError, RecursionError) as exc:
+            # The adapters read defensively; a shape they still cannot read will not change.
+            outcomes[i] = PermanentFailure(
+                f"the webhook body is not in the provider's shape: {exc!r}"
+            )
+            continue
+        webhooks.append(inbound.Webhook(config, parsed, p.received_at or ctxs[i].enqueued_at))
+        errors.append([e.code for e in parsed.errors])
+        positions.append(i)
+    counts = await inbound.process_webhooks(session, org_id, webhooks)
+    for i, c, provider_errors in zip(positions, counts, errors, strict=True):
+        outcomes[i] = {
+            "messages": c.messages,
+            "duplicates": c.duplicates,
+            "statuses": c.statuses,
+            "backlogged": c.backlogged,
+            "leads_created": c.leads_created,
+            "unlinked": c.unlinked,
+            "provider_errors": provider_errors,
+        }
+    return outcomes
+
+
+def _arrival(ctx: JobContext, p: InboundJob, i: int) -> tuple[bool, datetime, int]:
+    """Processing order: as received (acknowledged, else queued), then as claimed."""
+    at = p.received_at or ctx.enqueued_at
+    return (at is None, at or datetime.min.replace(tzinfo=UTC), i)
 
 
 async def _note_attempt(ctx: JobContext, message_id: uuid.UUID, error: str) -> None:

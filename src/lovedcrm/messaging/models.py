@@ -9,12 +9,14 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    DateTime,
     Double,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -298,3 +300,39 @@ class WhatsappStatusBacklog(TenantMixin, Base):
     error_code: Mapped[str | None] = mapped_column(String(50))
     error_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = now_not_null()
+
+
+class InboxConversation(TenantMixin, Base):
+    """Deviation (not in the spec): one row per lead with messages -- its last message and
+    the count of unread inbound ones -- kept by triggers on ``messages`` in the same
+    transaction as every change (migration 0010), so the inbox lists conversations from an
+    index however many messages the organization has."""
+
+    __tablename__ = "inbox_conversations"
+    __table_args__ = (
+        org_id_unique("inbox_conversations"),
+        UniqueConstraint("organization_id", "lead_id", name="uq_inbox_conversations_org_lead"),
+        same_org_fk("inbox_conversations", "lead_id", "leads", ondelete="CASCADE"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    lead_id: Mapped[uuid.UUID] = mapped_column()
+    last_message_id: Mapped[uuid.UUID] = mapped_column()
+    last_message_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    unread_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+
+# The inbox's order: newest conversation first, then by lead (migration 0010).
+Index(
+    "ix_inbox_conversations_recent",
+    InboxConversation.organization_id,
+    InboxConversation.last_message_at.desc(),
+    InboxConversation.lead_id,
+)
+Index(
+    "ix_inbox_conversations_unread",
+    InboxConversation.organization_id,
+    InboxConversation.last_message_at.desc(),
+    InboxConversation.lead_id,
+    postgresql_where=text("unread_count > 0"),
+)

@@ -8,21 +8,29 @@ at once). A body whose signature does not verify is refused (401 without one, 40
 wrong one) and nothing is stored. A verified body is stored as a ``whatsapp.inbound`` job in
 one short transaction and the provider gets 200; the job does the rest, idempotently.
 
+Stored together: a request waits until the INSERT holding its job has committed (nothing is
+acknowledged before it is durable), and one INSERT at a time stores every webhook that came
+in while the previous one ran (``_Intake``) -- one at a time when they come one at a time, a
+few dozen in one statement and one commit under a burst.
+
 Every configuration of the organization keeps its address while it exists, active or not,
 so during a provider switch both providers' webhooks are accepted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lovedcrm.config import Settings
 from lovedcrm.core.deps import get_database, get_settings_dep
@@ -39,7 +47,13 @@ from lovedcrm.messaging.whatsapp_configs import (
 
 CACHE_SECONDS = 10.0
 INBOUND_MAX_ATTEMPTS = 10
-_STORE = text("SELECT lovedcrm_store_webhook(:org, :type, CAST(:data AS jsonb), :attempts)")
+INTAKE_BATCH = 500  # webhooks stored by one INSERT at most
+# lovedcrm_store_webhook (migration 0006) for each webhook of a batch, in one statement.
+_STORE_MANY = text(
+    "SELECT u.n, lovedcrm_store_webhook(u.org, :type, u.data, :attempts) AS id"
+    " FROM unnest(CAST(:orgs AS uuid[]), CAST(:datas AS jsonb[])) WITH ORDINALITY"
+    " AS u(org, data, n)"
+)
 _SIGNATURE_HEADERS = {
     "business_api": "x-hub-signature-256",
     "web_unofficial": "x-webhook-hmac",
@@ -55,6 +69,86 @@ class Target:
 
 
 _cache: dict[uuid.UUID, tuple[float, Target | None]] = {}
+
+
+class _Intake:
+    """The webhooks waiting to be stored in one process, and the one task storing them."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine  # AUTOCOMMIT: each INSERT is its own transaction
+        self.waiting: list[tuple[uuid.UUID, str, asyncio.Future[uuid.UUID]]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def store(self, organization_id: uuid.UUID, data: str) -> uuid.UUID:
+        """Queue a job for the next INSERT; its id once that INSERT has committed."""
+        done: asyncio.Future[uuid.UUID] = asyncio.get_running_loop().create_future()
+        self.waiting.append((organization_id, data, done))
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._drain())
+        return await done
+
+    async def _drain(self) -> None:
+        while self.waiting:
+            batch = self.waiting[:INTAKE_BATCH]
+            del self.waiting[:INTAKE_BATCH]
+            try:
+                ids = await self._insert(batch)
+            except Exception as exc:
+                if len(batch) == 1:
+                    _settle(batch[0][2], exc)
+                    continue
+                # One bad body must not fail the others: store each on its own.
+                for item in batch:
+                    try:
+                        (job_id,) = await self._insert([item])
+                    except Exception as one_exc:
+                        _settle(item[2], one_exc)
+                    else:
+                        _settle(item[2], job_id)
+                continue
+            for (_, _, done), job_id in zip(batch, ids, strict=True):
+                _settle(done, job_id)
+
+    async def _insert(
+        self, batch: list[tuple[uuid.UUID, str, asyncio.Future[uuid.UUID]]]
+    ) -> list[uuid.UUID]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    _STORE_MANY,
+                    {
+                        "type": "whatsapp.inbound",
+                        "attempts": INBOUND_MAX_ATTEMPTS,
+                        "orgs": [org for org, _, _ in batch],
+                        "datas": [data for _, data, _ in batch],
+                    },
+                )
+            ).all()
+        by_position = {int(r.n): uuid.UUID(str(r.id)) for r in rows}
+        return [by_position[n] for n in range(1, len(batch) + 1)]
+
+
+def _settle(done: asyncio.Future[uuid.UUID], outcome: uuid.UUID | BaseException) -> None:
+    if done.done():  # the request went away (the client hung up): nothing to tell
+        return
+    if isinstance(outcome, BaseException):
+        done.set_exception(outcome)
+    else:
+        done.set_result(outcome)
+
+
+# One intake per event loop and engine (a process has one; tests may run several loops).
+_intakes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, _Intake]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _intake(engine: AsyncEngine) -> _Intake:
+    per_loop = _intakes.setdefault(asyncio.get_running_loop(), {})
+    found = per_loop.get(id(engine))
+    if found is None or found.engine is not engine:
+        found = per_loop[id(engine)] = _Intake(engine)
+    return found
 
 
 async def _load(database: Database, settings: Settings, config_id: uuid.UUID) -> Target | None:
@@ -144,21 +238,10 @@ async def receive(
         body_text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise Forbidden("The webhook body is not UTF-8.", code="webhook_body_invalid") from exc
+    if "\x00" in body_text:  # never JSON, and a job cannot hold it: refused, not retried
+        raise Forbidden("The webhook body contains a NUL character.", code="webhook_body_invalid")
     data = InboundJob(config_id=config_id, body=body_text, received_at=datetime.now(UTC))
-    async with database.app_engine.connect() as conn:
-        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        job_id = (
-            await conn.execute(
-                _STORE,
-                {
-                    "org": found.organization_id,
-                    "type": "whatsapp.inbound",
-                    "data": data.model_dump_json(),
-                    "attempts": INBOUND_MAX_ATTEMPTS,
-                },
-            )
-        ).scalar_one()
-    return uuid.UUID(str(job_id))
+    return await _intake(database.side_engine).store(found.organization_id, data.model_dump_json())
 
 
 router = APIRouter(tags=["whatsapp webhooks"], include_in_schema=False)

@@ -1,12 +1,8 @@
 """WhatsApp messages: webhooks in, the inbox's conversations, sends out, delivery statuses.
 
-Inbound: the webhook route verifies the provider's signature and stores the raw body as a
-``whatsapp.inbound`` job in one short transaction, then answers 200. The job parses it with
-the configuration's adapter and, per message, under a lock on the sender: skips a message id
-already stored (providers redeliver), finds the lead by phone (E.164, also the Brazilian
-mobile form without the ninth digit that WhatsApp still uses for old accounts) or creates one
-(source ``whatsapp``, first stage, the organization's assignment rule), stores the message
-with its timeline activity, marks template responses, and emits ``message.received``.
+Inbound: the webhook route (``webhook_ingest``) verifies the provider's signature and stores
+the raw body as a ``whatsapp.inbound`` job, then answers 200; the jobs store the messages
+(``inbound``). Here: what inbound and outbound share.
 
 Statuses are applied under a lock on the provider message id: to the message when it exists,
 else to ``whatsapp_status_backlog``, which is applied when the send job records the id. A
@@ -24,6 +20,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,7 +29,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.auth.models import User
-from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
+from lovedcrm.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from lovedcrm.core.events import DomainEvent, emit, notify_live
 from lovedcrm.core.principal import Principal
 from lovedcrm.jobs.queue import enqueue
@@ -44,13 +41,10 @@ from lovedcrm.messaging.models import (
     Message,
     MessageTemplate,
     TemplateUsageStat,
-    WhatsappConfig,
     WhatsappStatusBacklog,
 )
 from lovedcrm.messaging.providers.base import (
     MESSAGE_PROVIDER_TYPE,
-    InboundMessage,
-    ParsedWebhook,
     StatusUpdate,
 )
 from lovedcrm.messaging.providers.cloud import error_message
@@ -70,119 +64,25 @@ async def _lock(session: AsyncSession, key: str) -> None:
     await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
 
 
-# --- inbound ------------------------------------------------------------------------------
+# --- inbound statuses (the messages themselves: ``inbound``) -------------------------------
 
 
 @dataclass
 class Processed:
+    """What the webhooks of one job did (its result)."""
+
     messages: int = 0
     duplicates: int = 0
     statuses: int = 0
     backlogged: int = 0
     leads_created: int = 0
+    unlinked: int = 0
 
 
-def _preview(text_: str | None, limit: int = 120) -> str:
+def preview(text_: str | None, limit: int = 120) -> str:
+    """A message's text as one short line (its timeline entry)."""
     value = (text_ or "").strip().replace("\n", " ")
     return value if len(value) <= limit else value[: limit - 1] + "…"
-
-
-async def store_inbound(
-    session: AsyncSession,
-    org_id: uuid.UUID,
-    provider_type: str,
-    msg: InboundMessage,
-    counts: Processed,
-    config_id: uuid.UUID | None = None,
-) -> Message | None:
-    """Store one inbound message once; returns None for a message already stored."""
-    await _lock(session, f"wa-sender:{org_id}:{msg.from_number}")
-    exists = await session.execute(
-        select(Message.id).where(
-            Message.organization_id == org_id,
-            Message.provider_type == provider_type,
-            Message.provider_message_id == msg.provider_message_id,
-        )
-    )
-    if exists.first() is not None:
-        counts.duplicates += 1
-        return None
-    lead, created = await leads_service.lead_for_sender(
-        session, org_id, phone=msg.from_number, name=msg.contact_name, source="whatsapp"
-    )
-    counts.leads_created += int(created)
-    metadata: dict[str, Any] = dict(msg.metadata)
-    metadata["provider_timestamp"] = msg.timestamp.isoformat()
-    if config_id is not None:
-        metadata["config_id"] = str(config_id)
-    if msg.reply_to:
-        metadata["reply_to"] = msg.reply_to
-    if msg.media is not None:
-        metadata["media"] = {
-            k: v
-            for k, v in (
-                ("media_id", msg.media.media_id),
-                ("url", msg.media.url),
-                ("mime_type", msg.media.mime_type),
-                ("filename", msg.media.filename),
-                ("sha256", msg.media.sha256),
-            )
-            if v
-        }
-        metadata["attachment_status"] = "downloading"
-    message = Message(
-        id=uuid.uuid4(),
-        organization_id=org_id,
-        lead_id=lead.id,
-        conversation_id=conversation_for(org_id, msg.from_number),
-        provider_type=provider_type,
-        provider_message_id=msg.provider_message_id,
-        direction="inbound",
-        message_type=msg.message_type,
-        content=msg.content,
-        from_number=msg.from_number,
-        to_number=msg.to_number,
-        contact_name=msg.contact_name,
-        # Inbound: "delivered" until someone opens the conversation, then "read".
-        status="delivered",
-        delivered_at=msg.timestamp,
-        metadata_=metadata,
-    )
-    session.add(message)
-    await session.flush()
-    await record_activity(
-        session,
-        lead,
-        user_id=None,
-        activity_type="message",
-        title="WhatsApp message received",
-        description=_preview(msg.content) or f"[{msg.message_type}]",
-        metadata={"message_id": str(message.id), "direction": "inbound"},
-    )
-    await _mark_template_responses(session, org_id, lead.id)
-    await emit(
-        session,
-        DomainEvent(
-            type="message.received",
-            organization_id=org_id,
-            data={
-                "message_id": str(message.id),
-                "lead_id": str(lead.id),
-                "from": msg.from_number,
-                "message_type": msg.message_type,
-                "content": msg.content,
-            },
-        ),
-    )
-    if msg.media is not None:
-        await enqueue(
-            session,
-            "whatsapp.media",
-            {"message_id": message.id},
-            organization_id=org_id,
-        )
-    counts.messages += 1
-    return message
 
 
 _APPLY_STATUS = text(
@@ -221,9 +121,13 @@ async def apply_status(
     provider_type: str,
     update_: StatusUpdate,
     counts: Processed | None = None,
+    *,
+    locked: bool = False,
 ) -> bool:
-    """Apply a delivery status; keep it for later when its message is not known yet."""
-    await _lock(session, f"wa-msg:{org_id}:{provider_type}:{update_.provider_message_id}")
+    """Apply a delivery status; keep it for later when its message is not known yet.
+    ``locked``: the caller already holds the message id's lock."""
+    if not locked:
+        await _lock(session, f"wa-msg:{org_id}:{provider_type}:{update_.provider_message_id}")
     row = (
         await session.execute(
             _APPLY_STATUS,
@@ -348,27 +252,6 @@ async def record_sent(
     )
 
 
-async def process_webhook(
-    session: AsyncSession,
-    org_id: uuid.UUID,
-    config: WhatsappConfig,
-    parsed: ParsedWebhook,
-) -> Processed:
-    provider_type = MESSAGE_PROVIDER_TYPE[config.provider_type]
-    counts = Processed()
-    for msg in parsed.messages:
-        await store_inbound(session, org_id, provider_type, msg, counts, config.id)
-    for st in parsed.statuses:
-        await apply_status(session, org_id, provider_type, st, counts)
-    for s in parsed.sessions:
-        config.connection_status = {"qr": "disconnected"}.get(s.status, s.status)
-        if s.status == "connected":
-            config.last_connected_at = datetime.now(UTC)
-        config.updated_at = datetime.now(UTC)
-    await session.flush()
-    return counts
-
-
 # --- template statistics ---------------------------------------------------------------------
 
 
@@ -393,9 +276,12 @@ async def _refresh_success_rates(session: AsyncSession, template_ids: set[uuid.U
         )
 
 
-async def _mark_template_responses(
-    session: AsyncSession, org_id: uuid.UUID, lead_id: uuid.UUID
+async def mark_template_responses(
+    session: AsyncSession, org_id: uuid.UUID, lead_ids: Collection[uuid.UUID]
 ) -> None:
+    """The leads answered: the templates used with them got a response."""
+    if not lead_ids:
+        return
     rows = await session.execute(
         text(
             """
@@ -403,11 +289,12 @@ async def _mark_template_responses(
                 response_received = true,
                 response_time_minutes = GREATEST(0,
                     (EXTRACT(EPOCH FROM (now() - created_at)) / 60)::int)
-             WHERE organization_id = :org AND lead_id = :lead AND NOT response_received
+             WHERE organization_id = :org AND lead_id = ANY(CAST(:leads AS uuid[]))
+               AND NOT response_received
              RETURNING template_id
             """
         ),
-        {"org": org_id, "lead": lead_id},
+        {"org": org_id, "leads": sorted(lead_ids)},
     )
     await _refresh_success_rates(session, {r.template_id for r in rows})
 
@@ -594,7 +481,7 @@ async def send_message(
         user_id=principal.user_id,
         activity_type="message",
         title="WhatsApp message sent",
-        description=_preview(content),
+        description=preview(content),
         metadata={"message_id": str(message.id), "direction": "outbound"},
     )
     await enqueue(
@@ -623,12 +510,27 @@ def _template_parameters(
     return values
 
 
+def may_mark_read(principal: Principal, lead: Lead) -> bool:
+    """Whether ``principal`` may mark ``lead``'s conversation read (as for sending to it)."""
+    return principal.can("messages:write") and (
+        principal.via == "api_key" or leads_service.may_edit(principal, lead)
+    )
+
+
 async def mark_conversation_read(
     session: AsyncSession, principal: Principal, lead_id: uuid.UUID
 ) -> int:
-    """Opening a conversation reads its inbound messages."""
-    principal.require("messages:read")
-    await leads_service.get_lead(session, principal, lead_id)  # visibility
+    """Opening a conversation reads its inbound messages. Reading changes the unread counts
+    the whole team works from: it needs what answering needs (``messages:write`` and, for a
+    member, a lead they may edit); a viewer only looks."""
+    principal.require("messages:write")
+    lead = await leads_service.get_lead(session, principal, lead_id)  # visibility
+    if not may_mark_read(principal, lead):
+        raise Forbidden(
+            "Only members who may answer this conversation can mark it read.",
+            code="permission_denied",
+            extra={"permission": "messages:write"},
+        )
     result = await session.execute(
         text(
             """

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import urllib.parse
 import uuid
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response, status
@@ -16,6 +15,7 @@ from lovedcrm.core.deps import Require, SessionDep, SettingsDep
 from lovedcrm.core.errors import NotFound
 from lovedcrm.core.openapi import problem_responses
 from lovedcrm.core.principal import Principal
+from lovedcrm.core.schemas import IsoDateTime
 from lovedcrm.core.storage import FileMissing, get_storage
 from lovedcrm.messaging import inbox, sandbox, switching, whatsapp
 from lovedcrm.messaging import whatsapp_configs as configs
@@ -241,7 +241,7 @@ async def list_conversations(
     session: SessionDep,
     filter: Literal["all", "mine", "unassigned"] = "all",
     unread: bool = False,
-    before: datetime | None = None,
+    before: IsoDateTime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[dict[str, Any]]:
     """Conversations (leads with messages), newest first, with unread counts. Page with
@@ -260,7 +260,7 @@ async def list_messages(
     lead_id: uuid.UUID,
     principal: Reader,
     session: SessionDep,
-    before: datetime | None = None,
+    before: IsoDateTime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[MessageOut]:
     """The lead's messages, oldest first: the last `limit` (before `before`)."""
@@ -296,8 +296,9 @@ async def send_message(
     "/api/v1/leads/{lead_id}/messages/read",
     responses=problem_responses(401, 403, 404),
 )
-async def mark_read(lead_id: uuid.UUID, principal: Reader, session: SessionDep) -> dict[str, int]:
-    """Mark the conversation's inbound messages as read."""
+async def mark_read(lead_id: uuid.UUID, principal: Writer, session: SessionDep) -> dict[str, int]:
+    """Mark the conversation's inbound messages as read (what the whole team's unread counts
+    come from: it needs `messages:write`, like answering; a viewer only looks)."""
     return {"read": await whatsapp.mark_conversation_read(session, principal, lead_id)}
 
 

@@ -12,24 +12,22 @@ up); everything else needs ``settings:manage``.
 
 from __future__ import annotations
 
+import re
 import secrets
-import ssl
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import certifi
 import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
 from lovedcrm.config import Settings
+from lovedcrm.core import outbound
 from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
 from lovedcrm.core.lookup import get_in_org
 from lovedcrm.core.principal import Principal
@@ -49,6 +47,8 @@ from lovedcrm.messaging.providers.sandbox import SandboxProvider
 from lovedcrm.messaging.providers.waha import WahaProvider
 
 _SECRET_INPUTS = ("access_token", "app_secret", "bridge_api_key")
+# What a secret may contain: the visible ASCII characters (it goes into an HTTP header).
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 DEFAULT_RATE_LIMITS: dict[str, dict[str, int]] = {
     # Meta's default throughput is 80 messages/s per number; bridges get banned for bursts.
     "business_api": {"messages_per_second": 80},
@@ -161,18 +161,11 @@ def build_provider(
     return SandboxProvider(outbox=outbox_path(settings))
 
 
-@cache
-def _tls() -> ssl.SSLContext:
-    # Loading the CA bundle costs ~20 ms: once per process, not once per job.
-    return ssl.create_default_context(cafile=certifi.where())
-
-
 def http_client(settings: Settings) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.whatsapp_http_timeout_seconds),
-        follow_redirects=False,
-        trust_env=False,
-        verify=_tls(),
+    """The client provider calls go through: the outbound guard (``core.outbound``) checks
+    every address it connects to, and a redirect is refused with where it pointed."""
+    return outbound.client(
+        outbound.policy(settings), timeout=settings.whatsapp_http_timeout_seconds
     )
 
 
@@ -181,10 +174,11 @@ _idle: httpx.AsyncClient | None = None
 
 def idle_client() -> httpx.AsyncClient:
     """A client that is never used to send: adapters built only to verify or parse webhooks
-    take it, so those paths cost no client set-up."""
+    take it, so those paths cost no client set-up (guarded all the same, allowing nothing
+    private)."""
     global _idle
     if _idle is None:
-        _idle = httpx.AsyncClient(trust_env=False, verify=_tls())
+        _idle = outbound.client(outbound.STRICT, timeout=5.0)
     return _idle
 
 
@@ -254,34 +248,74 @@ async def active_config(session: AsyncSession, organization_id: uuid.UUID) -> Wh
 # --- writing ------------------------------------------------------------------------------
 
 
-def _valid_url(value: str, field_name: str, errors: list[dict[str, str]]) -> None:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        errors.append({"field": field_name, "message": "must be an http:// or https:// URL"})
+def _valid_url(
+    rules: outbound.Policy, value: str, field_name: str, errors: list[dict[str, str]]
+) -> None:
+    """The outbound guard's save-time check (the addresses are checked again at each call)."""
+    try:
+        outbound.check_url(rules, value)
+    except outbound.UrlProblem as exc:
+        if exc.kind == "invalid":
+            message = f"must be an http:// or https:// URL ({exc.message})"
+        else:
+            message = exc.message
+        errors.append({"field": field_name, "message": message, "code": f"url_{exc.kind}"})
 
 
-def _check(kind: str, values: dict[str, Any]) -> None:
-    """The spec's §11.1 rule per provider, plus what webhooks need; names every gap."""
+def _header_safe(value: str) -> bool:
+    return bool(_HEADER_SAFE.fullmatch(value))
+
+
+def _check_secrets(values: dict[str, Any], errors: list[dict[str, str]]) -> None:
+    """Secrets go into HTTP headers (a bearer token, an API key) or sign with HMAC: only the
+    visible ASCII characters a provider issues (no spaces, accents, line breaks or the dots
+    of a masked value)."""
+    for name in _SECRET_INPUTS:
+        value = values.get(name)
+        if value and not _header_safe(value):
+            errors.append(
+                {
+                    "field": name,
+                    "message": (
+                        f"{name} must be the secret exactly as the provider issued it: visible "
+                        "ASCII characters only (no spaces, accents, line breaks or mask dots)"
+                    ),
+                    "code": "secret_invalid",
+                }
+            )
+
+
+def _check(
+    kind: str,
+    values: dict[str, Any],
+    rules: outbound.Policy,
+    secrets_given: dict[str, Any] | None = None,
+) -> None:
+    """The spec's §11.1 rule per provider, plus what webhooks need, the outbound guard for
+    the URLs and the form of the secrets being set; names every gap."""
     errors: list[dict[str, str]] = []
 
     def need(name: str, why: str) -> None:
         if not values.get(name):
             errors.append({"field": name, "message": f"required for {provider_name(kind)}: {why}"})
 
+    _check_secrets(values if secrets_given is None else secrets_given, errors)
     if kind == "business_api":
         need("business_phone_id", "the phone number id from Meta's WhatsApp Manager")
         need("access_token", "a system-user access token")
         need("app_secret", "the app secret, to verify Meta's webhook signatures")
         if values.get("graph_base_url"):
-            _valid_url(values["graph_base_url"], "graph_base_url", errors)
+            _valid_url(rules, values["graph_base_url"], "graph_base_url", errors)
     elif kind == "web_unofficial":
         need("session_id", "the bridge's session name")
         need("bridge_url", "the address of your WAHA server")
         if values.get("bridge_url"):
-            _valid_url(values["bridge_url"], "bridge_url", errors)
+            _valid_url(rules, values["bridge_url"], "bridge_url", errors)
     if errors:
+        missing = all(e["message"].startswith("required") for e in errors)
+        detail = "is incomplete" if missing else "is incomplete or not valid"
         raise ValidationFailed(
-            "The WhatsApp configuration is incomplete: " + ", ".join(e["field"] for e in errors),
+            f"The WhatsApp configuration {detail}: " + ", ".join(e["field"] for e in errors),
             extra={"errors": errors},
         )
 
@@ -293,7 +327,10 @@ def _apply(
     data = dict(row.config_data or {})
     for name in ("label", "api_version", "graph_base_url", "bridge_url"):
         if name in values and (values[name] or not creating):
-            data[name] = values[name] or None
+            value = values[name]
+            if name.endswith("_url") and value:
+                value = value.strip()  # as the outbound guard checked it
+            data[name] = value or None
     for name in ("app_secret", "bridge_api_key"):
         if values.get(name):
             data[name] = encrypt(settings, org, name, values[name])
@@ -316,6 +353,7 @@ def _current_values(settings: Settings, row: WhatsappConfig) -> dict[str, Any]:
         "graph_base_url": (row.config_data or {}).get("graph_base_url"),
         "session_id": cfg.session_id,
         "bridge_url": cfg.bridge_url,
+        "bridge_api_key": cfg.bridge_api_key,
     }
 
 
@@ -339,7 +377,7 @@ async def create_config(
 ) -> WhatsappConfig:
     principal.require("settings:manage")
     kind = values["provider_type"]
-    _check(kind, values)
+    _check(kind, values, outbound.policy(settings))
     org = principal.org()
     row = WhatsappConfig(
         id=uuid.uuid4(),
@@ -382,10 +420,16 @@ async def update_config(
     row = await get_config(session, principal, config_id)
     before = _audit_view(row)
     # A field sent empty is cleared (and refused if the provider needs it); a secret sent
-    # empty keeps its stored value.
-    merged = _current_values(settings, row)
-    merged.update({k: v for k, v in values.items() if k not in _SECRET_INPUTS or v})
-    _check(row.provider_type, merged)
+    # empty, or sent back as the mask GET showed, keeps its stored value.
+    current = _current_values(settings, row)
+    values = {
+        k: v
+        for k, v in values.items()
+        if k not in _SECRET_INPUTS or (v and v != mask_secret(current.get(k)))
+    }
+    merged = {**current, **values}
+    given = {k: v for k, v in values.items() if k in _SECRET_INPUTS}
+    _check(row.provider_type, merged, outbound.policy(settings), given)
     _apply(settings, row, values, creating=False)
     row.updated_at = datetime.now(UTC)
     await session.flush()

@@ -14,6 +14,7 @@ from lovedcrm.core.deps import (
     SessionDep,
     SettingsDep,
 )
+from lovedcrm.core.openapi import problem_responses
 from lovedcrm.core.principal import Principal
 from lovedcrm.organizations import branding, service
 from lovedcrm.organizations.schemas import (
@@ -25,7 +26,12 @@ from lovedcrm.organizations.schemas import (
 router = APIRouter(prefix="/api/v1", tags=["organizations"])
 
 
-@router.post("/organizations", response_model=OrganizationOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/organizations",
+    response_model=OrganizationOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(409),
+)
 async def create_organization(
     body: OrganizationCreateIn, principal: CurrentPrincipal, session: SessionDep
 ) -> OrganizationOut:

@@ -174,7 +174,7 @@ async def _conditions(
     if filters.q and filters.q.strip():
         # The matching ids once, not once per column (search: leads.service).
         region = await leads.org_region(session, principal)
-        matches = select(leads.search_matches(filters.q.strip(), region))
+        matches = leads.search_matches(filters.q.strip(), region)
         ids = list((await session.execute(matches)).scalars())
         where.append(Lead.id == any_(literal(ids, ARRAY(UUID(as_uuid=True)))))
     return where

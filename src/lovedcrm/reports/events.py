@@ -3,6 +3,8 @@ event that feeds a report, in the transaction of the change."""
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.core.events import DomainEvent, subscriber
@@ -24,6 +26,9 @@ ANALYTICS = {
 async def record_analytics_event(session: AsyncSession, event: DomainEvent) -> None:
     session.add(
         AnalyticsEvent(
+            # An id made here: many rows of one unit of work go in as one INSERT (the ORM
+            # cannot match database-made UUIDs to its rows, so it would insert one by one).
+            id=uuid.uuid4(),
             organization_id=event.organization_id,
             user_id=event.actor_id,
             event_type=ANALYTICS[event.type],

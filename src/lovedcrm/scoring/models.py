@@ -1,4 +1,9 @@
-"""Lead scoring models (one active per organization)."""
+"""Lead scoring models (one active per organization).
+
+``artifact`` holds a trained model as signed, compressed JSON numbers (``scoring.artifacts``:
+never pickle); ``artifact_signature`` its HMAC. Both are deferred: a list of models never
+reads them (migration 0011 adds them; the spec's table has no artifact column).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Double, Index, String, text
+from sqlalchemy import Boolean, Double, Index, LargeBinary, String, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, deferred, mapped_column
 
 from lovedcrm.db.base import (
     Base,
@@ -50,5 +55,7 @@ class LeadScoringModel(TenantMixin, Base):
         Boolean, server_default=text("false"), default=False
     )
     training_completed_at: Mapped[datetime | None] = mapped_column()
+    artifact: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    artifact_signature: Mapped[str | None] = deferred(mapped_column(String(64)))
     created_at: Mapped[datetime | None] = created_at_col()
     updated_at: Mapped[datetime | None] = updated_at_col()

@@ -60,6 +60,7 @@ from lovedcrm.web.i18n import (
     choose_locale,
     localizer_for,
 )
+from lovedcrm.web.problems import translate_text
 
 T = TypeVar("T")
 
@@ -129,7 +130,7 @@ def _install() -> None:
     @pass_context
     def _tr(ctx: Context, text: Any) -> str:
         """A dynamic text (a service's error message) in the catalog, else as it is."""
-        return _loc(ctx).gettext(str(text)) if text else ""
+        return translate_text(_loc(ctx).gettext, str(text)) if text else ""
 
     env.filters["tr"] = _tr
     for name in ("money", "number", "date", "datetime", "reltime", "phone"):

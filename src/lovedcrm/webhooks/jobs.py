@@ -1,10 +1,10 @@
 """The ``webhook.deliver`` job: one signed HTTP POST per attempt, logged.
 
-- The target host is resolved first and every address checked: private, loopback,
-  link-local, multicast, reserved and unspecified addresses are refused (a permanent
-  failure) unless ``webhooks_allow_private_targets``. When refusing is on, the request is
-  pinned to the checked address (Host header and TLS SNI keep the name), so a second DNS
-  answer cannot point it elsewhere.
+- The POST goes through the outbound guard (``core.outbound``): the host is resolved off
+  the event loop, every address checked (link-local and metadata always refused; loopback
+  and private ones unless ``outbound_allow`` lists them, or ``webhooks_allow_private_targets``)
+  and the request pinned to the checked address (Host header and TLS SNI keep the name), so
+  a second DNS answer cannot point it elsewhere. A refusal is a permanent failure.
 - Signed per Standard Webhooks: ``webhook-id`` (the event id, the same on every retry and
   redelivery), ``webhook-timestamp``, ``webhook-signature`` (``v1,<base64 HMAC-SHA256>``).
 - 2xx is success. Anything else (including redirects, which are not followed, and
@@ -17,9 +17,7 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
-import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +27,7 @@ import httpx
 from standardwebhooks.webhooks import Webhook
 
 from lovedcrm.config import Settings
+from lovedcrm.core import outbound
 from lovedcrm.core.http import read_at_most
 from lovedcrm.db.tenant import tenant_transaction
 from lovedcrm.jobs.queue import JobContext, PermanentFailure, RetryLater, job_handler
@@ -43,10 +42,6 @@ MAX_DELAY_SECONDS = 7 * 86400
 DNS_TIMEOUT_SECONDS = 5.0
 
 
-class TargetRefused(Exception):
-    """The URL resolves to an address webhooks may not reach."""
-
-
 @dataclass
 class Attempt:
     succeeded: bool
@@ -55,36 +50,6 @@ class Attempt:
     latency_ms: int | None = None
     error: str | None = None
     permanent: bool = False  # retrying cannot help (refused target, undecryptable secret)
-
-
-async def resolve_target(host: str, port: int, *, allow_private: bool) -> list[str]:
-    """The addresses of ``host``; raises ``TargetRefused`` if any is off limits."""
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise ConnectionError(f"DNS resolution of {host} failed: {exc}") from exc
-    addresses = list(dict.fromkeys(str(info[4][0]).split("%")[0] for info in infos))
-    if not addresses:
-        raise ConnectionError(f"DNS resolution of {host} returned no address")
-    if not allow_private:
-        for raw in addresses:
-            reason = service.address_refusal(ipaddress.ip_address(raw))
-            if reason:
-                raise TargetRefused(
-                    f"refused: {host} resolves to {raw} ({reason}); webhooks go to public "
-                    "addresses only"
-                )
-    return addresses
-
-
-def _pinned(url: httpx.URL, address: str) -> tuple[httpx.URL, dict[str, str], dict[str, Any]]:
-    """The URL aimed at ``address``, with the Host header and SNI of the original name."""
-    host_header = url.netloc.decode("ascii")
-    extensions: dict[str, Any] = {}
-    if url.scheme == "https":
-        extensions["sni_hostname"] = url.host
-    return url.copy_with(host=address), {"host": host_header}, extensions
 
 
 async def _read_some(response: httpx.Response) -> str:
@@ -99,22 +64,6 @@ async def send(settings: Settings, url: str, secret: str, event_id: str, body: s
         target = httpx.URL(url)
     except httpx.InvalidURL as exc:
         return Attempt(succeeded=False, error=f"invalid URL: {exc}", permanent=True)
-    port = target.port or (443 if target.scheme == "https" else 80)
-    allow_private = settings.webhooks_allow_private_targets
-    started = time.perf_counter()
-
-    def elapsed() -> int:
-        return int((time.perf_counter() - started) * 1000)
-
-    try:
-        async with asyncio.timeout(min(timeout, DNS_TIMEOUT_SECONDS)):
-            addresses = await resolve_target(target.host, port, allow_private=allow_private)
-    except TargetRefused as exc:
-        return Attempt(succeeded=False, error=str(exc), permanent=True)
-    except (ConnectionError, TimeoutError) as exc:
-        message = str(exc) or f"DNS resolution of {target.host} timed out"
-        return Attempt(succeeded=False, error=message, latency_ms=elapsed())
-
     now = datetime.now(UTC)
     headers = {
         "content-type": "application/json",
@@ -123,27 +72,31 @@ async def send(settings: Settings, url: str, secret: str, event_id: str, body: s
         "webhook-timestamp": str(int(now.timestamp())),
         "webhook-signature": Webhook(secret).sign(event_id, now, body),
     }
-    extensions: dict[str, Any] = {}
-    if not allow_private:
-        target, host_header, extensions = _pinned(target, addresses[0])
-        headers.update(host_header)
+    dns_timeout = min(timeout, DNS_TIMEOUT_SECONDS)
     started = time.perf_counter()
+
+    def elapsed() -> int:
+        return int((time.perf_counter() - started) * 1000)
+
     try:
         async with (
-            asyncio.timeout(timeout),
-            httpx.AsyncClient(
-                timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False
+            asyncio.timeout(timeout + dns_timeout),
+            outbound.client(
+                service.outbound_policy(settings),
+                timeout=timeout,
+                refuse_redirects=False,  # a 3xx is logged with its status, not followed
+                dns_timeout=dns_timeout,
             ) as client,
         ):
-            request = client.build_request(
-                "POST", target, content=body.encode(), headers=headers, extensions=extensions
-            )
+            request = client.build_request("POST", target, content=body.encode(), headers=headers)
             response = await client.send(request, stream=True)
             latency = elapsed()
             try:
                 text = await _read_some(response)
             finally:
                 await response.aclose()
+    except outbound.OutboundRefused as exc:
+        return Attempt(succeeded=False, error=str(exc), permanent=True)
     except (TimeoutError, httpx.TimeoutException):
         return Attempt(
             succeeded=False,

@@ -10,7 +10,6 @@ once: on create and on rotation.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import secrets
 import uuid
@@ -27,6 +26,7 @@ from lovedcrm.audit import service as audit
 from lovedcrm.auth.models import ApiKey, OrganizationMember, User
 from lovedcrm.auth.permissions import Role
 from lovedcrm.config import Settings
+from lovedcrm.core import outbound
 from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
 from lovedcrm.core.events import EVENT_TYPES, DomainEvent
 from lovedcrm.core.lookup import get_in_org
@@ -86,37 +86,19 @@ def open_secret(settings: Settings, subscription: WebhookSubscription) -> str:
 
 # --- validation -------------------------------------------------------------------------
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPAddress = outbound.IPAddress
+
+
+def outbound_policy(settings: Settings) -> outbound.Policy:
+    """Where deliveries may go: the installation's outbound policy, plus every loopback and
+    private network when ``webhooks_allow_private_targets`` (link-local stays refused)."""
+    rules = outbound.policy(settings)
+    return rules.with_private_networks() if settings.webhooks_allow_private_targets else rules
 
 
 def address_refusal(ip: IPAddress) -> str | None:
-    """Why a delivery must not go to ``ip`` (None: it may)."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    for flag, label in (
-        ("is_loopback", "loopback"),
-        ("is_link_local", "link-local"),
-        ("is_multicast", "multicast"),
-        ("is_unspecified", "unspecified"),
-        ("is_reserved", "reserved"),
-        ("is_private", "private"),
-    ):
-        if getattr(ip, flag):
-            return f"{ip} is a {label} address"
-    if not ip.is_global:
-        return f"{ip} is not a public address"
-    return None
-
-
-def _literal_ip(host: str) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        return None
-
-
-def _is_local_name(host: str) -> bool:
-    return host == "localhost" or host.endswith(".localhost")
+    """Why a delivery must not go to ``ip`` under the strictest policy (None: it may)."""
+    return outbound.never_allowed(ip) or outbound.restricted(ip)
 
 
 def _url_error(detail: str, code: str) -> ValidationFailed:
@@ -126,38 +108,23 @@ def _url_error(detail: str, code: str) -> ValidationFailed:
 
 
 def validate_url(settings: Settings, raw: str) -> str:
-    """An absolute http(s) URL without credentials. Plain http needs
-    ``webhooks_allow_http`` (or a loopback host where private targets are allowed). Literal
-    private addresses and ``localhost`` are refused early; every address is checked again
-    after DNS resolution at delivery time."""
-    url = raw.strip()
+    """An absolute http(s) URL without credentials, whose host the outbound guard does not
+    refuse on its face (``core.outbound.check_url``; every address is checked again after
+    DNS resolution at delivery time). Plain http needs ``webhooks_allow_http``, or a
+    loopback host that the policy allows."""
+    rules = outbound_policy(settings)
     try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise _url_error(f"The URL is not valid: {exc}.", "webhook_url_invalid") from exc
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in ("http", "https") or not host:
-        raise _url_error("The URL must be an absolute http(s) URL.", "webhook_url_invalid")
-    if parts.username is not None or parts.password is not None:
-        raise _url_error(
-            "The URL must not contain credentials; verify the signature instead.",
-            "webhook_url_invalid",
-        )
-    if port == 0:
-        raise _url_error("The URL's port is not valid.", "webhook_url_invalid")
-    ip = _literal_ip(host)
-    local = _is_local_name(host) or (ip is not None and address_refusal(ip) is not None)
-    if local and not settings.webhooks_allow_private_targets:
-        raise _url_error(
-            f"{host} is a private, loopback or link-local target; webhooks go to public "
-            "addresses only.",
-            "webhook_url_private",
-        )
-    if parts.scheme == "http" and not settings.webhooks_allow_http:
-        loopback = _is_local_name(host) or (ip is not None and ip.is_loopback)
-        if not (loopback and settings.webhooks_allow_private_targets):
-            raise _url_error("The URL must use https.", "webhook_url_insecure")
+        url = outbound.check_url(rules, raw)
+    except outbound.UrlProblem as exc:
+        code = "webhook_url_invalid" if exc.kind == "invalid" else "webhook_url_private"
+        raise _url_error(exc.message, code) from exc
+    parts = urlsplit(url)
+    if (
+        parts.scheme == "http"
+        and not settings.webhooks_allow_http
+        and not outbound.loopback_allowed(rules, parts.hostname or "")
+    ):
+        raise _url_error("The URL must use https.", "webhook_url_insecure")
     return url
 
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -38,9 +39,41 @@ async def import_in_page(job_id: str, frame: Member, session: SessionDep) -> Bac
 ImportInPage = Annotated[BackgroundJob, Depends(import_in_page)]
 
 
-def _limit_text(frame: Shell, settings: Settings) -> str:
-    megabytes = Decimal(settings.import_max_bytes) / Decimal(1_048_576)
+def _megabytes(frame: Shell, size: int) -> str:
+    megabytes = Decimal(size) / Decimal(1_048_576)
     return f"{frame.i18n.number(megabytes.quantize(Decimal('0.1')).normalize())} MB"
+
+
+def _limit_text(frame: Shell, settings: Settings) -> str:
+    return _megabytes(frame, settings.import_max_bytes)
+
+
+def _refusal(frame: Shell, settings: Settings, exc: AppError) -> str:
+    """Why an upload was refused, in the reader's words."""
+    t, number = frame.i18n.gettext, frame.i18n.number
+    messages = {
+        "unsupported_file_type": t("Upload a .csv or .xlsx file."),
+        "payload_too_large": t("The file is too large: the limit is %(limit)s.")
+        % {"limit": _limit_text(frame, settings)},
+        "empty_file": t("The file is empty: it needs a header row and at least one lead."),
+        "unreadable_file": t(
+            "We could not read this file. Save it again as CSV (UTF-8) or XLSX and retry."
+        ),
+        "too_many_rows": t("The file has more than %(limit)s rows. Split it into smaller files.")
+        % {"limit": number(settings.import_max_rows)},
+        "too_many_columns": t("The file has more than %(limit)s columns.")
+        % {"limit": number(settings.import_max_columns)},
+        "cell_too_long": t(
+            "A cell of the file has more than %(limit)s characters. Shorten it and retry."
+        )
+        % {"limit": number(settings.import_max_cell_chars)},
+        "unpacked_too_large": t(
+            "The spreadsheet is too large once unpacked (more than %(limit)s). "
+            "Split it into smaller files or save it as CSV."
+        )
+        % {"limit": _megabytes(frame, settings.import_max_unpacked_bytes)},
+    }
+    return messages.get(exc.code, t(exc.detail))
 
 
 def _upload_page(
@@ -92,21 +125,8 @@ async def import_upload(
     except AppError as exc:
         if exc.status == 403:
             raise
-        messages = {
-            "unsupported_file_type": t("Upload a .csv or .xlsx file."),
-            "payload_too_large": t("The file is too large: the limit is %(limit)s.")
-            % {"limit": _limit_text(frame, settings)},
-            "empty_file": t("The file is empty: it needs a header row and at least one lead."),
-            "unreadable_file": t(
-                "We could not read this file. Save it again as CSV (UTF-8) or XLSX and retry."
-            ),
-        }
         return _upload_page(
-            request,
-            frame,
-            settings,
-            error=messages.get(exc.code, t(exc.detail)),
-            status_code=exc.status,
+            request, frame, settings, error=_refusal(frame, settings, exc), status_code=exc.status
         )
     return _mapping_page(
         request,
@@ -218,7 +238,9 @@ async def import_start(
     except AppError as exc:
         if exc.status == 403:
             raise
-        reloaded = import_files.stored_upload(settings, frame.principal.org(), upload_id)
+        reloaded = await anyio.to_thread.run_sync(
+            import_files.stored_upload, settings, frame.principal.org(), upload_id
+        )
         if exc.status == 404 or reloaded is None:
             expired = t("The uploaded file expired. Upload it again.")
             return _upload_page(request, frame, settings, error=expired, status_code=404)

@@ -303,7 +303,8 @@ async def conversation_page(
 ) -> Response:
     p = request.query_params
     try:
-        await whatsapp.mark_conversation_read(session, frame.principal, lead.id)
+        if whatsapp.may_mark_read(frame.principal, lead):  # a viewer only looks
+            await whatsapp.mark_conversation_read(session, frame.principal, lead.id)
         return await _page(
             request,
             session,
@@ -323,7 +324,7 @@ async def conversation_thread(
     """The chat's body (notice, messages, composer) for the live script; ``read=1`` marks the
     conversation read (the page is in front of someone)."""
     p = request.query_params
-    if p.get("read") == "1":
+    if p.get("read") == "1" and whatsapp.may_mark_read(frame.principal, lead):
         await whatsapp.mark_conversation_read(session, frame.principal, lead.id)
     ctx = await chat_context(
         session,

@@ -206,12 +206,27 @@ def schema_errors(exc: ValidationError, t: Gettext) -> dict[str, str]:
 def service_errors(exc: AppError, t: Gettext, specs: list[FieldSpec]) -> dict[str, str]:
     """The service's errors by form input (it names every missing field), plus a summary."""
     labels = {s.name: s.label for s in specs}
+    by_code = {
+        "url_invalid": t("Use an address starting with http:// or https://."),
+        "url_private": t(
+            "This address is on a private or local network. The installation's administrator "
+            "can allow it with LOVEDCRM_OUTBOUND_ALLOW."
+        ),
+        "url_forbidden": t(
+            "This address is never called: link-local and cloud metadata addresses are refused."
+        ),
+        "secret_invalid": t(
+            "Paste the secret exactly as issued: no spaces, accents, line breaks or mask dots."
+        ),
+    }
     errors: dict[str, str] = {}
     for err in exc.extra.get("errors", []) or []:
         name = str(err.get("field", ""))
         message = str(err.get("message", ""))
         if message.startswith("required"):
             text = t("Required for this provider.")
+        elif str(err.get("code", "")) in by_code:
+            text = by_code[str(err["code"])]
         elif "http" in message:
             text = t("Use an address starting with http:// or https://.")
         else:

@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 
 from lovedcrm.core.http import read_at_most
+from lovedcrm.core.outbound import OutboundRefused
+from lovedcrm.core.phones import sender_e164
 from lovedcrm.messaging.providers.base import MediaTooLarge, ProviderError
 
 # Error bodies are only read to extract a message; never buffer a large one.
@@ -18,12 +20,32 @@ _ERROR_BODY_LIMIT = 64 * 1024
 
 
 def digits(value: str) -> str:
-    return re.sub(r"\D", "", value)
+    """The ASCII digits of ``value`` (other scripts' digits are not a phone's)."""
+    return re.sub(r"[^0-9]", "", value)
 
 
 def e164(value: str) -> str:
-    """``"5511987654321"`` or ``"+55 11 98765-4321"`` → ``"+5511987654321"``."""
+    """``"5511987654321"`` or ``"+55 11 98765-4321"`` → ``"+5511987654321"`` (a number we
+    send to: already E.164 in our database)."""
     return "+" + digits(value)
+
+
+def sender(value: str | None) -> str | None:
+    """A number as a provider reports it (``"5511987654321"``): E.164, or None when it is
+    not a phone number (``"abc"``, ``"+"``, 40 digits, other scripts' digits)."""
+    return sender_e164(value)
+
+
+def header_value(value: str, what: str) -> str:
+    """``value`` if it can go into an HTTP header; a stored secret that cannot (saved before
+    secrets were checked) is a ``ProviderError`` naming it, not a crash."""
+    if value.isascii() and value.isprintable():
+        return value
+    raise ProviderError(
+        "invalid_secret",
+        f"The {what} contains characters that cannot be sent: type it again in "
+        "Settings → WhatsApp.",
+    )
 
 
 def epoch_to_datetime(value: Any, *, millis: bool = False) -> datetime:
@@ -57,6 +79,13 @@ def as_str(value: Any) -> str | None:
 
 
 def network_error(exc: httpx.HTTPError, service: str) -> ProviderError:
+    if isinstance(exc, OutboundRefused):
+        # Retrying cannot help: the address (or where it redirects) is not allowed.
+        return ProviderError(
+            "address_refused",
+            f"{service[:1].upper()}{service[1:]} was not called: {exc}",
+            details=str(exc),
+        )
     if isinstance(exc, httpx.TimeoutException):
         text = f"{service} did not answer in time; it will be retried."
     else:
@@ -95,5 +124,9 @@ async def fetch_limited(
                     raise MediaTooLarge(max_bytes)
                 chunks.append(chunk)
             return b"".join(chunks), response.headers.get("content-type")
+    except httpx.InvalidURL as exc:
+        raise ProviderError(
+            "bad_response", f"{service} gave a media address that is not a URL: {exc}"
+        ) from exc
     except httpx.HTTPError as exc:
         raise network_error(exc, service) from exc

@@ -79,8 +79,9 @@ class MediaRef:
 @dataclass(frozen=True)
 class InboundMessage:
     provider_message_id: str
-    # E.164 with the leading "+", e.g. "+5511987654321".
-    from_number: str
+    # E.164 with the leading "+", e.g. "+5511987654321"; None when the provider's sender is
+    # not a phone number (the message is then kept unlinked, for review).
+    from_number: str | None
     to_number: str | None
     contact_name: str | None
     # text, image, document, audio, video, sticker, location, reaction, button, interactive,
@@ -92,6 +93,8 @@ class InboundMessage:
     media: MediaRef | None = None
     reply_to: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The sender as the provider gave it (kept for review when it is not a number).
+    sender: str | None = None
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,10 @@ from lovedcrm.messaging.providers import (
     e164,
     epoch_to_datetime,
     fetch_limited,
+    header_value,
     network_error,
 )
+from lovedcrm.messaging.providers import sender as sender_number
 from lovedcrm.messaging.providers.base import (
     ConnectionCheck,
     DeliveryStatus,
@@ -187,7 +189,7 @@ class CloudApiProvider:
 
     @property
     def _auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.access_token}"}
+        return {"Authorization": f"Bearer {header_value(self.access_token, 'access token')}"}
 
     async def _request(
         self,
@@ -351,7 +353,7 @@ class CloudApiProvider:
 
     def _parse_value(self, value: dict[str, Any], parsed: ParsedWebhook) -> None:
         display = as_str(as_dict(value.get("metadata")).get("display_phone_number"))
-        to_number = e164(display) if display else None
+        to_number = sender_number(display)
         names: dict[str, str] = {}
         for contact in as_list(value.get("contacts")):
             contact = as_dict(contact)
@@ -453,7 +455,7 @@ def _parse_message(
 
     return InboundMessage(
         provider_message_id=wamid,
-        from_number=e164(sender),
+        from_number=sender_number(sender),
         to_number=to_number,
         contact_name=names.get(digits(sender)),
         message_type=kind,
@@ -462,6 +464,7 @@ def _parse_message(
         media=media,
         reply_to=reply_to,
         metadata=metadata,
+        sender=sender,
     )
 
 
@@ -498,7 +501,7 @@ def _parse_status(raw: dict[str, Any]) -> StatusUpdate | None:
         provider_message_id=wamid,
         status=delivery,
         timestamp=epoch_to_datetime(raw.get("timestamp")),
-        recipient=e164(recipient) if recipient else None,
+        recipient=sender_number(recipient),
         error_code=error_code,
         error_message=error_text,
     )

@@ -20,7 +20,9 @@ from lovedcrm.messaging.providers import (
     digits,
     epoch_to_datetime,
     fetch_limited,
+    header_value,
     network_error,
+    sender,
 )
 from lovedcrm.messaging.providers.base import (
     ConnectionCheck,
@@ -118,13 +120,18 @@ def chat_id(to: str) -> str:
     return f"{digits(to)}@c.us"
 
 
+def is_personal(jid: str | None) -> bool:
+    """A person's chat (not a group, a broadcast or a channel)."""
+    return bool(jid) and str(jid).endswith(_PERSONAL_SUFFIXES)
+
+
 def phone_of(jid: str | None) -> str | None:
-    """``"5511987654321@c.us"`` → ``"+5511987654321"``; None for groups and broadcasts."""
-    if not jid or not jid.endswith(_PERSONAL_SUFFIXES):
+    """``"5511987654321@c.us"`` → ``"+5511987654321"``; None for groups and broadcasts, and
+    for a person's id that is not a phone number."""
+    if not jid or not is_personal(jid):
         return None
     # A device suffix ("5511...:12@s.whatsapp.net") is not part of the number.
-    number = digits(jid.split("@", 1)[0].split(":", 1)[0])
-    return "+" + number if number else None
+    return sender(jid.split("@", 1)[0].split(":", 1)[0])
 
 
 def _message_id(value: Any) -> str | None:
@@ -161,7 +168,7 @@ class WahaProvider:
 
     @property
     def _headers(self) -> dict[str, str]:
-        return {"X-Api-Key": self.api_key} if self.api_key else {}
+        return {"X-Api-Key": header_value(self.api_key, "API key")} if self.api_key else {}
 
     @property
     def _session_path(self) -> str:
@@ -272,7 +279,9 @@ class WahaProvider:
         try:
             response = await self._call("GET", f"/api/sessions/{self._session_path}")
         except ProviderError as exc:
-            return ConnectionCheck(ok=False, status="disconnected", detail=exc.message)
+            # Unreachable for now (retry later), or refused for good (a refused address).
+            status = "disconnected" if exc.transient else "failed"
+            return ConnectionCheck(ok=False, status=status, detail=exc.message)
         if response.status_code == 404:
             return ConnectionCheck(ok=False, status="disconnected", detail="session not created")
         if response.status_code >= 400:
@@ -378,10 +387,12 @@ def _parse_message(data: dict[str, Any], envelope: dict[str, Any]) -> InboundMes
     # "message" carries only inbound messages in WAHA, but skip our own echo defensively.
     if data.get("fromMe") is True:
         return None
-    sender = phone_of(as_str(data.get("from")))
+    raw_from = as_str(data.get("from"))
     message_id = _message_id(data.get("id"))
-    if sender is None or not message_id:
+    if not is_personal(raw_from) or not message_id:
         return None
+    # None when the id is not a phone number: the message is kept, unlinked, for review.
+    from_number = phone_of(raw_from)
     me = as_dict(envelope.get("me"))
     to_number = phone_of(as_str(data.get("to"))) or phone_of(as_str(me.get("id")))
     extra = as_dict(data.get("_data"))
@@ -418,7 +429,7 @@ def _parse_message(data: dict[str, Any], envelope: dict[str, Any]) -> InboundMes
     reply_to = _message_id(as_dict(reply).get("id")) if isinstance(reply, dict) else as_str(reply)
     return InboundMessage(
         provider_message_id=message_id,
-        from_number=sender,
+        from_number=from_number,
         to_number=to_number,
         contact_name=contact_name,
         message_type=message_type,
@@ -429,6 +440,7 @@ def _parse_message(data: dict[str, Any], envelope: dict[str, Any]) -> InboundMes
         media=media,
         reply_to=reply_to or None,
         metadata=metadata,
+        sender=raw_from,
     )
 
 

@@ -1,15 +1,18 @@
 // Loved CRM — the little script every page needs (no framework, no build).
 // "/" focuses search; the sidebar collapses (remembered); toasts leave after 4 s;
-// selects marked data-autosubmit submit on change; htmx requests carry the CSRF token.
+// selects marked data-autosubmit submit on change; htmx requests carry the CSRF token;
+// the organization's color (<body data-accent>) becomes --accent; [data-copy] buttons copy a
+// field. No inline script or style anywhere: the Content-Security-Policy allows none.
 (function () {
   "use strict";
   var root = document.documentElement;
+  var COLOR = /^#[0-9a-fA-F]{6}$/;
   root.classList.add("js");
   try {
     if (localStorage.getItem("lovedcrm.sidebar") === "collapsed") root.classList.add("collapsed");
   } catch (e) { /* storage may be blocked */ }
-
-  var COLOR = /^#[0-9a-fA-F]{6}$/;
+  var accent = document.body && document.body.getAttribute("data-accent");
+  if (accent && COLOR.test(accent)) root.style.setProperty("--accent", accent);
 
   function csrf() {
     var meta = document.querySelector('meta[name="csrf-token"]');
@@ -67,6 +70,11 @@
   document.addEventListener("DOMContentLoaded", function () {
     armToasts();
     paintStages();
+    // Tabs that scroll sideways (phones) show the current one.
+    var tab = document.querySelector(".tabs .tab.active");
+    if (tab && tab.parentElement.scrollWidth > tab.parentElement.clientWidth) {
+      tab.parentElement.scrollLeft = tab.offsetLeft - (tab.parentElement.clientWidth - tab.offsetWidth) / 2;
+    }
     var toggle = document.querySelector("[data-collapse]");
     if (toggle) {
       toggle.setAttribute("aria-expanded", String(!root.classList.contains("collapsed")));
@@ -91,6 +99,19 @@
     if (!(target instanceof Element)) return;
     var close = target.closest("[data-dismiss]");
     if (close) dismiss(close.closest("[data-toast]"));
+    // "Copy" next to a read-only field (data-copy="<field id>", data-copied="<message>").
+    var copy = target.closest("[data-copy]");
+    var field = copy ? document.getElementById(copy.getAttribute("data-copy")) : null;
+    if (field) {
+      var done = function () { toast(copy.getAttribute("data-copied"), "success"); };
+      field.select();
+      if (navigator.clipboard) {
+        navigator.clipboard.writeText(field.value).then(done, function () { document.execCommand("copy"); done(); });
+      } else {
+        document.execCommand("copy");
+        done();
+      }
+    }
     // A click outside an open menu closes it.
     document.querySelectorAll("details.menu[open]").forEach(function (menu) {
       if (!menu.contains(target)) menu.removeAttribute("open");

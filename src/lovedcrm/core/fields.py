@@ -1,0 +1,80 @@
+"""Sparse fieldsets for list endpoints, and the lean way lists are answered.
+
+``GET …?fields=id,full_name,phone`` returns only those fields of each item. The parameter is
+checked against the item schema (an unknown name is a 422) and documented in OpenAPI: its
+``pattern`` admits exactly the comma-separated field names, which its description lists.
+The documented answer is either the full page or the page of partial items
+(:func:`partial_model`: the same fields, none required).
+
+Lists are answered without building a pydantic model per item: rows (already only the
+columns asked for) become plain dicts serialised by pydantic-core, which writes UUIDs,
+dates, decimals and JSON exactly as the item model would (``tests/leads/test_leads_api.py``
+compares the two).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pydantic_core
+from fastapi import Query, Response
+from pydantic import BaseModel, Field, create_model
+
+
+def field_names(model: type[BaseModel]) -> tuple[str, ...]:
+    """The names of ``model``'s fields as the API writes them."""
+    return tuple(model.model_fields)
+
+
+def attribute_names(model: type[BaseModel]) -> dict[str, str]:
+    """Field name -> the attribute it is read from (its validation alias, if any)."""
+    names = {}
+    for name, info in model.model_fields.items():
+        alias = info.validation_alias
+        names[name] = alias if isinstance(alias, str) else name
+    return names
+
+
+def fields_query(model: type[BaseModel], example: str) -> Any:
+    """The ``fields`` query parameter of a list of ``model``."""
+    names = field_names(model)
+    one = "|".join(names)
+    return Query(
+        pattern=rf"^({one})(,({one}))*$",
+        max_length=1000,
+        description="Return only these fields of each item, comma-separated (the others are "
+        "left out of the answer): " + ", ".join(f"`{n}`" for n in names) + ".",
+        examples=[example],
+    )
+
+
+def selected(raw: str | None) -> list[str] | None:
+    """The field names of a ``fields`` parameter already checked by its pattern, in order and
+    without repeats; None when absent (every field)."""
+    return list(dict.fromkeys(raw.split(","))) if raw else None
+
+
+def partial_model(model: type[BaseModel], name: str) -> type[BaseModel]:
+    """``model`` with no field required: what an item is with ``fields``."""
+    fields: dict[str, Any] = {}
+    for field, info in model.model_fields.items():
+        annotation: Any = info.annotation
+        fields[field] = (annotation | None, Field(default=None, description=info.description))
+    return create_model(name, **fields)
+
+
+def page_response(
+    items: Iterable[Any],
+    fields: Sequence[str],
+    next_cursor: str | None,
+    attributes: Mapping[str, str] | None = None,
+) -> Response:
+    """``{"items": [...], "next_cursor": ...}`` with ``fields`` of each item, read from the
+    rows' attributes (``attributes`` maps a field to its attribute where they differ)."""
+    attributes = attributes or {}
+    body = {
+        "items": [{f: getattr(row, attributes.get(f, f)) for f in fields} for row in items],
+        "next_cursor": next_cursor,
+    }
+    return Response(pydantic_core.to_json(body), media_type="application/json")
