@@ -89,10 +89,14 @@ def worker(database: Database, settings: Settings, batch: int) -> Worker:
 
 async def claim_batches(w: Worker, org_id: str) -> tuple[list[list[ClaimedJob]], list[Any]]:
     """Everything ready, grouped as the worker groups it: this organization's batches, and
-    the others' (jobs other tests left, run too so nothing stays claimed)."""
-    chunks = w._chunks(await w.claim(1000))
-    mine = [c for c in chunks if str(c[0].organization_id) == org_id]
-    return mine, [c for c in chunks if str(c[0].organization_id) != org_id]
+    the others' (jobs other tests left, run too so nothing stays claimed). Claims until
+    nothing is left: a claim shares its jobs out between the organizations waiting."""
+    mine: list[ClaimedJob] = []
+    others: list[ClaimedJob] = []
+    while claimed := await w.claim(1000):
+        for job in claimed:
+            (mine if str(job.organization_id) == org_id else others).append(job)
+    return w._chunks(mine), w._chunks(others)
 
 
 async def run_others(w: Worker, others: list[list[ClaimedJob]]) -> None:
