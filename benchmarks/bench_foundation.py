@@ -92,7 +92,7 @@ async def run(base: str, n: int, leads: int, conc: int) -> dict[str, object]:
                 await c.post(
                     "/api/v1/leads",
                     headers=headers,
-                    json={"full_name": f"Lead {i}", "company": "ACME"},
+                    json={"full_name": f"Lead {i}", "company": "ACME", "allow_duplicate": True},
                 )
             ).raise_for_status()
         return {
