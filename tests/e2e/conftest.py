@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "screenshots"
@@ -55,7 +56,21 @@ def live_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def live_server(owner_url: str, live_data_dir: Path) -> Iterator[str]:
     """`lovedcrm serve` (with its job worker) on a free port, on this run's test database.
-    Module-scoped: its worker must not outlive the browser tests and take other tests' jobs."""
+    Module-scoped: its worker must not outlive the browser tests and take other tests' jobs.
+
+    The jobs other tests left waiting in this database (deliveries to hosts that do not
+    exist, rescores of their leads…) are set aside first: the browser tests' server works
+    only on what they create, not on a backlog from the rest of the suite."""
+    engine = sa.create_engine(owner_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE background_jobs SET status = 'failed', completed_at = now(),"
+                " error_message = 'set aside before the browser tests'"
+                " WHERE status IN ('pending', 'retrying')"
+            )
+        )
+    engine.dispose()
     port = _free_port()
     data_dir = live_data_dir
     log = (ROOT / "artifacts").joinpath("e2e-server.log")
