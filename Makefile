@@ -17,7 +17,7 @@ test: install
 
 install: $(VENV)/.installed static
 
-# The browser's JavaScript (htmx, SortableJS; Swagger UI and Redoc for /docs and /redoc),
+# The browser's JavaScript (htmx, SortableJS, Chart.js for the reports; Swagger UI and Redoc for /docs and /redoc),
 # pinned in package.json + package-lock.json and copied into static/vendor; nothing is loaded
 # from a CDN at run time. --ignore-scripts: no package runs code (or telemetry) at install.
 VENDOR := src/lovedcrm/web/static/vendor
@@ -30,6 +30,7 @@ $(VENDOR)/.installed: package.json package-lock.json
 	cp node_modules/htmx.org/dist/htmx.min.js node_modules/sortablejs/Sortable.min.js $(VENDOR)/
 	cp node_modules/swagger-ui-dist/swagger-ui-bundle.js node_modules/swagger-ui-dist/swagger-ui.css $(VENDOR)/
 	cp node_modules/redoc/bundles/redoc.standalone.js $(VENDOR)/
+	cp node_modules/chart.js/dist/chart.umd.min.js $(VENDOR)/
 	touch $@
 
 # Extract the pages' strings and merge them into the catalogs (pt_BR, en); then translate

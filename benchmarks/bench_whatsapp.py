@@ -249,7 +249,9 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--senders", type=int, default=2000)
     ap.add_argument("--probes", type=int, default=50)
-    ap.add_argument("--web-processes", type=int, default=1, help="serve --workers")
+    ap.add_argument(
+        "--web-processes", type=int, default=None, help="serve --workers (default: serve's own)"
+    )
     ap.add_argument(
         "--worker-processes",
         type=int,
@@ -277,7 +279,7 @@ def main() -> None:
         "LOVEDCRM_BASE_URL": f"http://127.0.0.1:{port}",
     }
     serve = [str(ROOT / ".venv/bin/lovedcrm"), "serve", "--port", str(port)]
-    if args.web_processes != 1:
+    if args.web_processes is not None:
         serve += ["--workers", str(args.web_processes)]
     if args.worker_processes:
         serve.append("--no-worker")
@@ -355,7 +357,8 @@ def main() -> None:
         processes = {
             # uvicorn with --workers N > 1: a supervisor and N serving processes.
             "lovedcrm serve": len(app_processes(web)),
-            "serving processes": args.web_processes,
+            "serving processes": max(1, len(app_processes(web)) - 1),
+            "serve --workers": args.web_processes or "serve's default",
             "lovedcrm worker": len(workers),
             "job worker inside each serving process": not args.worker_processes,
         }

@@ -37,6 +37,7 @@ from lovedcrm.core.middleware import (
     SecurityHeadersMiddleware,
 )
 from lovedcrm.core.openapi import docs_router, install_problem_openapi
+from lovedcrm.core.process import die_with_supervisor
 from lovedcrm.core.ratelimit import RateLimitHeadersMiddleware
 from lovedcrm.core.routing import install_routing_rules
 from lovedcrm.db.engine import Database, create_database
@@ -124,6 +125,7 @@ ROUTERS: tuple[APIRouter, ...] = (
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    die_with_supervisor()  # a worker of `serve --workers N` ends with its supervisor
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

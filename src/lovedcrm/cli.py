@@ -39,10 +39,11 @@ def main() -> None:
 @click.option("--no-worker", is_flag=True, help="Do not run a job worker inside the server.")
 @click.option(
     "--workers",
-    default=1,
+    default=2,
     show_default=True,
     type=click.IntRange(1, 64),
-    help="Server processes (each with its own in-process job worker unless --no-worker).",
+    help="Server processes (each with its own in-process job worker unless --no-worker); "
+    "more than one run under a supervisor process, and end with it even when it is killed.",
 )
 def serve(
     host: str,
@@ -68,6 +69,10 @@ def serve(
     os.environ.setdefault("LOVEDCRM_BASE_URL", f"http://{host}:{port}")
     if no_worker:
         os.environ["LOVEDCRM_EMBEDDED_WORKER"] = "false"
+    if workers > 1 and not reload:
+        from lovedcrm.core.process import mark_supervisor
+
+        mark_supervisor()
     get_settings.cache_clear()
     settings = get_settings()
     if not no_migrate:

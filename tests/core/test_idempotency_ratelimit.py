@@ -10,9 +10,11 @@ import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from lovedcrm.app import create_app
 from lovedcrm.config import Settings
+from lovedcrm.core import ratelimit
 from lovedcrm.core.idempotency import key_hash
 from lovedcrm.db.engine import Database
 from lovedcrm.db.engine import create_database as create_db_handle
@@ -273,3 +275,44 @@ async def test_server_error_releases_the_key(settings: Settings, database: Datab
         r = await c.post("/api/v1/test-flaky", headers=headers, json={})
         assert r.status_code == 201 and r.headers["Idempotent-Replayed"] == "true"
         assert r.json() == {"calls": 2} and len(calls) == 2
+
+
+async def test_leases_never_admit_more_than_the_limit_across_processes(
+    two_apps: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    """Each process takes several requests of the budget at once (a lease) and spends them
+    locally: still never more than the limit admitted in all, and only a few refused early."""
+    one, two = two_apps
+    admin = await signup(one)
+    limit = 200
+    key = await make_key(one, admin["headers"], ["leads:read"], rate_limit_per_hour=limit)
+    admitted = 0
+    for i in range(260):
+        r = await (one if i % 3 else two).get("/api/v1/leads?limit=1", headers=_bearer(key))
+        assert r.status_code in (200, 429), r.text
+        admitted += r.status_code == 200
+    assert admitted <= limit
+    # unspent leases: each process holds at most an eighth of what was left when it leased
+    assert admitted >= limit - 2 * (limit // 8)
+
+
+async def test_one_process_leases_and_its_headers_stay_exact(
+    client: httpx.AsyncClient, owner_url: str
+) -> None:
+    admin = await signup(client)
+    key = await make_key(client, admin["headers"], ["leads:read"], rate_limit_per_hour=1000)
+    for n in range(1, 41):
+        r = await client.get("/api/v1/leads?limit=1", headers=_bearer(key))
+        assert r.headers["RateLimit-Remaining"] == str(1000 - n)
+    (listed,) = (await client.get("/api/v1/api-keys", headers=admin["headers"])).json()
+    engine = create_async_engine(owner_url)
+    async with engine.connect() as conn:
+        counted = (
+            await conn.execute(
+                text("SELECT sum(count) FROM rate_limit_counters WHERE bucket = :b"),
+                {"b": f"key:{listed['id']}"},
+            )
+        ).scalar_one()
+    await engine.dispose()
+    # the shared count runs ahead of the requests by the unspent part of the lease
+    assert 40 < counted <= 40 + ratelimit.LEASE_MAX

@@ -75,3 +75,22 @@ async def batched(ctx: JobContext, payload: BatchPayload) -> dict[str, Any] | No
     if payload.fail:
         raise RuntimeError("one bad job in the batch")
     return None
+
+
+class ProbePayload(BaseModel):
+    tag: str
+
+
+@job_handler("test.pool_probe", ProbePayload, max_attempts=1, timeout_seconds=60)
+async def pool_probe(ctx: JobContext, payload: ProbePayload) -> dict[str, Any] | None:
+    """What a handler that first waits on something else holds: the pool's checked-out
+    connections before and after its first statement, and the tenant that statement saw."""
+    from sqlalchemy import text
+
+    pool = ctx.database.app_engine.pool
+    before = pool.checkedout()  # type: ignore[attr-defined]
+    await asyncio.sleep(0)  # a network wait would be here
+    tenant = text("SELECT current_setting('app.organization_id')")
+    org = (await ctx.session.execute(tenant)).scalar()
+    after = pool.checkedout()  # type: ignore[attr-defined]
+    return {"before": before, "after": after, "org": org, "tag": payload.tag}

@@ -363,3 +363,21 @@ async def test_a_failing_job_in_a_batch_does_not_lose_or_double_the_others(
     )
     assert statuses.pop(ids[4]) == "failed"
     assert set(statuses.values()) == {"completed"}
+
+
+async def test_a_job_takes_its_connection_at_its_first_statement(
+    client: httpx.AsyncClient, database: Database, settings: Settings, owner: sa.Engine
+) -> None:
+    """A handler that waits on the network before it reads holds no pooled connection while
+    it waits (webhook deliveries to dead hosts must not drain the pool); its first statement
+    still runs in the job's tenant."""
+    org = await new_org(client)
+    async with tenant_transaction(database.sessionmaker, org) as session:
+        job_id = await enqueue(session, "test.pool_probe", {"tag": "x"}, organization_id=org)
+    await run_until_idle(database, settings, types=["test.pool_probe"], concurrency=1)
+    [(status, result)] = owner_sql(
+        owner, "SELECT status, result_data FROM background_jobs WHERE id = :i", i=job_id
+    )
+    assert status == "completed", result
+    assert result["org"] == str(org)
+    assert result["after"] == result["before"] + 1

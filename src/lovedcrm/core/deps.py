@@ -113,7 +113,9 @@ async def authenticate(
     token = credentials.credentials if credentials is not None else None
     result = await authenticator(request, session, settings, token)
     if result.limit > 0:
-        state = await ratelimit.hit(get_database(request).side_engine, result.bucket, result.limit)
+        state = await ratelimit.hit(
+            get_database(request).side_engine, result.bucket, result.limit, lease=True
+        )
         request.state.ratelimit = state
         ratelimit.enforce(state)
     request.state.principal = result.principal

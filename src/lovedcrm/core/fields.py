@@ -73,8 +73,13 @@ def page_response(
     """``{"items": [...], "next_cursor": ...}`` with ``fields`` of each item, read from the
     rows' attributes (``attributes`` maps a field to its attribute where they differ)."""
     attributes = attributes or {}
-    body = {
-        "items": [{f: getattr(row, attributes.get(f, f)) for f in fields} for row in items],
-        "next_cursor": next_cursor,
-    }
+    rows = list(items)
+    names = [attributes.get(f, f) for f in fields]
+    row_fields = getattr(rows[0], "_fields", None) if rows else None
+    if row_fields is not None:  # result rows: by position (a Row's getattr is slow)
+        at = [row_fields.index(n) for n in names]
+        listed = [{f: row[i] for f, i in zip(fields, at, strict=True)} for row in rows]
+    else:
+        listed = [{f: getattr(row, n) for f, n in zip(fields, names, strict=True)} for row in rows]
+    body = {"items": listed, "next_cursor": next_cursor}
     return Response(pydantic_core.to_json(body), media_type="application/json")

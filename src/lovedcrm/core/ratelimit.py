@@ -13,6 +13,18 @@ with invalid input for free. It uses the database's small side pool (``Database.
 never the main pool the request already holds a connection of: that would deadlock when
 every pooled connection belongs to a request waiting for a second one.
 
+A busy credential would make that one counter row the hottest lock in the database, and cost
+every request a second connection. So authentication takes *leases*: a process adds up to
+``LEASE_MAX`` requests to the counter at once and spends them locally, one per request, until
+the lease is used up or the window ends. Each process's leased tokens are a range of the
+shared count of its own, so no more than ``limit`` requests are ever admitted however many
+processes run; a lease takes at most ``1/LEASE_SHARE`` of what the window has left, so near the
+limit leases shrink to a single request and the count is exact. The cost: tokens one process
+leased and did not spend by the end of the window are counted although unused, so a
+credential may be refused a few requests early, and another process's ``RateLimit-Remaining``
+can run a few requests behind. The first request of a credential in a process, and every
+other caller (the WhatsApp send limiter), takes one token at a time.
+
 Responses carry the IETF draft headers ``RateLimit-Limit``, ``RateLimit-Remaining`` and
 ``RateLimit-Reset`` (seconds to the end of the window); over the limit the answer is 429
 ``rate_limited`` with ``Retry-After``.
@@ -22,9 +34,12 @@ from __future__ import annotations
 
 import math
 import random
+import time
+import weakref
 from dataclasses import dataclass
 
 from sqlalchemy import text
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import Message, Receive, Scope, Send
 
@@ -35,12 +50,14 @@ WINDOW_SECONDS = 3600
 # Share of requests that also delete windows older than two hours (no scheduler needed).
 CLEANUP_PROBABILITY = 0.01
 STATE_KEY = "ratelimit"
+LEASE_MAX = 32
+LEASE_SHARE = 8
 
 _HIT = text(
     """
     INSERT INTO rate_limit_counters AS c (bucket, window_start, count)
-    VALUES (:bucket, to_timestamp(floor(EXTRACT(EPOCH FROM now()) / :w) * :w), 1)
-    ON CONFLICT (bucket, window_start) DO UPDATE SET count = c.count + 1
+    VALUES (:bucket, to_timestamp(floor(EXTRACT(EPOCH FROM now()) / :w) * :w), :n)
+    ON CONFLICT (bucket, window_start) DO UPDATE SET count = c.count + :n
     RETURNING c.count AS n,
               CEIL(EXTRACT(EPOCH FROM (c.window_start + make_interval(secs => :w) - now())))::int
                   AS reset
@@ -71,16 +88,48 @@ class RateLimitState:
         }
 
 
+@dataclass
+class _Lease:
+    count: int  # the window's shared count once this lease was added to it
+    left: int  # tokens of the lease not spent yet (the last ones of ``count``)
+    ends: float  # time.monotonic() at which the window ends
+
+
+# Per database (engine) and bucket: the lease this process holds.
+_leases: weakref.WeakKeyDictionary[Engine, dict[str, _Lease]] = weakref.WeakKeyDictionary()
+
+
 async def hit(
-    engine: AsyncEngine, bucket: str, limit: int, *, window_seconds: int = WINDOW_SECONDS
+    engine: AsyncEngine,
+    bucket: str,
+    limit: int,
+    *,
+    window_seconds: int = WINDOW_SECONDS,
+    lease: bool = False,
 ) -> RateLimitState:
     """Count one request in ``bucket``'s current window (an hour unless told) and return
-    where it stands."""
+    where it stands. With ``lease``, from this process's lease when it holds one."""
+    bucket = bucket[:200]
+    # The window's end is the database's (its clock decides windows); a lease only needs to
+    # know how long it has left, which a monotonic clock measures.
+    started = time.monotonic()
+    held = _leases.setdefault(engine.sync_engine, {}).get(bucket) if lease else None
+    if held is not None and started < held.ends:
+        if held.left > 0:
+            held.left -= 1
+            count = held.count - held.left
+            return RateLimitState(limit, count, reset=max(1, math.ceil(held.ends - started)))
+        size = min(LEASE_MAX, max(1, (limit - held.count) // LEASE_SHARE))
+    else:
+        size = 1
     async with engine.connect() as conn:
-        row = (await conn.execute(_HIT, {"bucket": bucket[:200], "w": window_seconds})).one()
+        row = (await conn.execute(_HIT, {"bucket": bucket, "w": window_seconds, "n": size})).one()
         if random.random() < CLEANUP_PROBABILITY:  # noqa: S311 - not security-relevant
             await conn.execute(_CLEANUP)
-    return RateLimitState(limit=limit, count=int(row.n), reset=max(1, int(row.reset)))
+    reset = max(1, int(row.reset))
+    if lease:
+        _leases[engine.sync_engine][bucket] = _Lease(int(row.n), size - 1, started + reset)
+    return RateLimitState(limit=limit, count=int(row.n) - (size - 1), reset=reset)
 
 
 def enforce(state: RateLimitState) -> None:

@@ -37,8 +37,9 @@ from typing import Any
 import psycopg
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from lovedcrm.config import Settings
 from lovedcrm.core import clock
@@ -185,8 +186,11 @@ class Worker:
         try:
             async with asyncio.timeout(spec.timeout_seconds):
                 async with self.database.sessionmaker() as session:
+                    # The job's connection is taken from the pool at its first statement,
+                    # not before: a handler that first waits on the network (a webhook
+                    # delivery) holds none meanwhile.
+                    self._scope_when_begun(session, job.organization_id)
                     async with session.begin():
-                        await self._scope(session, job.organization_id)
                         ctx = self._context(session, job)
                         result = await spec.fn(ctx, payload)
                         done = await session.execute(
@@ -241,6 +245,20 @@ class Worker:
                 "scope": "" if organization_id else "system",
             },
         )
+
+    @staticmethod
+    def _scope_when_begun(session: AsyncSession, organization_id: uuid.UUID | None) -> None:
+        """Run :meth:`_scope`'s statement on the connection the session's transaction takes,
+        when it takes one."""
+        params = {
+            "org": str(organization_id) if organization_id else "",
+            "scope": "" if organization_id else "system",
+        }
+
+        def scope(_session: Session, _transaction: object, connection: Connection) -> None:
+            connection.execute(_SCOPE, params)
+
+        event.listen(session.sync_session, "after_begin", scope)
 
     async def _fail(
         self, job: ClaimedJob, error: str, *, final: bool = False, delay: float | None = None

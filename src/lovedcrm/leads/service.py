@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
 from lovedcrm.auth.models import OrganizationMember, User
+from lovedcrm.core import clock
 from lovedcrm.core.errors import Forbidden, ValidationFailed
 from lovedcrm.core.events import DomainEvent, emit
 from lovedcrm.core.pagination import KeyExpr, keyset_after, page_of
@@ -371,19 +372,23 @@ async def _insert_many(
     """Every new lead goes in here (clean data, stage and assignee decided): the rows (one
     INSERT, read back in one SELECT), their audit entries (one INSERT) and ``lead.created``
     for each, in order."""
+    now = clock.now()
     values = [
         {"id": uuid.uuid4(), "organization_id": organization_id, **data}
-        | ({"converted_at": func.now()} if data.get("status") == "converted" else {})
+        | ({"converted_at": now} if data.get("status") == "converted" else {})
         for data in rows
     ]
-    # One multi-row INSERT per set of fields given, reading back every column (defaults,
-    # the generated search text): the leads come back as the session's objects.
+    # One INSERT per set of fields given (its rows sent as parameters, so the compiled
+    # statement is cached), reading back every column (defaults, the generated search
+    # text): the leads come back as the session's objects.
     made: dict[uuid.UUID, Lead] = {}
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in values:
         groups.setdefault(tuple(sorted(row)), []).append(row)
     for group in groups.values():
-        result = await session.execute(insert(Lead).values(group).returning(Lead))
+        result = await session.execute(
+            insert(Lead).returning(Lead, sort_by_parameter_order=True), group
+        )
         made.update((lead.id, lead) for lead in result.scalars())
     leads = [made[row["id"]] for row in values]
     await audit.record_many(
@@ -752,7 +757,9 @@ async def list_leads(
         parse=parse,
         descending=sort.startswith("-"),
     )
-    rows: list[Any] = list((await session.execute(query.limit(limit + 1))).all())
+    # On the session's connection: plain columns need none of the ORM's execution machinery.
+    connection = await session.connection()
+    rows: list[Any] = list((await connection.execute(query.limit(limit + 1))).all())
     rows, cursor_out = page_of(rows, limit, sort=sort, key_of=key_of)
     return LeadPage(items=rows, next_cursor=cursor_out)
 

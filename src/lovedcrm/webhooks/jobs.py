@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from sqlalchemy import update
 from standardwebhooks.webhooks import Webhook
 
 from lovedcrm.config import Settings
@@ -143,11 +144,15 @@ def serialize(event: dict[str, Any]) -> str:
 
 @job_handler("webhook.deliver", DeliverPayload, max_attempts=4, timeout_seconds=30)
 async def deliver(ctx: JobContext, payload: DeliverPayload) -> dict[str, Any] | None:
-    sub = await ctx.session.get(WebhookSubscription, payload.subscription_id)
-    if sub is None:
-        return {"skipped": "subscription deleted"}
-    if not sub.is_active:
-        return {"skipped": "subscription disabled"}
+    # Read in a short transaction of its own: the job's session takes no connection until
+    # the answer is back, so deliveries waiting on slow or dead hosts hold none of the pool.
+    async with tenant_transaction(ctx.database.sessionmaker, ctx.organization_id) as read:
+        sub = await read.get(WebhookSubscription, payload.subscription_id)
+        if sub is None:
+            return {"skipped": "subscription deleted"}
+        if not sub.is_active:
+            return {"skipped": "subscription disabled"}
+        read.expunge(sub)  # its loaded attributes stay readable once the transaction ends
     org = sub.organization_id
     body = serialize(payload.event)
     try:
@@ -162,7 +167,12 @@ async def deliver(ctx: JobContext, payload: DeliverPayload) -> dict[str, Any] | 
     row = _log_row(sub, payload, ctx.attempt, body, result)
     if result.succeeded:
         ctx.session.add(row)
-        sub.failure_count = 0
+        if sub.failure_count:
+            await ctx.session.execute(
+                update(WebhookSubscription)
+                .where(WebhookSubscription.id == sub.id)
+                .values(failure_count=0)
+            )
         return {"status": result.status, "latency_ms": result.latency_ms}
 
     reason = result.error or "delivery failed"

@@ -1,0 +1,46 @@
+"""Server processes that end with the process that started them.
+
+``lovedcrm serve --workers N`` (N > 1) runs N uvicorn worker processes under one supervisor.
+If the supervisor is killed outright (SIGKILL, the OOM killer) it cannot stop them, and
+orphaned workers would go on serving, holding the embedded PostgreSQL open, with nobody to
+stop them. The supervisor names itself in ``LOVEDCRM_SUPERVISOR_PID``; each worker asks the
+Linux kernel to SIGKILL it when its parent dies (``prctl(PR_SET_PDEATHSIG)``), exactly as if it
+had been killed with the supervisor. Jobs it held are taken back by the engine's lease
+expiry; the embedded PostgreSQL is left running and reused by the next start, as after a
+SIGKILL of a single-process server.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import sys
+
+SUPERVISOR_ENV = "LOVEDCRM_SUPERVISOR_PID"
+_PR_SET_PDEATHSIG = 1
+
+log = logging.getLogger(__name__)
+
+
+def mark_supervisor() -> None:
+    """Called by the supervisor before it starts its workers."""
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())
+
+
+def die_with_supervisor() -> bool:
+    """In a worker of a supervisor: be SIGKILLed when it dies. True when armed."""
+    raw = os.environ.get(SUPERVISOR_ENV)
+    if not raw or not raw.isdigit() or int(raw) == os.getpid():
+        return False  # not a worker (or the supervisor itself)
+    if not sys.platform.startswith("linux"):
+        log.warning("workers cannot follow their supervisor's death on %s", sys.platform)
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %s", ctypes.get_errno())
+        return False
+    if os.getppid() != int(raw):  # the supervisor died before we asked
+        os.kill(os.getpid(), signal.SIGKILL)
+    return True
