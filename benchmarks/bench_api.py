@@ -15,13 +15,11 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
@@ -31,40 +29,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import bench_database, free_port, quick, results_dir, stop, wait_ready  # noqa: E402
-
-LUA = """
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %d %d %d %.3f %.3f %.3f\\n",
-    summary.requests, summary.errors.status + summary.errors.connect + summary.errors.read
-      + summary.errors.write + summary.errors.timeout, summary.duration,
-    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000))
-end
-"""
-
-
-def wrk(url: str, seconds: int, connections: int, headers: dict[str, str]) -> dict[str, float]:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(LUA)
-    args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", f.name]
-    for k, v in headers.items():
-        args += ["-H", f"{k}: {v}"]
-    out = subprocess.run(
-        [*args, url], capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL
-    ).stdout
-    m = re.search(r"RESULT (\d+) (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+)", out)
-    assert m, out
-    n, errors, duration_us = int(m[1]), int(m[2]), int(m[3])
-    if n == 0:
-        raise RuntimeError(f"wrk completed no request:\n{out}")
-    return {
-        "requests": n,
-        "non_2xx_or_errors": errors,
-        "throughput_rps": round(n / (duration_us / 1e6), 1),
-        "p50_ms": float(m[4]),
-        "p95_ms": float(m[5]),
-        "p99_ms": float(m[6]),
-    }
+from _common import (  # noqa: E402
+    api_key,
+    bench_database,
+    free_port,
+    quick,
+    results_dir,
+    signup,
+    stop,
+    wait_ready,
+    wrk,
+)
 
 
 def main() -> None:
@@ -97,18 +72,8 @@ def main() -> None:
     owner = sa.create_engine(db_url)
     try:
         wait_ready(base, 60)
-        r = httpx.post(
-            f"{base}/api/v1/auth/signup",
-            json={
-                "email": f"bench-{uuid.uuid4().hex[:8]}@example.com",
-                "password": "bench-password-123",
-                "full_name": "Bench",
-                "organization_name": "Bench",
-            },
-        )
-        r.raise_for_status()
-        org = r.json()["organization_id"]
-        token = r.json()["tokens"]["access_token"]
+        admin = signup(base, "Bench", "Bench")
+        org, token = admin["organization_id"], admin["token"]
         with owner.begin() as conn:
             conn.execute(
                 sa.text(
@@ -122,13 +87,7 @@ def main() -> None:
                 ),
                 {"org": org, "n": args.leads},
             )
-        r = httpx.post(
-            f"{base}/api/v1/api-keys",
-            headers={"Authorization": f"Bearer {token}"},
-            json={"name": "bench", "scopes": ["leads:read"], "rate_limit_per_hour": 100000},
-        )
-        r.raise_for_status()
-        key = r.json()["key"]
+        key = api_key(base, token, ["leads:read"])
         check = httpx.get(
             f"{base}/api/v1/leads?limit=50", headers={"Authorization": f"Bearer {key}"}
         )

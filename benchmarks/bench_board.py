@@ -18,13 +18,10 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -34,7 +31,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import bench_database, free_port, quick, results_dir, stop, wait_ready  # noqa: E402
+from _common import (  # noqa: E402
+    bench_database,
+    free_port,
+    measure,
+    quick,
+    results_dir,
+    signup,
+    stop,
+    wait_ready,
+)
 
 FIRST = [
     "João", "Maria", "José", "Ana", "Antônio", "Francisca", "Carlos", "Luíza", "Paulo",
@@ -179,24 +185,6 @@ def generate(
     return timings
 
 
-def measure(fn: Callable[[int], None], n: int) -> dict[str, float]:
-    for i in range(5):  # warm caches and the connection pool
-        fn(i)
-    times = []
-    for i in range(n):
-        t = time.perf_counter()
-        fn(i)
-        times.append((time.perf_counter() - t) * 1000)
-    times.sort()
-    return {
-        "requests": n,
-        "p50_ms": round(statistics.median(times), 2),
-        "p95_ms": round(times[int(0.95 * n) - 1], 2),
-        "p99_ms": round(times[int(0.99 * n) - 1], 2),
-        "max_ms": round(times[-1], 2),
-    }
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--orgs", type=int, default=1000)
@@ -229,18 +217,9 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     try:
         wait_ready(base, 120)
-        r = httpx.post(
-            f"{base}/api/v1/auth/signup",
-            json={
-                "email": f"bench-{uuid.uuid4().hex[:8]}@example.com",
-                "password": "bench-password-123",
-                "full_name": "Bench Admin",
-                "organization_name": "Big Org",
-            },
-        )
-        r.raise_for_status()
-        big_org = r.json()["organization_id"]
-        headers = {"Authorization": f"Bearer {r.json()['tokens']['access_token']}"}
+        admin = signup(base, "Big Org")
+        big_org = admin["organization_id"]
+        headers = {"Authorization": f"Bearer {admin['token']}"}
         started = time.perf_counter()
         with owner.begin() as conn:
             phases = generate(conn, big_org, args.orgs, args.leads, args.big)

@@ -28,13 +28,11 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -47,7 +45,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import bench_database, free_port, quick, results_dir, stop, wait_ready  # noqa: E402
+from _common import (  # noqa: E402
+    api_key,
+    bench_database,
+    free_port,
+    quick,
+    results_dir,
+    signup,
+    stop,
+    wait_ready,
+)
+from _common import wrk as run_wrk  # noqa: E402
 from bench_board import SEARCHES, generate  # noqa: E402
 
 # Frappe CRM 1.25 at concurrency 8 on this kind of machine (issue 11): rps, p95 ms.
@@ -61,8 +69,7 @@ FRAPPE = {
 NAMES = [s for s in SEARCHES if not any(ch.isdigit() or ch in "@(" for ch in s)]
 
 # Each wrk thread walks its own list of requests (path, method, body) round-robin; every
-# create gets a new e-mail from the thread's number and a counter. p50/p95/p99 and the
-# counts are printed by done().
+# create gets a new e-mail from the thread's number and a counter.
 LUA = r"""
 local paths = {PATHS}
 local method = "METHOD"
@@ -83,12 +90,6 @@ request = function()
     return wrk.format("POST", path, nil, body)
   end
   return wrk.format("GET", path)
-end
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %d %d %d %.3f %.3f %.3f\n",
-    summary.requests, summary.errors.status + summary.errors.connect + summary.errors.read
-      + summary.errors.write + summary.errors.timeout, summary.duration,
-    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000))
 end
 """
 
@@ -127,28 +128,7 @@ def wrk(
         .replace("METHOD", method)
         .replace("RUN", str(int(time.time() * 1000) % 1_000_000_000))
     )
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(script)
-    threads = min(2, connections)
-    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s"]
-    args += ["-s", f.name, "-H", f"Authorization: Bearer {key}", url]
-    out = subprocess.run(
-        args, capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL
-    ).stdout
-    os.unlink(f.name)
-    m = re.search(r"RESULT (\d+) (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+)", out)
-    assert m, out
-    n, errors, duration_us = int(m[1]), int(m[2]), int(m[3])
-    if n == 0:
-        raise RuntimeError(f"wrk completed no request:\n{out}")
-    return {
-        "requests": n,
-        "non_2xx_or_errors": errors,
-        "throughput_rps": round(n / (duration_us / 1e6), 1),
-        "p50_ms": float(m[4]),
-        "p95_ms": float(m[5]),
-        "p99_ms": float(m[6]),
-    }
+    return run_wrk(url, seconds, connections, {"Authorization": f"Bearer {key}"}, script)
 
 
 def main() -> None:
@@ -187,19 +167,18 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {}
     try:
         wait_ready(base, 120)
-        serving = len(psutil.Process(proc.pid).children(recursive=True)) or 1
-        r = httpx.post(
-            f"{base}/api/v1/auth/signup",
-            json={
-                "email": f"bench-{uuid.uuid4().hex[:8]}@example.com",
-                "password": "bench-password-123",
-                "full_name": "Bench Admin",
-                "organization_name": "Big Org",
-            },
+        serving = (
+            len(
+                [
+                    c
+                    for c in psutil.Process(proc.pid).children()
+                    if "spawn_main" in " ".join(c.cmdline())  # uvicorn's workers
+                ]
+            )
+            or 1
         )
-        r.raise_for_status()
-        big_org = r.json()["organization_id"]
-        token = r.json()["tokens"]["access_token"]
+        admin = signup(base, "Big Org")
+        big_org, token = admin["organization_id"], admin["token"]
         with owner.begin() as conn:
             phases = generate(conn, big_org, args.orgs, args.leads, args.big)
         with owner.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -215,17 +194,7 @@ def main() -> None:
                     {"b": big_org},
                 )
             ]
-        r = httpx.post(
-            f"{base}/api/v1/api-keys",
-            headers={"Authorization": f"Bearer {token}"},
-            json={
-                "name": "bench",
-                "scopes": ["leads:read", "leads:write"],
-                "rate_limit_per_hour": 100_000,
-            },
-        )
-        r.raise_for_status()
-        key = r.json()["key"]
+        key = api_key(base, token, ["leads:read", "leads:write"])
         with owner.begin() as conn:  # above what a key may be given: the load is not throttled
             conn.execute(sa.text("UPDATE api_keys SET rate_limit_per_hour = 100000000"))
         endpoints: dict[str, tuple[list[str], str]] = {

@@ -22,13 +22,10 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -38,9 +35,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import bench_database, free_port, stop, wait_ready  # noqa: E402
-
-PASSWORD = "bench-password-123"  # noqa: S105 - a throwaway account on a throwaway database
+from _common import (  # noqa: E402
+    PASSWORD,
+    bench_database,
+    free_port,
+    measure,
+    signup,
+    stop,
+    wait_ready,
+)
 
 
 def generate(
@@ -130,24 +133,6 @@ def generate(
     return timings
 
 
-def measure(fn: Callable[[int], None], n: int) -> dict[str, float]:
-    for i in range(5):  # warm caches and the connection pool
-        fn(i)
-    times = []
-    for i in range(n):
-        t = time.perf_counter()
-        fn(i)
-        times.append((time.perf_counter() - t) * 1000)
-    times.sort()
-    return {
-        "requests": n,
-        "p50_ms": round(statistics.median(times), 2),
-        "p95_ms": round(times[max(int(0.95 * n) - 1, 0)], 2),
-        "p99_ms": round(times[max(int(0.99 * n) - 1, 0)], 2),
-        "max_ms": round(times[-1], 2),
-    }
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--conversations", type=int, default=20_000)
@@ -186,19 +171,9 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     try:
         wait_ready(base, 120)
-        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-        r = httpx.post(
-            f"{base}/api/v1/auth/signup",
-            json={
-                "email": email,
-                "password": PASSWORD,
-                "full_name": "Bench Admin",
-                "organization_name": "Inbox Org",
-            },
-        )
-        r.raise_for_status()
-        org = r.json()["organization_id"]
-        headers = {"Authorization": f"Bearer {r.json()['tokens']['access_token']}"}
+        admin = signup(base, "Inbox Org")
+        email, org = admin["email"], admin["organization_id"]
+        headers = {"Authorization": f"Bearer {admin['token']}"}
         started = time.perf_counter()
         with owner.begin() as conn:
             phases = generate(conn, org, args.orgs, args.conversations, args.messages)

@@ -152,6 +152,14 @@ def app_processes(root: subprocess.Popen[bytes]) -> list[psutil.Process]:
     return [proc, *proc.children(recursive=True)]
 
 
+def serving_processes(root: subprocess.Popen[bytes]) -> int:
+    """uvicorn's worker processes under the supervisor (not multiprocessing's resource
+    tracker), or 1 when the server is a single process."""
+    children = psutil.Process(root.pid).children()
+    workers = [c for c in children if "spawn_main" in " ".join(c.cmdline())]
+    return len(workers) or 1
+
+
 def cpu_seconds(procs: list[psutil.Process]) -> float:
     total = 0.0
     for proc in procs:
@@ -357,7 +365,7 @@ def main() -> None:
         processes = {
             # uvicorn with --workers N > 1: a supervisor and N serving processes.
             "lovedcrm serve": len(app_processes(web)),
-            "serving processes": max(1, len(app_processes(web)) - 1),
+            "serving processes": serving_processes(web),
             "serve --workers": args.web_processes or "serve's default",
             "lovedcrm worker": len(workers),
             "job worker inside each serving process": not args.worker_processes,
