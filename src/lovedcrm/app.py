@@ -11,6 +11,16 @@ from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from lovedcrm import wiring  # noqa: F401 - registers every job handler and event subscriber
+from lovedcrm.assistant import (
+    agent_api,
+    agent_pages,
+    ai_settings_api,
+    ai_settings_pages,
+    suggestions_api,
+    suggestions_pages,
+)
+from lovedcrm.assistant import api as assistant_api
+from lovedcrm.assistant import pages as assistant_pages
 from lovedcrm.auth import (
     account_api,
     account_pages,
@@ -58,6 +68,8 @@ from lovedcrm.organizations import pages as organizations_pages
 from lovedcrm.pipeline import api as pipeline_api
 from lovedcrm.pipeline import board_api
 from lovedcrm.pipeline import pages as pipeline_pages
+from lovedcrm.reports import api as reports_api
+from lovedcrm.reports import forecast_api, forecast_pages
 from lovedcrm.reports import pages as reports_pages
 from lovedcrm.scoring import api as scoring_api
 from lovedcrm.scoring import pages as scoring_pages
@@ -96,11 +108,17 @@ ROUTERS: tuple[APIRouter, ...] = (
     dedup_api.router,
     activities_api.router,
     scoring_api.router,
+    forecast_api.router,  # before the reports' API: /reports/forecast is not a report name
+    reports_api.router,
     pipeline_api.router,
     board_api.router,
     live.router,
     templates_api.router,
     whatsapp_api.router,
+    assistant_api.router,
+    ai_settings_api.router,
+    agent_api.router,
+    suggestions_api.router,
     jobs_api.router,
     webhooks_api.router,
     organizations_pages.router,
@@ -111,6 +129,10 @@ ROUTERS: tuple[APIRouter, ...] = (
     pipeline_pages.router,
     scoring_pages.router,  # before leads_pages: /leads/{id}/score-panel
     leads_pages.router,
+    assistant_pages.router,
+    ai_settings_pages.router,
+    suggestions_pages.router,  # before inbox_pages: /inbox/{id}/suggestions
+    agent_pages.router,  # before inbox_pages: /inbox/{id}/agent
     inbox_pages.router,
     auth_pages.router,
     account_pages.router,
@@ -118,6 +140,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     api_keys_pages.router,
     webhooks_pages.router,
     jobs_pages.router,
+    forecast_pages.router,  # before the reports' pages
     reports_pages.router,  # last: the home page `/`
 )
 

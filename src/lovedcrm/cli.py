@@ -268,5 +268,118 @@ def scoring_evaluate(
     click.echo(json.dumps(result, indent=2, ensure_ascii=False))
 
 
+@main.group()
+def forecast() -> None:
+    """Revenue forecast tools."""
+
+
+@forecast.command("backtest")
+@click.option(
+    "--csv", "csv_path", required=True, type=click.Path(path_type=Path), help="The deals."
+)
+@click.option("--cutoff", "cutoffs", multiple=True, help="A cut-off day YYYY-MM-DD (repeatable).")
+@click.option("--cutoffs", "cutoff_range", default=None, help="monthly:START:END (first days).")
+@click.option("--opened-column", default="opened", show_default=True)
+@click.option("--closed-column", default="closed", show_default=True)
+@click.option("--outcome-column", default="outcome", show_default=True, help="Stage or outcome.")
+@click.option("--value-column", default="value", show_default=True)
+@click.option("--won-value", default="Won", show_default=True)
+@click.option("--lost-value", default="Lost", show_default=True)
+@click.option("--months", default=3, show_default=True, type=click.IntRange(1, 12))
+@click.option("--draws", default=10_000, show_default=True, type=click.IntRange(100, 100_000))
+@click.option("--seed", default=0, show_default=True, type=int)
+def forecast_backtest(
+    csv_path: Path,
+    cutoffs: tuple[str, ...],
+    cutoff_range: str | None,
+    opened_column: str,
+    closed_column: str,
+    outcome_column: str,
+    value_column: str,
+    won_value: str,
+    lost_value: str,
+    months: int,
+    draws: int,
+    seed: int,
+) -> None:
+    """Replay a CSV of deals up to each cut-off, forecast the following months' won revenue
+    and print JSON: the forecast, the actual, whether it fell inside the intervals, and over
+    several cut-offs the coverage and the MAPE against last quarter's mean."""
+    from datetime import date
+
+    from lovedcrm.reports import forecast as fc
+
+    try:
+        days: list[date] = []
+        for raw in cutoffs:
+            try:
+                days.append(date.fromisoformat(raw))
+            except ValueError as exc:
+                raise fc.BacktestError(f"--cutoff {raw!r}: expected YYYY-MM-DD") from exc
+        if cutoff_range:
+            days.extend(fc.monthly_cutoffs(cutoff_range))
+        if not days:
+            raise fc.BacktestError("give --cutoff DATE (repeatable) or --cutoffs monthly:START:END")
+        columns = fc.Columns(
+            opened_column, closed_column, outcome_column, value_column, won_value, lost_value
+        )
+        rows, skipped = fc.read_rows(csv_path, columns)
+        result = fc.backtest(rows, days, months=months, draws=draws, seed=seed)
+    except fc.BacktestError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(2) from exc
+    result["rows"] = {"used": len(rows), "without_opening_date": skipped}
+    click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+
+
+@main.group()
+def sentiment() -> None:
+    """Sentiment of customer messages (issue 15)."""
+
+
+@sentiment.command("evaluate")
+@click.option(
+    "--csv", "csv_path", required=True, type=click.Path(path_type=Path), help="The table."
+)
+@click.option("--text-column", required=True, help="The column with the message text.")
+@click.option("--label-column", required=True, help="-1/0/1 or negative/neutral/positive.")
+@click.option("--split-column", default=None, help="A column that says train/test.")
+@click.option("--split", default=None, help="Judge only the rows of this split (e.g. test).")
+@click.option(
+    "--learning-curve",
+    "curve",
+    default=None,
+    help="Sizes, e.g. 100,500,2000: train the per-organization model on that many rows of the "
+    "other splits and test it on --split (an experiment: nothing is stored).",
+)
+def sentiment_evaluate(
+    csv_path: Path,
+    text_column: str,
+    label_column: str,
+    split_column: str | None,
+    split: str | None,
+    curve: str | None,
+) -> None:
+    """Judge the offline analyser on a labelled CSV, with LeIA alone beside it; print JSON."""
+    from lovedcrm.assistant import evaluation as ev
+
+    try:
+        rows = ev.read_rows(
+            csv_path, text_column, label_column, split_column=split_column, split=split
+        )
+        result = ev.evaluate(rows, split=split)
+        if curve:
+            if split is None:
+                raise ev.EvaluationError("--learning-curve needs --split-column and --split")
+            try:
+                sizes = [int(v) for v in curve.split(",") if v.strip()]
+            except ValueError as exc:
+                raise ev.EvaluationError(f"--learning-curve {curve!r}: sizes like 100,500") from exc
+            result["learning_curve"] = ev.learning_curve(rows, sizes, test_split=split)
+    except ev.EvaluationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+
+
 if __name__ == "__main__":
     main()

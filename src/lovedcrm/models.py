@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lovedcrm.assistant.models import AiConversation, AiTrainingData
+from lovedcrm.assistant.models import AiConversation, AiSentimentModel, AiTrainingData
 from lovedcrm.audit.models import AuditLog
 from lovedcrm.auth.models import (
     ApiKey,
@@ -28,7 +28,12 @@ from lovedcrm.messaging.models import (
     TemplateUsageStat,
 )
 from lovedcrm.organizations.models import Organization
-from lovedcrm.reports.models import AnalyticsEvent
+from lovedcrm.reports.models import (
+    AnalyticsEvent,
+    ReportActivityCount,
+    ReportLeadFact,
+    ReportStageSpan,
+)
 from lovedcrm.scoring.models import LeadScoringModel
 from lovedcrm.webhooks.models import WebhookDelivery, WebhookSubscription
 
@@ -41,6 +46,7 @@ TENANT_TABLES: tuple[str, ...] = tuple(
 __all__ = [
     "TENANT_TABLES",
     "AiConversation",
+    "AiSentimentModel",
     "AiTrainingData",
     "AnalyticsEvent",
     "ApiKey",
@@ -64,6 +70,9 @@ __all__ = [
     "PipelineStage",
     "ProviderMigration",
     "RateLimitCounter",
+    "ReportActivityCount",
+    "ReportLeadFact",
+    "ReportStageSpan",
     "Subscription",
     "TemplateUsageStat",
     "UsageMetric",

@@ -10,6 +10,9 @@ from __future__ import annotations
 from types import ModuleType
 
 from lovedcrm import models  # noqa: F401 - every table, so foreign keys resolve in any process
+from lovedcrm.assistant import agent_events, agent_jobs
+from lovedcrm.assistant import events as assistant_events
+from lovedcrm.assistant import jobs as assistant_jobs
 from lovedcrm.auth import events as auth_events
 from lovedcrm.jobs import builtin as builtin_jobs
 from lovedcrm.leads import events as leads_events
@@ -17,6 +20,7 @@ from lovedcrm.leads import jobs as leads_jobs
 from lovedcrm.messaging import events as messaging_events
 from lovedcrm.messaging import jobs as messaging_jobs
 from lovedcrm.reports import events as reports_events
+from lovedcrm.reports import jobs as reports_jobs
 from lovedcrm.scoring import events as scoring_events
 from lovedcrm.scoring import jobs as scoring_jobs
 from lovedcrm.webhooks import events as webhooks_events
@@ -29,6 +33,9 @@ JOB_MODULES: tuple[ModuleType, ...] = (
     leads_jobs,
     messaging_jobs,
     scoring_jobs,
+    assistant_jobs,
+    agent_jobs,
+    reports_jobs,
 )
 
 # Modules whose @subscriber functions react to domain events, in this order within an event.
@@ -39,4 +46,6 @@ SUBSCRIBER_MODULES: tuple[ModuleType, ...] = (
     leads_events,
     messaging_events,
     scoring_events,
+    assistant_events,
+    agent_events,
 )

@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from lovedcrm.config import Settings
 from tests.factories import PASSWORD, unique_email
@@ -85,6 +86,26 @@ REFUSED_BY_RULE: dict[str, tuple[str, str]] = {
     "POST /api/v1/whatsapp/sandbox/inbound": ("422", "from_number: a real phone number"),
     "POST /api/v1/imports": ("422", "the file: a CSV or XLSX spreadsheet"),
     "PUT /api/v1/organizations/current/logo": ("422", "the file: a PNG, JPEG or WebP image"),
+    "PATCH /api/v1/ai/settings": ("422", "a public http(s) base URL (SSRF guard), a model"),
+    "PATCH /api/v1/ai/agent/settings": ("422", "a known time zone, the organization's numbers"),
+    "POST /api/v1/leads/{lead_id}/suggested-replies/feedback": (
+        "422",
+        "an AI draft's feedback carries its text",
+    ),
+    **{
+        f"GET /api/v1/reports/{name}": ("422", "the end on or after the start, within 3 years")
+        for name in (
+            "overview",
+            "funnel",
+            "stages",
+            "owners",
+            "sources",
+            "templates",
+            "whatsapp",
+            "activity",
+            "optimization",
+        )
+    },
 }
 POSITIVE_DEFAULT = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 
@@ -110,6 +131,35 @@ def live_settings(settings: Settings) -> Settings:
             "whatsapp_http_timeout_seconds": 5.0,
         }
     )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def leave_no_jobs_waiting(owner_url: str) -> Iterator[None]:
+    """The fuzzer's webhook subscriptions queue a delivery for everything it changes, and its
+    imports, sends and rescores queue jobs: they are the run's own (its organizations are
+    the ones made while it ran; it renames them) and go with it, so that no later test's
+    worker finds hundreds of them waiting."""
+    engine = sa.create_engine(owner_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        known = {r[0] for r in conn.execute(sa.text("SELECT id FROM organizations"))}
+    yield
+    try:
+        with engine.begin() as conn:
+            made = [
+                r[0]
+                for r in conn.execute(sa.text("SELECT id FROM organizations"))
+                if r[0] not in known
+            ]
+            conn.execute(
+                sa.text(
+                    "DELETE FROM background_jobs"
+                    " WHERE status IN ('pending', 'running', 'retrying')"
+                    " AND organization_id = ANY(:made)"
+                ),
+                {"made": made},
+            )
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,14 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
+    UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, deferred, mapped_column
 
 from lovedcrm.db.base import (
     Base,
@@ -90,5 +93,33 @@ class AiTrainingData(TenantMixin, Base):
     success_rate: Mapped[float | None] = mapped_column(
         Double, server_default=text("0"), default=0.0
     )
+    created_at: Mapped[datetime | None] = created_at_col()
+    updated_at: Mapped[datetime | None] = updated_at_col()
+
+
+class AiSentimentModel(TenantMixin, Base):
+    """An organization's own sentiment model, trained on its corrections (migration 0013; not
+    in the spec). One row per organization, replaced at each training. ``is_active``: it
+    labels new messages, because it beat the default analyser on held-out corrections
+    (``heldout_accuracy`` > ``default_heldout_accuracy``). ``artifact``: the model as
+    compressed JSON numbers (never pickle)."""
+
+    __tablename__ = "ai_sentiment_models"
+    __table_args__ = (
+        org_id_unique("ai_sentiment_models"),
+        UniqueConstraint("organization_id", name="uq_ai_sentiment_models_org"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("false"), default=False)
+    trained_rows: Mapped[int] = mapped_column(Integer, server_default=text("0"), default=0)
+    heldout_rows: Mapped[int] = mapped_column(Integer, server_default=text("0"), default=0)
+    heldout_accuracy: Mapped[float | None] = mapped_column(Double)
+    default_heldout_accuracy: Mapped[float | None] = mapped_column(Double)
+    details: Mapped[dict[str, object]] = mapped_column(
+        JSONB, server_default=text("'{}'::jsonb"), default=dict
+    )
+    artifact: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    trained_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime | None] = created_at_col()
     updated_at: Mapped[datetime | None] = updated_at_col()

@@ -92,13 +92,15 @@ async def record(session: AsyncSession, **fields: Any) -> None:
 
 
 async def record_many(session: AsyncSession, entries: Sequence[Mapping[str, Any]]) -> None:
-    """``record`` for many rows (each the fields ``record`` takes): the rows are sent as
-    parameters of one cached INSERT (SQLAlchemy batches them into multi-row statements; a
-    statement with the rows in its VALUES would be compiled anew on every call)."""
-    if not entries:
-        return
+    """``record`` for many rows (each the fields ``record`` takes): one row as the
+    parameters of a cached statement, several in one multi-row INSERT per thousand."""
     conn = await session.connection()
-    await conn.execute(_INSERT, [_values(**fields) for fields in entries])
+    if len(entries) == 1:
+        await conn.execute(_INSERT, _values(**entries[0]))
+        return
+    for start in range(0, len(entries), 1000):
+        chunk = entries[start : start + 1000]
+        await conn.execute(insert(_TABLE).values([_values(**fields) for fields in chunk]))
 
 
 async def record_by(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import types
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -127,3 +127,17 @@ def _iso_only(value: Any) -> Any:
 # A date-time as the schema says (``format: date-time``): ISO 8601 text, never a number of
 # seconds (which pydantic would otherwise read as a Unix time).
 IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only)]
+
+
+def _iso_date_only(value: Any) -> Any:
+    if isinstance(value, bool | int | float) or (
+        isinstance(value, str) and _NUMBER.fullmatch(value)
+    ):
+        raise PydanticCustomError(
+            "date_parsing", "Input should be an ISO 8601 date, such as 2025-01-31"
+        )
+    return value
+
+
+# A date as the schema says (``format: date``): ISO 8601 text, never a number.
+IsoDate = Annotated[date, BeforeValidator(_iso_date_only)]

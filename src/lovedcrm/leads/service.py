@@ -378,16 +378,19 @@ async def _insert_many(
         | ({"converted_at": now} if data.get("status") == "converted" else {})
         for data in rows
     ]
-    # One INSERT per set of fields given (its rows sent as parameters, so the compiled
-    # statement is cached), reading back every column (defaults, the generated search
-    # text): the leads come back as the session's objects.
+    # One INSERT per set of fields given, reading back every column (defaults, the
+    # generated search text): the leads come back as the session's objects.
     made: dict[uuid.UUID, Lead] = {}
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in values:
         groups.setdefault(tuple(sorted(row)), []).append(row)
     for group in groups.values():
-        result = await session.execute(
-            insert(Lead).returning(Lead, sort_by_parameter_order=True), group
+        # One row: its values as parameters (a cached statement). Several: one multi-row
+        # VALUES (a list of parameter sets would run row by row to match RETURNING).
+        result = await (
+            session.execute(insert(Lead).returning(Lead), group[0])
+            if len(group) == 1
+            else session.execute(insert(Lead).values(group).returning(Lead))
         )
         made.update((lead.id, lead) for lead in result.scalars())
     leads = [made[row["id"]] for row in values]

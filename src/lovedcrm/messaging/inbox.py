@@ -15,7 +15,16 @@ from lovedcrm.core.principal import Principal
 from lovedcrm.leads import service as leads_service
 from lovedcrm.messaging.models import Message, MessageAttachment
 
-Filter = Literal["all", "mine", "unassigned"]
+Filter = Literal["all", "mine", "unassigned", "urgent", "negative"]
+
+# The conversation's latest message from the customer (its scores are kept by the assistant).
+_LAST_INBOUND = (
+    "(SELECT mi.{column} FROM messages mi WHERE mi.organization_id = :org"
+    " AND mi.lead_id = c.lead_id AND mi.direction = 'inbound'"
+    " ORDER BY mi.created_at DESC LIMIT 1)"
+)
+URGENT_AT = 50  # urgency_score
+NEGATIVE_BELOW = -0.05  # sentiment_score
 
 # One row per conversation in ``inbox_conversations`` (kept by triggers on ``messages``,
 # migration 0010), newest first on its index; the last message is read by id.
@@ -51,6 +60,10 @@ async def conversations(
         params["me"] = principal.user_id
     if which == "unassigned":
         where.append("l.assigned_to IS NULL")
+    if which == "urgent":
+        where.append(_LAST_INBOUND.format(column="urgency_score") + f" >= {URGENT_AT}")
+    if which == "negative":
+        where.append(_LAST_INBOUND.format(column="sentiment_score") + f" <= {NEGATIVE_BELOW}")
     if unread_only:
         where.append("c.unread_count > 0")
     if before is not None:

@@ -230,7 +230,7 @@ class TemplateUsageStat(TenantMixin, Base):
     __table_args__ = (
         org_id_unique("template_usage_stats"),
         same_org_fk("template_usage_stats", "template_id", "message_templates", ondelete="CASCADE"),
-        same_org_fk("template_usage_stats", "lead_id", "leads"),
+        same_org_fk("template_usage_stats", "lead_id", "leads", ondelete="SET NULL (lead_id)"),
         same_org_fk("template_usage_stats", "used_in_message_id", "messages"),
         Index("ix_template_usage_stats_org_id", "organization_id"),
         Index("ix_template_usage_stats_template", "template_id"),

@@ -299,6 +299,32 @@ async def mark_template_responses(
     await _refresh_success_rates(session, {r.template_id for r in rows})
 
 
+async def record_template_use(
+    session: AsyncSession,
+    principal: Principal,
+    template_id: uuid.UUID,
+    lead_id: uuid.UUID,
+    *,
+    context_type: str = "ai_suggested",
+) -> MessageTemplate:
+    """A template's text was used with the lead outside ``send_message`` (a suggested reply
+    picked in the inbox): one more use, answered when the lead next writes."""
+    template = await templates_service.get_template(session, principal, template_id)
+    session.add(
+        TemplateUsageStat(
+            organization_id=principal.org(),
+            template_id=template.id,
+            user_id=principal.user_id,
+            lead_id=lead_id,
+            context_type=context_type,
+        )
+    )
+    await session.flush()
+    await _refresh_success_rates(session, {template.id})
+    await session.refresh(template)
+    return template
+
+
 async def choose_variant(
     session: AsyncSession, template: MessageTemplate, *, approved_only: bool = False
 ) -> MessageTemplate:

@@ -9,7 +9,8 @@ from pydantic import Field, field_validator
 from lovedcrm.core.schemas import Out, StrictIn
 
 # Settings the app keeps for itself: not shown, so a client can send back what it read.
-INTERNAL_SETTINGS = frozenset({"assignment_cursor"})  # service.CURSOR_KEY
+# service.CURSOR_KEY; "ai": assistant.ai_settings (it holds an encrypted key).
+INTERNAL_SETTINGS = frozenset({"assignment_cursor", "ai"})
 
 
 class OrganizationOut(Out):

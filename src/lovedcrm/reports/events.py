@@ -8,6 +8,7 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.core.events import DomainEvent, subscriber
+from lovedcrm.reports import aggregates
 from lovedcrm.reports.models import AnalyticsEvent
 
 # Public events that feed reports, with the analytics event_type they become.
@@ -36,3 +37,57 @@ async def record_analytics_event(session: AsyncSession, event: DomainEvent) -> N
             occurred_at=event.occurred_at,
         )
     )
+
+
+# --- the reports' aggregates (``reports.aggregates``), after the analytics row above --------
+
+# A change of these lead fields changes the lead's facts.
+_FACT_FIELDS = frozenset({"stage_id", "assigned_to", "source", "status", "estimated_value"})
+
+
+@subscriber("lead.created")
+async def add_lead_aggregates(session: AsyncSession, event: DomainEvent) -> None:
+    lead = event.data.get("lead")
+    if isinstance(lead, dict) and lead.get("id") and lead.get("stage_id"):
+        aggregates.add_new_lead(session, event.organization_id, lead, event.occurred_at)
+    elif event.data.get("lead_id"):
+        await aggregates.refresh_leads(
+            session, event.organization_id, [uuid.UUID(str(event.data["lead_id"]))]
+        )
+
+
+@subscriber("lead.stage_changed")
+async def move_lead_stage(session: AsyncSession, event: DomainEvent) -> None:
+    to_stage = event.data.get("to_stage_id")
+    if to_stage:
+        await aggregates.move_stage(
+            session,
+            event.organization_id,
+            uuid.UUID(str(event.data["lead_id"])),
+            uuid.UUID(str(to_stage)),
+            event.occurred_at,
+        )
+
+
+@subscriber("lead.updated")
+async def refresh_lead_facts(session: AsyncSession, event: DomainEvent) -> None:
+    changed = set(event.data.get("changed") or ())
+    merged = bool(event.data.get("merged_from"))
+    if merged or changed & _FACT_FIELDS:
+        # A stage change's stays were moved by ``lead.stage_changed``; a merge brought
+        # another lead's messages and activities: the whole lead again.
+        await aggregates.refresh_leads(
+            session, event.organization_id, [uuid.UUID(str(event.data["lead_id"]))], spans=merged
+        )
+
+
+@subscriber("activity.created")
+async def count_activity(session: AsyncSession, event: DomainEvent) -> None:
+    if event.actor_id is not None and event.data.get("activity_id"):
+        await aggregates.count_activity(
+            session, event.organization_id, uuid.UUID(str(event.data["activity_id"]))
+        )
+    if event.data.get("activity_type") == "message" and event.data.get("lead_id"):
+        aggregates.refresh_messages(
+            session, event.organization_id, uuid.UUID(str(event.data["lead_id"]))
+        )

@@ -74,6 +74,9 @@ def _zone(org: HasSettings | None) -> ZoneInfo:
         return ZoneInfo("America/Sao_Paulo")
 
 
+zone_of = _zone  # the organization's time zone, for the reports
+
+
 def _parse_due(raw: object, zone: ZoneInfo) -> datetime | None:
     if not isinstance(raw, str):
         return None

@@ -221,6 +221,18 @@ async def names_for(
     )
 
 
+async def calibrated_since(session: AsyncSession, organization_id: uuid.UUID) -> datetime | None:
+    """Since when the organization's scores are a trained model's calibrated win
+    probabilities (written to ``leads.probability_percentage``); None while its scores come
+    from rules, whose ``probability_percentage`` is whatever a person typed. A lead scored at
+    or after this time carries the model's probability."""
+    row = await store.active_row(session, organization_id)
+    if row is None or row.model_type != store.ML:
+        return None
+    times = [t for t in (row.training_completed_at, row.updated_at) if t is not None]
+    return max(times) if times else None
+
+
 async def outcome_counts(session: AsyncSession, organization_id: uuid.UUID) -> Outcomes:
     won, lost = await features.outcome_counts(session, organization_id)
     return Outcomes(won, lost)

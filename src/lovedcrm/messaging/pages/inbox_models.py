@@ -24,7 +24,7 @@ from lovedcrm.messaging.whatsapp_configs import active_config, provider_name
 from lovedcrm.web.i18n import N_, Localizer
 from lovedcrm.web.kit import Shell
 
-FILTERS = ("all", "mine", "unassigned")
+FILTERS = ("all", "mine", "unassigned", "urgent", "negative")
 LIST_PAGE = 50
 THREAD_PAGE = 40
 MAX_LIMIT = 200
@@ -84,6 +84,8 @@ class Bubble:
     template_name: str | None = None
     location_url: str | None = None
     files: list[FileView] = field(default_factory=list)
+    sentiment: dict[str, Any] | None = None  # metadata.sentiment of an inbound message
+    ai: bool = False  # sent by the AI agent (metadata.ai)
 
 
 @dataclass
@@ -226,6 +228,10 @@ def bubble(loc: Localizer, msg: Message, files: list[MessageAttachment]) -> Bubb
         template_name=str(template.get("name")) if template and template.get("name") else None,
         location_url=_location_url(meta),
         files=[_file(loc, a) for a in files],
+        sentiment=dict(meta["sentiment"])
+        if msg.direction == "inbound" and isinstance(meta.get("sentiment"), dict)
+        else None,
+        ai=msg.direction == "outbound" and bool(meta.get("ai")),
     )
 
 
