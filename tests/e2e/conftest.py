@@ -59,15 +59,17 @@ def live_server(owner_url: str, live_data_dir: Path) -> Iterator[str]:
     Module-scoped: its worker must not outlive the browser tests and take other tests' jobs.
 
     The jobs other tests left waiting in this database (deliveries to hosts that do not
-    exist, rescores of their leads…) are set aside first: the browser tests' server works
-    only on what they create, not on a backlog from the rest of the suite."""
+    exist, rescores of their leads…, and any an earlier test's worker stopped in the middle
+    of, whose lease would expire and hand them to this server) are set aside first: the
+    browser tests' server works only on what they create, not on a backlog from the rest of
+    the suite."""
     engine = sa.create_engine(owner_url)
     with engine.begin() as conn:
         conn.execute(
             sa.text(
                 "UPDATE background_jobs SET status = 'failed', completed_at = now(),"
                 " error_message = 'set aside before the browser tests'"
-                " WHERE status IN ('pending', 'retrying')"
+                " WHERE status IN ('pending', 'retrying', 'running')"
             )
         )
     engine.dispose()
