@@ -6,6 +6,7 @@ banner says to whom the agent handed the conversation. Screenshots at 1440 and 3
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -48,8 +49,10 @@ async def _inject(base: str, headers: dict[str, str], phone: str, name: str, tex
 
 async def _ai_reply(base: str, headers: dict[str, str], name: str) -> str:
     """The lead's id once the agent has answered (the worker runs the inbound and agent jobs)."""
+    # A condition polled, with a bound only a stuck worker reaches (CI shares the cores).
+    deadline = time.monotonic() + 180
     async with httpx.AsyncClient(base_url=base, headers=headers) as c:
-        for _ in range(120):
+        while time.monotonic() < deadline:
             for conv in (await c.get("/api/v1/conversations")).json():
                 if conv["lead_name"] != name:
                     continue
