@@ -24,7 +24,7 @@ from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import tenant_transaction
 from lovedcrm.jobs.engine import Worker, run_until_idle
 from lovedcrm.jobs.periodic import Periodic, enqueue_due, period_start
-from lovedcrm.jobs.queue import enqueue
+from lovedcrm.jobs.queue import BULK_PRIORITY, enqueue
 from tests.factories import owner_sql, signup
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -314,6 +314,33 @@ async def test_one_big_organization_does_not_starve_the_others(
     assert by_org == {big: 5, small: 5}
     await asyncio.gather(*(worker.execute(j) for j in first))
     owner_sql(owner, "DELETE FROM background_jobs WHERE job_type = 'test.fair' RETURNING id")
+
+
+async def test_interactive_jobs_are_claimed_before_every_organizations_bulk_backlog(
+    client: httpx.AsyncClient, database: Database, settings: Settings, owner: sa.Engine
+) -> None:
+    """A nightly fan-out queues bulk work for every organization a moment before someone's
+    webhook delivery: the delivery is claimed first, not after the others' backlog."""
+    busy = [await new_org(client) for _ in range(3)]
+    for org in busy:
+        async with tenant_transaction(database.sessionmaker, org) as session:
+            for i in range(3):
+                await enqueue(
+                    session, "test.fair", {"n": i}, organization_id=org, priority=BULK_PRIORITY
+                )
+    late = await new_org(client)
+    async with tenant_transaction(database.sessionmaker, late) as session:
+        await enqueue(session, "test.fair", {"n": 0}, organization_id=late)
+    worker = Worker(database, settings, run_periodic=False, types=["test.fair"])
+    try:
+        first = await worker.claim(1)
+        assert [job.organization_id for job in first] == [late]
+        # With the interactive work claimed, the bulk work is shared out as before.
+        rest = await worker.claim(3)
+        assert sorted(str(job.organization_id) for job in rest) == sorted(map(str, busy))
+        await asyncio.gather(*(worker.execute(j) for j in [*first, *rest]))
+    finally:
+        owner_sql(owner, "DELETE FROM background_jobs WHERE job_type = 'test.fair' RETURNING id")
 
 
 async def test_jobs_api_counts_failures_and_retries(

@@ -91,12 +91,19 @@ Index(
     unique=True,
     postgresql_where=text("dedupe_key IS NOT NULL"),
 )
+# Claims serve interactive jobs (priority >= 0) before bulk ones, each tier by a loose scan
+# of its own index (migration 0015).
 Index(
-    "ix_background_jobs_claimable",
+    "ix_background_jobs_ready_interactive",
     BackgroundJob.organization_id,
-    BackgroundJob.priority.desc(),
     BackgroundJob.scheduled_for,
-    postgresql_where=text("status IN ('pending', 'retrying')"),
+    postgresql_where=text("status IN ('pending', 'retrying') AND priority >= 0"),
+)
+Index(
+    "ix_background_jobs_ready_bulk",
+    BackgroundJob.organization_id,
+    BackgroundJob.scheduled_for,
+    postgresql_where=text("status IN ('pending', 'retrying') AND priority < 0"),
 )
 Index(
     "ix_background_jobs_lease",

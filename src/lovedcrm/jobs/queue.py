@@ -154,6 +154,11 @@ def batch_job_handler(
     return register
 
 
+# Bulk work (periodic fan-outs over every organization, rebuilds, retraining) takes a negative
+# priority: workers claim every organization's interactive jobs (priority >= 0: deliveries,
+# sends, a user's import) before any bulk one, so a nightly job never delays a WhatsApp send.
+BULK_PRIORITY = -10
+
 _INSERT = text(
     """
     INSERT INTO background_jobs

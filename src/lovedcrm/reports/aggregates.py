@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from lovedcrm.core import clock
 from lovedcrm.jobs.periodic import period_start
-from lovedcrm.jobs.queue import enqueue
+from lovedcrm.jobs.queue import BULK_PRIORITY, enqueue
 from lovedcrm.reports.models import ReportLeadFact, ReportStageSpan
 
 # --- lead facts ----------------------------------------------------------------------------
@@ -415,5 +415,6 @@ async def rebuild_if_missing(session: AsyncSession, organization_id: Any) -> boo
         RecomputePayload(),
         organization_id=organization_id,
         dedupe_key=f"{RECOMPUTE}:{organization_id}:{hour}",
+        priority=BULK_PRIORITY,
     )
     return True

@@ -15,7 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lovedcrm.core import clock
 from lovedcrm.db.tenant import set_tenant
 from lovedcrm.jobs.periodic import every, period_start
-from lovedcrm.jobs.queue import JobContext, PermanentFailure, enqueue, job_handler
+from lovedcrm.jobs.queue import (
+    BULK_PRIORITY,
+    JobContext,
+    PermanentFailure,
+    enqueue,
+    job_handler,
+)
 from lovedcrm.scoring import retraining, rules, service
 from lovedcrm.scoring.service import (
     RESCORE_LEAD,
@@ -85,6 +91,7 @@ async def nightly(ctx: JobContext, payload: SystemPayload) -> dict[str, Any] | N
                 OrganizationPayload(reason="nightly"),
                 organization_id=organization_id,
                 dedupe_key=f"scoring:nightly:{organization_id}:{day}",
+                priority=BULK_PRIORITY,
             )
             is not None
         )
@@ -108,6 +115,7 @@ async def retrain_all(ctx: JobContext, payload: SystemPayload) -> dict[str, Any]
                 TrainPayload(),
                 organization_id=organization_id,
                 dedupe_key=f"scoring:retrain:{organization_id}:{week}",
+                priority=BULK_PRIORITY,
             )
             is not None
         )
