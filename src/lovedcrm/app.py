@@ -34,6 +34,12 @@ from lovedcrm.auth import pages as auth_pages
 from lovedcrm.auth.api_keys import UsageFlusher
 from lovedcrm.auth.authentication import authenticate_request
 from lovedcrm.auth.frame import frame_source
+from lovedcrm.calendar import api as calendar_api
+from lovedcrm.calendar import pages as calendar_pages
+from lovedcrm.calls import api as calls_api
+from lovedcrm.calls import callbacks as calls_callbacks
+from lovedcrm.calls import costs_api, costs_pages, switching_api, switching_pages
+from lovedcrm.calls import pages as calls_pages
 from lovedcrm.config import Settings, get_settings
 from lovedcrm.core import health, live
 from lovedcrm.core.deps import SESSION_COOKIE
@@ -96,6 +102,7 @@ IMPORT_UPLOAD_PATHS = ("/api/v1/imports", "/leads/import")
 # are posted at high rates and routes are matched in order.
 ROUTERS: tuple[APIRouter, ...] = (
     whatsapp_webhooks.router,
+    calls_callbacks.router,
     health.router,
     docs_router,  # /docs and /redoc, from local files
     auth_api.router,
@@ -115,6 +122,9 @@ ROUTERS: tuple[APIRouter, ...] = (
     live.router,
     templates_api.router,
     whatsapp_api.router,
+    switching_api.router,  # before the calls' API: /calls/migrations is not a call id
+    costs_api.router,
+    calls_api.router,
     assistant_api.router,
     ai_settings_api.router,
     agent_api.router,
@@ -128,6 +138,9 @@ ROUTERS: tuple[APIRouter, ...] = (
     templates_pages.router,
     pipeline_pages.router,
     scoring_pages.router,  # before leads_pages: /leads/{id}/score-panel
+    calendar_api.router,
+    calendar_pages.router,  # before leads_pages: /leads/{id}/meetings-panel
+    calls_pages.router,  # before leads_pages: /leads/{id}/calls-panel, /leads/{id}/call
     leads_pages.router,
     assistant_pages.router,
     ai_settings_pages.router,
@@ -140,6 +153,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     api_keys_pages.router,
     webhooks_pages.router,
     jobs_pages.router,
+    switching_pages.router,  # before the calls' pages: /settings/telephony/switching
+    costs_pages.router,  # before the reports' pages
     forecast_pages.router,  # before the reports' pages
     reports_pages.router,  # last: the home page `/`
 )

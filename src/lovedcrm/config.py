@@ -126,6 +126,15 @@ class Settings(BaseSettings):
     s3_prefix: str = ""
     # Timeout of one call to a WhatsApp provider.
     whatsapp_http_timeout_seconds: float = Field(default=15.0, gt=0, le=60)
+    # Agenda (issue 17): video rooms and Google Calendar. The Google URLs are settings so a
+    # test (or a proxy) can point them elsewhere; every call goes through core.outbound.
+    jitsi_base_url: str = "https://meet.jit.si"
+    google_client_id: str | None = None
+    google_client_secret: SecretStr | None = None
+    google_auth_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    google_token_url: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
+    google_revoke_url: str = "https://oauth2.googleapis.com/revoke"
+    google_calendar_api_url: str = "https://www.googleapis.com/calendar/v3"
     log_level: str = "INFO"
     log_json: bool = True
 

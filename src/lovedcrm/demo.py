@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lovedcrm.auth import authentication
 from lovedcrm.auth import service as auth_service
 from lovedcrm.auth import team as auth_team
+from lovedcrm.calls import configs as calls_configs
 from lovedcrm.config import Settings
 from lovedcrm.core import clock
 from lovedcrm.core.principal import Principal
@@ -338,7 +339,7 @@ async def build_demo(
 ) -> uuid.UUID:
     """The demo organization in ``session``: a team of three, leads spread over the stages
     with values, owners, notes and tasks (due today and overdue), a few won and lost, and
-    WhatsApp conversations. Returns the organization's id."""
+    WhatsApp conversations, the sandbox telephony. Returns the organization's id."""
     user, org = await auth_service.signup(
         session,
         settings,
@@ -348,6 +349,7 @@ async def build_demo(
         organization_name="Loved Demo",
     )
     user.email_verified = True
+    user.phone = "+55 11 98888-0001"  # click-to-call rings the salesperson's own phone first
     admin = await authentication.principal_for_member(session, org.id, user.id)
     assert admin is not None  # the admin of the organization just created
     team = [admin]
@@ -420,6 +422,19 @@ async def build_demo(
             metadata={"due_at": due.isoformat(), "done": False},
         )
     await _demo_whatsapp(session, settings, admin)
+    # The sandbox telephony: "Ligar" on a lead rings, answers and completes a simulated call.
+    await calls_configs.create_config(
+        session,
+        admin,
+        settings,
+        {
+            "provider_type": "sandbox",
+            "label": "Sandbox (demo)",
+            "business_numbers": ["+55 11 3000-1000"],
+            "cost_per_minute": Decimal("0.10"),
+            "currency": "BRL",
+        },
+    )
     return org.id
 
 

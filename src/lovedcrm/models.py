@@ -13,8 +13,8 @@ from lovedcrm.auth.models import (
     UserToken,
 )
 from lovedcrm.billing.models import Subscription, UsageMetric
-from lovedcrm.calendar.models import CalendarEvent, CalendarIntegration
-from lovedcrm.calls.models import CallLog, VoipConfig
+from lovedcrm.calendar.models import CalendarEvent, CalendarFeed, CalendarIntegration
+from lovedcrm.calls.models import CallEvent, CallLog, VoipConfig
 from lovedcrm.core.models import IdempotencyKey, RateLimitCounter
 from lovedcrm.db.base import Base
 from lovedcrm.jobs.models import BackgroundJob
@@ -54,7 +54,9 @@ __all__ = [
     "BackgroundJob",
     "Base",
     "CalendarEvent",
+    "CalendarFeed",
     "CalendarIntegration",
+    "CallEvent",
     "CallLog",
     "IdempotencyKey",
     "Invitation",

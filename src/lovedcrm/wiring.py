@@ -14,6 +14,8 @@ from lovedcrm.assistant import agent_events, agent_jobs
 from lovedcrm.assistant import events as assistant_events
 from lovedcrm.assistant import jobs as assistant_jobs
 from lovedcrm.auth import events as auth_events
+from lovedcrm.calendar import jobs as calendar_jobs
+from lovedcrm.calls import jobs as calls_jobs
 from lovedcrm.jobs import builtin as builtin_jobs
 from lovedcrm.leads import events as leads_events
 from lovedcrm.leads import jobs as leads_jobs
@@ -36,6 +38,8 @@ JOB_MODULES: tuple[ModuleType, ...] = (
     assistant_jobs,
     agent_jobs,
     reports_jobs,
+    calendar_jobs,
+    calls_jobs,
 )
 
 # Modules whose @subscriber functions react to domain events, in this order within an event.

@@ -106,6 +106,14 @@ REFUSED_BY_RULE: dict[str, tuple[str, str]] = {
             "optimization",
         )
     },
+    "POST /api/v1/calendar/events": ("422", "end after start, a known time zone, a lead here"),
+    "GET /api/v1/calendar/events": ("422", "to after from"),
+    "PATCH /api/v1/calendar/events/{event_id}": ("422", "end after start, known time zone"),
+    "GET /api/v1/calls": ("400", CURSOR),
+    "POST /api/v1/calls": ("422", "the lead's phone (or to_number): a real phone number"),
+    "POST /api/v1/calls/configs": ("422", "what each provider needs; real business numbers"),
+    "PATCH /api/v1/calls/configs/{config_id}": ("422", "what the provider needs; real numbers"),
+    "PUT /api/v1/costs/whatsapp-rates": ("422", "a price given as text must be a decimal number"),
 }
 POSITIVE_DEFAULT = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 

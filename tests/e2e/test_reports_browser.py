@@ -63,8 +63,8 @@ async def test_the_reports_read_well(page: Any, live_server: str, lang: str, wid
     title = "Relatórios" if lang == "pt-BR" else "Reports"
     await expect(page.locator("h1")).to_contain_text(title)
     tabs = page.locator("nav.report-tabs a")
-    await expect(tabs).to_have_count(5)
-    await expect(tabs.last).to_have_attribute("href", "/reports/forecast")
+    await expect(tabs).to_have_count(6)
+    await expect(tabs.last).to_have_attribute("href", "/reports/costs")
     funnel = page.locator("canvas[data-chart='funnel']")
     await expect(funnel).to_be_visible()
     assert (await funnel.bounding_box())["height"] > 100

@@ -108,7 +108,7 @@ async def test_shell_is_pt_br_by_default(client: httpx.AsyncClient) -> None:
     assert '<html lang="pt-BR">' in page
     for word in ("Início", "Funil", "Leads", "Conversas", "Agenda", "Relatórios", "Configurações"):
         assert word in page
-    assert "Em breve" in page and "Novo lead" in page
+    assert "Agenda" in page and "Novo lead" in page
     assert 'href="/pipeline"' in page and 'href="/settings"' in page
     assert 'action="/leads"' in page and 'name="q"' in page
 
@@ -132,7 +132,7 @@ async def test_english_by_accept_language_and_by_cookie(client: httpx.AsyncClien
     assert client.cookies.get(LANG_COOKIE) == "en"
     page = (await client.get("/")).text
     assert '<html lang="en">' in page
-    assert "Pipeline" in page and "Settings" in page and "Coming soon" in page
+    assert "Pipeline" in page and "Settings" in page and "Calendar" in page
     assert "Funil" not in page
     assert "Language changed." in page  # the flash message, shown once
     assert "Language changed." not in (await client.get("/")).text

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lovedcrm.db.base import (
@@ -44,6 +44,11 @@ class CalendarIntegration(TenantMixin, Base):
     )
     last_sync_at: Mapped[datetime | None] = mapped_column()
     sync_error: Mapped[str | None] = mapped_column(Text)
+    # Google's incremental-sync cursor and the OAuth flow in progress (migration 0017).
+    sync_token: Mapped[str | None] = mapped_column(Text)
+    oauth_state_hash: Mapped[str | None] = mapped_column(String(64))
+    pkce_verifier: Mapped[str | None] = mapped_column(Text)  # SecretBox
+    oauth_started_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime | None] = created_at_col()
     updated_at: Mapped[datetime | None] = updated_at_col()
 
@@ -72,6 +77,12 @@ class CalendarEvent(TenantMixin, Base):
     status: Mapped[str | None] = mapped_column(
         String(50), server_default=text("'scheduled'"), default="scheduled"
     )
+    # Migration 0017: RFC 5545 SEQUENCE, where it was made, the push to Google, reminders.
+    ics_sequence: Mapped[int] = mapped_column(Integer, server_default=text("0"), default=0)
+    source: Mapped[str] = mapped_column(String(20), server_default=text("'crm'"), default="crm")
+    sync_state: Mapped[str | None] = mapped_column(String(20))
+    sync_error: Mapped[str | None] = mapped_column(Text)
+    reminder_minutes: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime | None] = created_at_col()
     updated_at: Mapped[datetime | None] = updated_at_col()
 
@@ -84,3 +95,33 @@ Index(
     CalendarEvent.organization_id,
     CalendarEvent.start_time.desc(),
 )
+Index(
+    "uq_calendar_events_external",
+    CalendarEvent.organization_id,
+    CalendarEvent.calendar_integration_id,
+    CalendarEvent.external_event_id,
+    unique=True,
+    postgresql_where=text("external_event_id IS NOT NULL"),
+)
+Index(
+    "ix_calendar_events_org_creator_start",
+    CalendarEvent.organization_id,
+    CalendarEvent.created_by,
+    CalendarEvent.start_time,
+)
+
+
+class CalendarFeed(TenantMixin, Base):
+    """A member's secret ICS feed: only the SHA-256 of its token is stored."""
+
+    __tablename__ = "calendar_feeds"
+    __table_args__ = (
+        org_id_unique("calendar_feeds"),
+        UniqueConstraint("token_hash", name="uq_calendar_feeds_token_hash"),
+        UniqueConstraint("organization_id", "user_id", name="uq_calendar_feeds_org_user"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime | None] = created_at_col()

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    DateTime,
     Double,
     ForeignKey,
     Index,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -42,7 +44,8 @@ class VoipConfig(TenantMixin, Base):
         org_id_unique("voip_configs"),
         named_check(
             "(provider_type = 'twilio' AND account_sid IS NOT NULL AND auth_token IS NOT NULL)"
-            " OR (provider_type = 'telnyx' AND api_key IS NOT NULL)",
+            " OR (provider_type = 'telnyx' AND api_key IS NOT NULL)"
+            " OR (provider_type = 'sandbox')",
             "chk_voip_provider_config",
         ),
         Index("ix_voip_configs_org_id", "organization_id"),
@@ -95,6 +98,8 @@ class CallLog(TenantMixin, Base):
     recording_duration_seconds: Mapped[int | None] = mapped_column(Integer)
     transcription: Mapped[str | None] = mapped_column(Text)
     cost_cents: Mapped[int | None] = mapped_column(Integer)
+    # The exact cost (migration 0016); cost_cents is it rounded to cents.
+    cost_amount: Mapped[Decimal | None] = mapped_column(Numeric(12, 5))
     cost_currency: Mapped[str | None] = mapped_column(
         String(3), server_default=text("'USD'"), default="USD"
     )
@@ -116,3 +121,44 @@ Index(
     CallLog.lead_id,
     CallLog.created_at.desc(),
 )
+Index(
+    "ux_call_logs_org_provider_call",
+    CallLog.organization_id,
+    CallLog.provider_type,
+    CallLog.provider_call_id,
+    unique=True,
+    postgresql_where=text("provider_call_id IS NOT NULL"),
+)
+
+
+class CallEvent(TenantMixin, Base):
+    """A verified provider callback, stored once per (organization, provider, event key);
+    ``applied`` is false while its call is not known yet (migration 0016)."""
+
+    __tablename__ = "call_events"
+    __table_args__ = (
+        org_id_unique("call_events"),
+        UniqueConstraint(
+            "organization_id", "provider_type", "event_key", name="uq_call_events_event"
+        ),
+        Index(
+            "ix_call_events_pending",
+            "organization_id",
+            "call_log_id",
+            "provider_call_id",
+            postgresql_where=text("NOT applied"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    provider_type: Mapped[str] = mapped_column(String(50))
+    event_key: Mapped[str] = mapped_column(String(255))
+    call_log_id: Mapped[uuid.UUID | None] = mapped_column()
+    provider_call_id: Mapped[str | None] = mapped_column(String(255))
+    data: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, server_default=text("'{}'::jsonb"), default=dict
+    )
+    applied: Mapped[bool] = mapped_column(Boolean, server_default=text("false"), default=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("now()")
+    )
