@@ -11,7 +11,8 @@ fan-outs, rebuilds, retraining) and the claim works in two tiers: first the orga
 with interactive jobs ready (``priority >= 0``), an equal share each, oldest-waiting first;
 then, with the slots left, the organizations with bulk jobs, the same way. Each tier finds its
 organizations by a loose scan of its own partial index, so a backlog of bulk jobs costs the
-interactive scan nothing. System jobs (no organization) keep going first.
+interactive scan nothing. System jobs (no organization: the periodic schedulers) go first,
+one at a time per worker, so four of them due at once cannot take every slot.
 
 Revision ID: 0015
 Revises: 0014
@@ -102,7 +103,12 @@ CLAIM = (
                    locked_by = NULL, locked_until = NULL, updated_at = now()
              WHERE status = 'running' AND locked_until < now();
 
-            -- System jobs first (periodic schedulers, few and short), up to half the slots.
+            -- System jobs (the periodic schedulers: cleanup, fan-outs over every
+            -- organization) first, but one at a time per worker: several due at once (a
+            -- worker starting after a pause) must not take every slot from the organizations.
+            SELECT count(*) INTO v_n FROM background_jobs
+             WHERE status = 'running' AND locked_by = p_worker AND organization_id IS NULL;
+            IF v_n = 0 THEN
             RETURN QUERY
             UPDATE background_jobs j
                SET status = 'running', locked_by = p_worker,
@@ -113,11 +119,12 @@ CLAIM = (
                        AND organization_id IS NULL
                        AND (p_types IS NULL OR job_type = ANY(p_types))
                      ORDER BY priority DESC, scheduled_for
-                     LIMIT GREATEST(1, p_limit / 2) FOR UPDATE SKIP LOCKED) c
+                     LIMIT 1 FOR UPDATE SKIP LOCKED) c
              WHERE j.id = c.id
             RETURNING j.*;
             GET DIAGNOSTICS v_n = ROW_COUNT;
             v_left := v_left - v_n;
+            END IF;
 """
     + TIER.format(ready=READY, tier="priority >= 0")
     + TIER.format(ready=READY, tier="priority < 0")

@@ -10,11 +10,12 @@ from __future__ import annotations
 from types import ModuleType
 
 from lovedcrm import models  # noqa: F401 - every table, so foreign keys resolve in any process
-from lovedcrm.assistant import agent_events, agent_jobs
+from lovedcrm.assistant import agent_events, agent_jobs, transcription_jobs
 from lovedcrm.assistant import events as assistant_events
 from lovedcrm.assistant import jobs as assistant_jobs
 from lovedcrm.auth import events as auth_events
 from lovedcrm.calendar import jobs as calendar_jobs
+from lovedcrm.calls import events as calls_events
 from lovedcrm.calls import jobs as calls_jobs
 from lovedcrm.jobs import builtin as builtin_jobs
 from lovedcrm.leads import events as leads_events
@@ -40,6 +41,7 @@ JOB_MODULES: tuple[ModuleType, ...] = (
     reports_jobs,
     calendar_jobs,
     calls_jobs,
+    transcription_jobs,
 )
 
 # Modules whose @subscriber functions react to domain events, in this order within an event.
@@ -52,4 +54,5 @@ SUBSCRIBER_MODULES: tuple[ModuleType, ...] = (
     scoring_events,
     assistant_events,
     agent_events,
+    calls_events,
 )

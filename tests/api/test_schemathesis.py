@@ -106,7 +106,12 @@ REFUSED_BY_RULE: dict[str, tuple[str, str]] = {
             "optimization",
         )
     },
-    "POST /api/v1/calendar/events": ("422", "end after start, a known time zone, a lead here"),
+    "POST /api/v1/calendar/events": (
+        "422",
+        "end after start, a known time zone, a lead here; a WhatsApp reminder: an approved "
+        "template of the organization and a lead",
+    ),
+    "PUT /api/v1/calendar/google/calendar": ("422", "one of the member's writable calendars"),
     "GET /api/v1/calendar/events": ("422", "to after from"),
     "PATCH /api/v1/calendar/events/{event_id}": ("422", "end after start, known time zone"),
     "GET /api/v1/calls": ("400", CURSOR),

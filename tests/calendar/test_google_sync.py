@@ -5,82 +5,18 @@ a revoked grant (meeting kept, sync failed), 429/5xx retried."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from urllib.parse import parse_qs, urlsplit
-
 import httpx
-import pytest
 import sqlalchemy as sa
-from pydantic import SecretStr
 
-from lovedcrm.app import create_app
 from lovedcrm.config import Settings
 from lovedcrm.db.engine import Database
-from lovedcrm.jobs.engine import run_until_idle
-from tests.factories import create_lead, csrf_token, owner_sql, signup, web_login
+from tests.calendar.conftest import MINE, connect_google, run_calendar_jobs
+from tests.factories import create_lead, owner_sql
 from tests.fakes.google_calendar import FakeGoogle
 
-JOBS = ["calendar.push", "calendar.pull", "calendar.remote_delete"]
-MINE = (
-    "SELECT {cols} FROM calendar_integrations"
-    " WHERE user_id = (SELECT id FROM users WHERE email = :e)"
-)
 EXPIRE = (
     "UPDATE calendar_integrations SET token_expires_at = now() - interval '1 minute' WHERE id = :i"
 )
-
-
-@pytest.fixture
-def google() -> Iterator[FakeGoogle]:
-    with FakeGoogle(page_size=2) as fake:
-        yield fake
-
-
-@pytest.fixture
-def gsettings(settings: Settings, google: FakeGoogle) -> Settings:
-    return settings.model_copy(
-        update={
-            "google_client_id": "client-1",
-            "google_client_secret": SecretStr("secret-1"),
-            "google_token_url": f"{google.url}/token",
-            "google_auth_url": f"{google.url}/auth",
-            "google_calendar_api_url": f"{google.url}/calendar/v3",
-        }
-    )
-
-
-@pytest.fixture
-async def gclient(gsettings: Settings, database: Database) -> httpx.AsyncClient:
-    app = create_app(gsettings, database=database)
-    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5555))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        yield c
-
-
-async def _connect(client: httpx.AsyncClient, google: FakeGoogle) -> dict[str, str]:
-    admin = await signup(client)
-    await web_login(client, admin["email"])
-    token = await csrf_token(client, "/agenda")
-    r = await client.post("/agenda/google/connect", data={"csrf_token": token})
-    assert r.status_code == 303, r.text
-    auth = urlsplit(r.headers["location"])
-    q = parse_qs(auth.query)
-    assert q["code_challenge_method"] == ["S256"] and q["access_type"] == ["offline"]
-    code = google.authorize(q["code_challenge"][0])
-    forged = await client.get("/agenda/google/callback", params={"state": "forged", "code": code})
-    assert forged.status_code == 403
-    ok = await client.get("/agenda/google/callback", params={"state": q["state"][0], "code": code})
-    assert ok.status_code == 303, ok.text
-    return admin
-
-
-async def _run(database: Database, settings: Settings, owner: sa.Engine) -> None:
-    owner_sql(
-        owner,
-        "UPDATE background_jobs SET scheduled_for = now() WHERE job_type LIKE 'calendar.%'"
-        " AND status IN ('pending', 'retrying')",
-    )
-    await run_until_idle(database, settings, types=JOBS, timeout=30)
 
 
 async def test_oauth_push_pull_refresh_revoke(
@@ -102,7 +38,7 @@ async def test_oauth_push_pull_refresh_revoke(
             start={"dateTime": f"2031-05-0{i + 2}T10:00:00Z"},
             end={"dateTime": f"2031-05-0{i + 2}T11:00:00Z"},
         )
-    admin = await _connect(gclient, google)
+    admin = await connect_google(gclient, google)
     h = admin["headers"]
     lead = await create_lead(gclient, h, email="lead@example.com")
     rows = owner_sql(
@@ -112,7 +48,7 @@ async def test_oauth_push_pull_refresh_revoke(
     )
     assert rows and rows[0][0].startswith("v1:") and "refresh-" not in rows[0][0]
 
-    await _run(database, gsettings, owner)  # the first (full) sync, over two pages
+    await run_calendar_jobs(database, gsettings, owner)  # the first (full) sync, over two pages
     listed = await gclient.get(
         "/api/v1/calendar/events",
         headers=h,
@@ -135,8 +71,8 @@ async def test_oauth_push_pull_refresh_revoke(
     )
     assert r.status_code == 201, r.text
     google.fail_next = [503]  # retried with backoff
-    await _run(database, gsettings, owner)
-    await _run(database, gsettings, owner)
+    await run_calendar_jobs(database, gsettings, owner)
+    await run_calendar_jobs(database, gsettings, owner)
     meet = (await gclient.get(f"/api/v1/calendar/events/{r.json()['id']}", headers=h)).json()
     assert meet["sync_state"] == "synced"
     assert meet["meeting_url"].startswith("https://meet.google.com/")
@@ -153,7 +89,7 @@ async def test_oauth_push_pull_refresh_revoke(
     )[0]
     assert integration[1]
     await _enqueue_pull(owner, integration[0])
-    await _run(database, gsettings, owner)
+    await run_calendar_jobs(database, gsettings, owner)
     listed = await gclient.get(
         "/api/v1/calendar/events",
         headers=h,
@@ -173,7 +109,7 @@ async def test_oauth_push_pull_refresh_revoke(
         i=integration[0],
     )
     await _enqueue_pull(owner, integration[0])
-    await _run(database, gsettings, owner)
+    await run_calendar_jobs(database, gsettings, owner)
     listed = await gclient.get(
         "/api/v1/calendar/events",
         headers=h,
@@ -189,7 +125,7 @@ async def test_oauth_push_pull_refresh_revoke(
     )
     before = len(google.requests_to("/token"))
     await _enqueue_pull(owner, integration[0])
-    await _run(database, gsettings, owner)
+    await run_calendar_jobs(database, gsettings, owner)
     assert len(google.requests_to("/token")) == before + 1
     sql(
         owner,
@@ -207,7 +143,7 @@ async def test_oauth_push_pull_refresh_revoke(
         },
     )
     assert r.status_code == 201
-    await _run(database, gsettings, owner)
+    await run_calendar_jobs(database, gsettings, owner)
     kept = (await gclient.get(f"/api/v1/calendar/events/{r.json()['id']}", headers=h)).json()
     assert kept["sync_state"] == "failed"
     status = sql(

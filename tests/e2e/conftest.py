@@ -53,6 +53,41 @@ def live_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("e2e-data")
 
 
+# What the running live server is (set by ``live_server``): read when a test fails, to say
+# what its worker was doing.
+_LIVE: dict[str, Any] = {}
+_JOBS_NOW = """
+    SELECT status, job_type, organization_id IS NULL AS system, count(*) AS n,
+           min(scheduled_for) AS oldest, max(locked_by) AS worker
+      FROM background_jobs
+     WHERE status IN ('pending', 'retrying', 'running')
+        OR completed_at > now() - interval '2 minutes'
+     GROUP BY 1, 2, 3 ORDER BY 1, 2
+"""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed browser test's report carries the jobs queued or running (or finished in the
+    last two minutes) and the end of the live server's log."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed or not _LIVE:
+        return
+    try:
+        engine = sa.create_engine(_LIVE["owner_url"])
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(_JOBS_NOW)).all()
+        engine.dispose()
+        report.sections.append(("jobs at failure", "\n".join(str(tuple(r)) for r in rows)))
+    except Exception as exc:  # the report must not fail
+        report.sections.append(("jobs at failure", repr(exc)))
+    log = Path(_LIVE["log"])
+    if log.exists():
+        tail = log.read_text(errors="replace").splitlines()[-60:]
+        report.sections.append(("live server log (end)", "\n".join(tail)))
+
+
 @pytest.fixture(scope="module")
 def live_server(owner_url: str, live_data_dir: Path) -> Iterator[str]:
     """`lovedcrm serve` (with its job worker) on a free port, on this run's test database.
@@ -100,6 +135,7 @@ def live_server(owner_url: str, live_data_dir: Path) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
+    _LIVE.update(owner_url=owner_url, log=str(log))
     try:
         for _ in range(120):
             try:
@@ -112,6 +148,7 @@ def live_server(owner_url: str, live_data_dir: Path) -> Iterator[str]:
             pytest.fail(f"the server did not start; see {log}")
         yield base
     finally:
+        _LIVE.clear()
         proc.terminate()
         try:
             proc.wait(timeout=30)

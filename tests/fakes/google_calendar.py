@@ -1,6 +1,7 @@
 """A loopback Google: the OAuth token endpoint (authorization code with PKCE, refresh,
 invalid_grant once revoked) and Calendar API v3 events (list with syncToken / pageToken and
-410 GONE, insert with conferenceData.createRequest → hangoutLink, patch, delete)."""
+410 GONE, insert with conferenceData.createRequest → hangoutLink, patch, delete) and the
+member's calendar list (``users/me/calendarList``: ``calendars``, with ``accessRole``)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ class FakeGoogle(FakeServer):
         self.expired_tokens: set[str] = set()
         self.fail_next: list[int] = []  # statuses answered before anything else
         self._ids = itertools.count(1)
+        self.calendars: list[dict[str, Any]] = [
+            {"id": "ana@example.com", "summary": "Ana", "primary": True, "accessRole": "owner"}
+        ]
 
     # --- what a test does -----------------------------------------------------------------
     def authorize(self, challenge: str) -> str:
@@ -60,9 +64,7 @@ class FakeGoogle(FakeServer):
         if token not in self.access:
             return Reply.json({"error": {"code": 401, "message": "Invalid Credentials"}}, 401)
         if request.path == "/calendar/v3/users/me/calendarList":
-            return Reply.json(
-                {"items": [{"id": "ana@example.com", "summary": "Ana", "primary": True}]}
-            )
+            return Reply.json({"kind": "calendar#calendarList", "items": self.calendars})
         parts = [unquote(p) for p in request.path.split("/")]
         if len(parts) >= 6 and parts[3] == "calendars" and parts[5] == "events":
             event_id = parts[6] if len(parts) > 6 else None

@@ -343,6 +343,30 @@ async def test_interactive_jobs_are_claimed_before_every_organizations_bulk_back
         owner_sql(owner, "DELETE FROM background_jobs WHERE job_type = 'test.fair' RETURNING id")
 
 
+async def test_system_jobs_run_one_at_a_time_per_worker(
+    client: httpx.AsyncClient, database: Database, settings: Settings, owner: sa.Engine
+) -> None:
+    """Several periodic schedulers due at once (a worker starting) take one slot, not all:
+    an organization's job queued after them is claimed beside the first."""
+    async with tenant_transaction(database.sessionmaker, None) as session:
+        for i in range(3):
+            await enqueue(session, "test.fair", {"n": i}, organization_id=None)
+    org = await new_org(client)
+    async with tenant_transaction(database.sessionmaker, org) as session:
+        await enqueue(session, "test.fair", {"n": 9}, organization_id=org)
+    worker = Worker(database, settings, run_periodic=False, types=["test.fair"])
+    try:
+        first = await worker.claim(8)
+        assert sorted(str(j.organization_id) for j in first) == sorted([str(org), "None"])
+        assert await worker.claim(8) == []  # the running system job holds the system share
+        await asyncio.gather(*(worker.execute(j) for j in first))
+        second = await worker.claim(8)
+        assert [j.organization_id for j in second] == [None]
+        await asyncio.gather(*(worker.execute(j) for j in second))
+    finally:
+        owner_sql(owner, "DELETE FROM background_jobs WHERE job_type = 'test.fair' RETURNING id")
+
+
 async def test_jobs_api_counts_failures_and_retries(
     client: httpx.AsyncClient, database: Database, settings: Settings
 ) -> None:

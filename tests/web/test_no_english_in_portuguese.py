@@ -45,9 +45,11 @@ PAGES = (
     "/settings/api-keys",
     "/settings/webhooks",
     "/settings/profile",
+    "/settings/ai",
     "/agenda",
     "/agenda?view=list",
     "/leads/{lead}/meetings-panel",
+    "/agenda/new?lead_id={lead}",
 )
 SIGNED_OUT = ("/login", "/signup", "/forgot-password")
 

@@ -34,6 +34,7 @@ _API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")
 _MODEL = re.compile(r"[\w.:/@+-]{1,200}")
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_RETRIES = 2
+DEFAULT_TRANSCRIPTION_MODEL = "whisper-1"
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class AiSettingsView:
     timeout_seconds: float
     max_retries: int
     monthly_token_budget: int | None
+    transcription_enabled: bool = False
+    transcription_model: str = DEFAULT_TRANSCRIPTION_MODEL
 
     @property
     def llm_configured(self) -> bool:
@@ -90,6 +93,8 @@ def _config(settings: Settings, org_id: uuid.UUID, data: dict[str, Any]) -> LLMC
         timeout_seconds=float(data.get("timeout_seconds") or DEFAULT_TIMEOUT),
         max_retries=int(data.get("max_retries", DEFAULT_RETRIES)),
         monthly_token_budget=int(budget) if isinstance(budget, int) else None,
+        transcription_enabled=data.get("transcription_enabled") is True,
+        transcription_model=str(data.get("transcription_model") or DEFAULT_TRANSCRIPTION_MODEL),
     )
 
 
@@ -105,6 +110,8 @@ def view_of(settings: Settings, org_id: uuid.UUID, data: dict[str, Any]) -> AiSe
         timeout_seconds=cfg.timeout_seconds,
         max_retries=cfg.max_retries,
         monthly_token_budget=cfg.monthly_token_budget,
+        transcription_enabled=cfg.transcription_enabled,
+        transcription_model=cfg.transcription_model,
     )
 
 
@@ -150,7 +157,7 @@ def _checked(
     """The new stored settings (without the key), or ``ValidationFailed`` naming each field."""
     errors: list[dict[str, str]] = []
     data = {k: v for k, v in current.items() if k != "api_key"}
-    for name in ("provider", "base_url", "model", "api_version"):
+    for name in ("provider", "base_url", "model", "api_version", "transcription_model"):
         if name in values:
             text = str(values[name] or "").strip()
             data[name] = text or None
@@ -175,6 +182,12 @@ def _checked(
             )
     if data.get("model") and not _MODEL.fullmatch(data["model"]):
         errors.append({"field": "model", "message": "must be a model or deployment name"})
+    if data.get("transcription_model") and not _MODEL.fullmatch(data["transcription_model"]):
+        errors.append(
+            {"field": "transcription_model", "message": "must be a model or deployment name"}
+        )
+    if values.get("transcription_enabled") is not None:
+        data["transcription_enabled"] = bool(values["transcription_enabled"])
     if data.get("api_version") and not _API_VERSION.fullmatch(data["api_version"]):
         errors.append(
             {"field": "api_version", "message": "must be an Azure API version such as 2024-06-01"}

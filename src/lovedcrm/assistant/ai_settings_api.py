@@ -27,6 +27,8 @@ class AiSettingsOut(Out):
     timeout_seconds: float
     max_retries: int
     monthly_token_budget: int | None
+    transcription_enabled: bool
+    transcription_model: str
 
 
 class AiSettingsIn(StrictIn):
@@ -46,6 +48,15 @@ class AiSettingsIn(StrictIn):
     timeout_seconds: float | None = Field(default=None, ge=1, le=120)
     max_retries: int | None = Field(default=None, ge=0, le=5)
     monthly_token_budget: int | None = Field(default=None, ge=0, le=1_000_000_000)
+    transcription_enabled: bool | None = Field(
+        default=None, description="Send call recordings to the provider for a transcription"
+    )
+    transcription_model: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[\w.:/@+-]*$",
+        description='Speech-to-text model (or Azure deployment); empty: "whisper-1"',
+    )
 
 
 class AiConnectionOut(Out):

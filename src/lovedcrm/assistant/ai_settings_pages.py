@@ -16,7 +16,15 @@ from lovedcrm.web.kit import Shell, page_router, redirect, render, require
 
 router = page_router()
 Admin = Annotated[Shell, Depends(require("settings:manage"))]
-FIELDS = ("provider", "base_url", "model", "api_version", "timeout_seconds", "monthly_token_budget")
+FIELDS = (
+    "provider",
+    "base_url",
+    "model",
+    "api_version",
+    "timeout_seconds",
+    "monthly_token_budget",
+    "transcription_model",
+)
 
 # The page's words for each field's problem (the service's messages are for the API).
 _MESSAGES = {
@@ -33,6 +41,9 @@ _MESSAGES = {
     "timeout_seconds": N_("From 1 to 120 seconds."),
     "max_retries": N_("From 0 to 5."),
     "monthly_token_budget": N_("A whole number of tokens, 0 or more, or empty for no limit."),
+    "transcription_model": N_(
+        "Enter the speech-to-text model (or, on Azure, the deployment) name."
+    ),
 }
 
 
@@ -46,6 +57,8 @@ def _form_of(view: service.AiSettingsView) -> dict[str, Any]:
         "monthly_token_budget": (
             "" if view.monthly_token_budget is None else str(view.monthly_token_budget)
         ),
+        "transcription_enabled": view.transcription_enabled,
+        "transcription_model": view.transcription_model,
     }
 
 
@@ -85,10 +98,12 @@ async def ai_settings_save(
 ) -> Response:
     t = frame.i18n.gettext
     raw = await request.form()
-    form = {name: str(raw.get(name) or "").strip() for name in FIELDS}
+    form: dict[str, Any] = {name: str(raw.get(name) or "").strip() for name in FIELDS}
     values: dict[str, Any] = dict(form)
+    form["transcription_enabled"] = raw.get("transcription_enabled") == "1"
     values["api_key"] = str(raw.get("api_key") or "").strip()
     values["clear_api_key"] = raw.get("clear_api_key") == "1"
+    values["transcription_enabled"] = raw.get("transcription_enabled") == "1"
     if not values["monthly_token_budget"]:
         values["monthly_token_budget"] = None
     try:

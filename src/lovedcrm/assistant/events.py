@@ -7,7 +7,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lovedcrm.assistant import service
+from lovedcrm.assistant import service, transcription
 from lovedcrm.core.events import DomainEvent, subscriber
 
 
@@ -31,3 +31,9 @@ async def label_sentiment(session: AsyncSession, event: DomainEvent) -> None:
         _uuid(event.data.get("lead_id")),
         content if isinstance(content, str) else None,
     )
+
+
+@subscriber("call.recording_stored")
+async def queue_transcription(session: AsyncSession, event: DomainEvent) -> None:
+    """A call's recording was stored: transcribe it if the organization asked for that."""
+    await transcription.queue_for_recording(session, event.organization_id, dict(event.data))

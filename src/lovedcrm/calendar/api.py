@@ -8,8 +8,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from lovedcrm.calendar import service
+from lovedcrm.calendar import service, sync
+from lovedcrm.calendar.google import GoogleClient
 from lovedcrm.calendar.schemas import (
+    GoogleCalendarChoiceIn,
+    GoogleCalendarChosenOut,
+    GoogleCalendarListOut,
+    GoogleCalendarOut,
     MeetingCreatedOut,
     MeetingIn,
     MeetingListOut,
@@ -110,3 +115,60 @@ async def delete_event(
 ) -> Response:
     await service.delete_event(session, principal, event_id, settings=settings)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- the Google calendar to sync ---------------------------------------------------------------
+
+
+@router.get(
+    "/google/calendars",
+    response_model=GoogleCalendarListOut,
+    responses=problem_responses(401, 403, 409),
+)
+async def google_calendars(
+    principal: Reader, session: SessionDep, settings: SettingsDep
+) -> GoogleCalendarListOut:
+    """The member's Google calendars; `writable` ones (owner/writer) can be chosen for the
+    sync. 409 when Google Calendar is not connected."""
+    client = GoogleClient(settings)
+    try:
+        integration, found = await sync.calendars(session, principal, settings, client)
+    finally:
+        await client.aclose()
+    return GoogleCalendarListOut(
+        items=[
+            GoogleCalendarOut(
+                id=c.id,
+                summary=c.summary,
+                primary=c.primary,
+                access_role=c.access_role,
+                writable=c.writable,
+                selected=sync.is_current(integration, c),
+            )
+            for c in found
+        ]
+    )
+
+
+@router.put(
+    "/google/calendar",
+    response_model=GoogleCalendarChosenOut,
+    responses=problem_responses(401, 403, 409, 422),
+)
+async def choose_google_calendar(
+    body: GoogleCalendarChoiceIn, principal: Reader, session: SessionDep, settings: SettingsDep
+) -> GoogleCalendarChosenOut:
+    """Sync with another of the member's calendars (422 naming `calendar_id` when it is not
+    one they can write to). A change drops the sync token and queues a full pull."""
+    client = GoogleClient(settings)
+    try:
+        integration = await sync.choose_calendar(
+            session, principal, settings, client, body.calendar_id
+        )
+    finally:
+        await client.aclose()
+    return GoogleCalendarChosenOut(
+        calendar_id=integration.calendar_id or "",
+        calendar_name=integration.calendar_name,
+        sync_status=integration.sync_status,
+    )

@@ -15,13 +15,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select, text
+from sqlalchemy import text
 
+from lovedcrm.auth.authentication import principal_for_member
 from lovedcrm.auth.models import User
 from lovedcrm.calendar import sync
 from lovedcrm.calendar.google import GoogleClient, GoogleError
 from lovedcrm.calendar.models import CalendarEvent, CalendarIntegration
 from lovedcrm.core import clock
+from lovedcrm.core.errors import AppError
 from lovedcrm.core.mail import get_mailer
 from lovedcrm.db.tenant import after_commit, set_tenant
 from lovedcrm.jobs.periodic import every, period_start
@@ -33,6 +35,7 @@ from lovedcrm.jobs.queue import (
     enqueue,
     job_handler,
 )
+from lovedcrm.messaging import whatsapp
 
 PULL_EVERY = timedelta(minutes=15)
 
@@ -135,6 +138,53 @@ async def remind(ctx: JobContext, payload: ReminderPayload) -> dict[str, Any] | 
     return {"reminded": to}
 
 
+class WhatsappReminderPayload(BaseModel):
+    event_id: uuid.UUID
+    start_time: datetime
+    template_id: uuid.UUID
+    minutes: int
+
+
+@job_handler(
+    "calendar.whatsapp_reminder", WhatsappReminderPayload, max_attempts=3, timeout_seconds=60
+)
+async def whatsapp_remind(
+    ctx: JobContext, payload: WhatsappReminderPayload
+) -> dict[str, Any] | None:
+    """Send the approved template to the meeting's lead through messaging (as the meeting's
+    owner), unless the meeting moved, closed or was deleted or its reminder changed."""
+    event = await ctx.session.get(CalendarEvent, payload.event_id)
+    setting = (event.whatsapp_reminder or {}) if event is not None else {}
+    if (
+        event is None
+        or event.status != "scheduled"
+        or event.start_time != payload.start_time
+        or event.lead_id is None
+        or setting.get("template_id") != str(payload.template_id)
+        or setting.get("minutes") != payload.minutes
+    ):
+        return {"skipped": "meeting moved, closed or deleted, or its reminder changed"}
+    principal = await principal_for_member(ctx.session, event.organization_id, event.created_by)
+    if principal is None:
+        return {"skipped": "the meeting's owner is no longer a member"}
+    try:
+        message = await whatsapp.send_message(
+            ctx.session,
+            principal,
+            event.lead_id,
+            template_id=payload.template_id,
+            context_type="meeting_reminder",
+        )
+    except AppError as exc:
+        return {"failed": exc.detail}
+    message.metadata_ = {
+        **(message.metadata_ or {}),
+        "calendar_event_id": str(event.id),
+    }
+    await ctx.session.flush()
+    return {"message_id": str(message.id)}
+
+
 # --- periodic: pull every connected Google calendar ------------------------------------------
 
 
@@ -146,33 +196,32 @@ class SystemPayload(BaseModel):
 async def pull_all(ctx: JobContext, payload: SystemPayload) -> dict[str, Any] | None:
     """Queue one ``calendar.pull`` per connected integration (signed in to Google, not in
     error: a revoked grant waits for the member to reconnect). A system job sees no tenant
-    row, so it walks the organizations (``lovedcrm_scoring_organizations()``, migration 0011,
-    answers system jobs only) and reads each one's integrations under its tenant."""
+    row: the integrations come from ``lovedcrm_calendar_pull_targets()`` (migration 0018,
+    answers system jobs only) in one statement, and each pull is queued under its
+    organization."""
     period = period_start(clock.now(), PULL_EVERY).isoformat()
-    orgs = await ctx.session.execute(text("SELECT id FROM lovedcrm_scoring_organizations()"))
-    queued = 0
-    for organization_id in [r.id for r in orgs]:
-        await set_tenant(ctx.session, organization_id)
-        integrations = await ctx.session.scalars(
-            select(CalendarIntegration.id).where(
-                CalendarIntegration.organization_id == organization_id,
-                CalendarIntegration.provider == "google",
-                CalendarIntegration.refresh_token.is_not(None),
-                CalendarIntegration.sync_status == "active",
-            )
+    targets = (
+        await ctx.session.execute(
+            text("SELECT organization_id, id FROM lovedcrm_calendar_pull_targets()")
         )
-        for integration_id in integrations.all():
-            queued += (
-                await enqueue(
-                    ctx.session,
-                    "calendar.pull",
-                    PullPayload(integration_id=integration_id),
-                    organization_id=organization_id,
-                    priority=BULK_PRIORITY,
-                    dedupe_key=f"calendar.pull:{integration_id}:{period}",
-                )
-                is not None
+    ).all()
+    queued = 0
+    current: uuid.UUID | None = None
+    for organization_id, integration_id in targets:
+        if organization_id != current:
+            await set_tenant(ctx.session, organization_id)
+            current = organization_id
+        queued += (
+            await enqueue(
+                ctx.session,
+                "calendar.pull",
+                PullPayload(integration_id=integration_id),
+                organization_id=organization_id,
+                priority=BULK_PRIORITY,
+                dedupe_key=f"calendar.pull:{integration_id}:{period}",
             )
+            is not None
+        )
     await set_tenant(ctx.session, None)
     return {"queued": queued}
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lovedcrm.db.base import (
@@ -83,6 +84,8 @@ class CalendarEvent(TenantMixin, Base):
     sync_state: Mapped[str | None] = mapped_column(String(20))
     sync_error: Mapped[str | None] = mapped_column(Text)
     reminder_minutes: Mapped[int | None] = mapped_column(Integer)
+    # Migration 0018: the WhatsApp reminder to the lead ({"template_id", "minutes"}).
+    whatsapp_reminder: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime | None] = created_at_col()
     updated_at: Mapped[datetime | None] = updated_at_col()
 

@@ -19,6 +19,7 @@ from lovedcrm.core.deps import SessionDep, SettingsDep
 from lovedcrm.core.errors import AppError
 from lovedcrm.core.security import token_hash
 from lovedcrm.db.tenant import set_tenant
+from lovedcrm.leads.access import get_lead
 from lovedcrm.web.kit import Member, Shell, page_router, parse_uuid, redirect, render
 
 router = page_router()
@@ -52,6 +53,30 @@ async def _members(session: Any, frame: Shell) -> list[tuple[str, str]]:
         {"org": frame.principal.org()},
     )
     return [(str(r.id), r.full_name) for r in rows]
+
+
+async def _reminder_choices(session: Any, frame: Shell) -> dict[str, Any]:
+    """What the form's WhatsApp reminder offers: the approved templates and the offsets."""
+    return {
+        "wa_templates": await service.approved_templates(session, frame.principal),
+        "wa_offsets": service.WHATSAPP_OFFSETS,
+    }
+
+
+async def _google_calendars(
+    session: Any, frame: Shell, settings: Any, integration: Any
+) -> tuple[list[sync.GoogleCalendar], bool]:
+    """The member's Google calendars for the picker (and whether Google failed to answer)."""
+    if integration is None or not integration.refresh_token or integration.sync_status == "error":
+        return [], False
+    client = GoogleClient(settings)
+    try:
+        _, found = await sync.calendars(session, frame.principal, settings, client)
+        return found, False
+    except AppError:
+        return [], True
+    finally:
+        await client.aclose()
 
 
 @router.get("/agenda", response_class=HTMLResponse)
@@ -89,6 +114,7 @@ async def agenda(
     integration = await service.integration_of(
         session, frame.principal.org(), frame.principal.user_id
     )
+    calendars, calendars_failed = await _google_calendars(session, frame, settings, integration)
     soon = [
         e
         for e in events
@@ -115,12 +141,48 @@ async def agenda(
         denied=denied,
         soon=soon,
         integration=integration,
+        calendars=calendars,
+        calendars_failed=calendars_failed,
+        current_calendar=lambda c: integration is not None and sync.is_current(integration, c),
         google_configured=sync.configured(settings),
         feed_exists=await service.feed_exists(session, frame.principal),
         feed_url=request.query_params.get("feed"),
         form=_blank_form(tz_name, today, q.get("lead_id")),
         errors={},
         clashes=[],
+        **await _reminder_choices(session, frame),
+    )
+
+
+@router.get("/agenda/new", response_class=HTMLResponse)
+async def new_meeting(request: Request, frame: Member, session: SessionDep) -> Response:
+    """The meeting form on its own page; ``?lead_id=`` (the board card's and the inbox's
+    "Schedule") fills the lead in and comes back to the lead's page."""
+    tz_name = await service.default_timezone(session, frame.principal)
+    today = clock.now().astimezone(service.zone(tz_name)).date()
+    lead = None
+    lead_id = parse_uuid(request.query_params.get("lead_id"))
+    if lead_id is not None:
+        try:
+            lead = await get_lead(session, frame.principal, lead_id)
+        except AppError:
+            lead = None
+    form = _blank_form(tz_name, today, str(lead.id) if lead else None)
+    if lead is not None:
+        form["back"] = f"/leads/{lead.id}"
+        form["title"] = frame.i18n.gettext("Meeting with %(name)s") % {"name": lead.full_name}
+        form["attendees"] = lead.email or ""
+    return render(
+        request,
+        "calendar/form_page.html",
+        **frame.context("agenda"),
+        form=form,
+        errors={},
+        clashes=[],
+        lead=lead,
+        tz=service.zone(tz_name),
+        google_connected=False,
+        **await _reminder_choices(session, frame),
     )
 
 
@@ -137,6 +199,8 @@ def _blank_form(tz_name: str, today: date, lead_id: str | None = None) -> dict[s
         "video": "jitsi",
         "lead_id": lead_id or "",
         "back": "",
+        "whatsapp_template_id": "",
+        "whatsapp_reminder_minutes": "60",
     }
 
 
@@ -156,6 +220,10 @@ def _parse_form(form: dict[str, str]) -> tuple[service.MeetingInput | None, dict
         return None, errors
     reminder = form.get("reminder_minutes", "").strip()
     minutes = int(reminder) if reminder.isdigit() and int(reminder) <= 10_080 else None
+    template_id = parse_uuid(form.get("whatsapp_template_id"))
+    if form.get("whatsapp_template_id", "").strip() and template_id is None:
+        errors["whatsapp_template_id"] = "Choose an approved WhatsApp template."
+    offset = form.get("whatsapp_reminder_minutes", "").strip()
     if errors:
         return None, errors
     return (
@@ -171,6 +239,8 @@ def _parse_form(form: dict[str, str]) -> tuple[service.MeetingInput | None, dict
             description=form.get("description", "").strip()[:10_000] or None,
             reminder_minutes=minutes,
             video=form.get("video", "jitsi"),
+            whatsapp_template_id=template_id,
+            whatsapp_reminder_minutes=int(offset) if offset.isdigit() else None,
         ),
         errors,
     )
@@ -224,6 +294,7 @@ async def create_meeting(
         clashes=clashes,
         tz=service.zone(tz_name),
         google_connected=False,
+        **await _reminder_choices(session, frame),
     )
 
 
@@ -272,6 +343,7 @@ async def meetings_panel(
         form=form,
         errors={},
         clashes=[],
+        **await _reminder_choices(session, frame),
     )
 
 
@@ -379,3 +451,24 @@ async def google_callback(
 async def google_disconnect(request: Request, frame: Member, session: SessionDep) -> Response:
     await sync.disconnect(session, frame.principal)
     return redirect("/agenda", frame.i18n.gettext("Google Calendar disconnected."))
+
+
+@router.post("/agenda/google/calendar", response_class=HTMLResponse)
+async def google_choose_calendar(
+    request: Request, frame: Member, session: SessionDep, settings: SettingsDep
+) -> Response:
+    t = frame.i18n.gettext
+    form = await request.form()
+    client = GoogleClient(settings)
+    try:
+        integration = await sync.choose_calendar(
+            session, frame.principal, settings, client, str(form.get("calendar_id") or "")[:255]
+        )
+    except AppError as exc:
+        return redirect("/agenda", t(exc.detail), "error")
+    finally:
+        await client.aclose()
+    return redirect(
+        "/agenda",
+        t("Syncing with the calendar %(name)s.") % {"name": integration.calendar_name or ""},
+    )

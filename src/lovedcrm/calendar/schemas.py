@@ -25,6 +25,14 @@ class MeetingIn(StrictIn):
     description: str | None = Field(default=None, max_length=10_000)
     reminder_minutes: int | None = Field(default=None, ge=0, le=10_080)
     video: Literal["jitsi", "google", "none"] = "jitsi"
+    whatsapp_template_id: uuid.UUID | None = Field(
+        default=None,
+        description="An approved WhatsApp template (mapped to a Meta template) sent to the lead "
+        "before the meeting; needs lead_id",
+    )
+    whatsapp_reminder_minutes: Literal[60, 180, 1440] | None = Field(
+        default=None, description="How long before the start the WhatsApp reminder goes out"
+    )
 
 
 class MeetingUpdateIn(StrictIn):
@@ -37,6 +45,11 @@ class MeetingUpdateIn(StrictIn):
     description: str | None = Field(default=None, max_length=10_000)
     reminder_minutes: int | None = Field(default=None, ge=0, le=10_080)
     status: Status | None = None
+
+
+class WhatsappReminderOut(Out):
+    template_id: uuid.UUID
+    minutes: int
 
 
 class MeetingOut(Out):
@@ -57,6 +70,7 @@ class MeetingOut(Out):
     sync_error: str | None
     ics_sequence: int
     reminder_minutes: int | None
+    whatsapp_reminder: WhatsappReminderOut | None = None
 
 
 class MeetingCreatedOut(MeetingOut):
@@ -67,3 +81,26 @@ class MeetingCreatedOut(MeetingOut):
 
 class MeetingListOut(Out):
     items: list[MeetingOut]
+
+
+class GoogleCalendarOut(Out):
+    id: str = Field(max_length=255)
+    summary: str = Field(max_length=255)
+    primary: bool
+    access_role: str = Field(description="owner, writer, reader or freeBusyReader")
+    writable: bool = Field(description="Whether it can be chosen for the sync (owner/writer)")
+    selected: bool
+
+
+class GoogleCalendarListOut(Out):
+    items: list[GoogleCalendarOut]
+
+
+class GoogleCalendarChoiceIn(StrictIn):
+    calendar_id: str = Field(min_length=1, max_length=255)
+
+
+class GoogleCalendarChosenOut(Out):
+    calendar_id: str
+    calendar_name: str | None
+    sync_status: str | None

@@ -34,6 +34,7 @@ from lovedcrm.db.tenant import after_commit, save_new
 from lovedcrm.jobs.queue import enqueue
 from lovedcrm.leads import access as leads
 from lovedcrm.leads import activities
+from lovedcrm.messaging.models import MessageTemplate
 
 DEFAULT_TIMEZONE = "America/Sao_Paulo"
 STATUSES = ("scheduled", "completed", "cancelled", "no_show")
@@ -89,6 +90,8 @@ class MeetingInput:
     description: str | None = None
     reminder_minutes: int | None = None
     video: str = "jitsi"
+    whatsapp_template_id: uuid.UUID | None = None
+    whatsapp_reminder_minutes: int | None = None
 
 
 @dataclass
@@ -316,6 +319,80 @@ async def _schedule_reminder(session: AsyncSession, event: CalendarEvent) -> Non
     )
 
 
+WHATSAPP_OFFSETS = (60, 180, 1440)  # 1 hour, 3 hours, 1 day before
+
+
+async def approved_templates(session: AsyncSession, principal: Principal) -> list[MessageTemplate]:
+    """The organization's active templates mapped to a Meta-approved one: those WhatsApp
+    delivers outside the 24-hour window, so a reminder can always be sent."""
+    if not principal.can("messages:read"):
+        return []
+    rows = await session.scalars(
+        select(MessageTemplate)
+        .where(
+            MessageTemplate.organization_id == principal.org(),
+            MessageTemplate.is_active.is_(True),
+            MessageTemplate.whatsapp_template_name.is_not(None),
+        )
+        .order_by(MessageTemplate.name)
+        .limit(200)
+    )
+    return list(rows.all())
+
+
+async def _whatsapp_reminder(
+    session: AsyncSession,
+    principal: Principal,
+    lead_id: uuid.UUID | None,
+    template_id: uuid.UUID | None,
+    minutes: int | None,
+) -> dict[str, Any] | None:
+    """The checked WhatsApp reminder setting: an approved template of the organization, an
+    offset of 1 h, 3 h or 1 day, and a lead to send it to."""
+    if template_id is None:
+        return None
+    field_name = "whatsapp_template_id"
+    if lead_id is None:
+        raise _invalid(field_name, "needs a lead", "A WhatsApp reminder needs the meeting's lead.")
+    if minutes not in WHATSAPP_OFFSETS:
+        raise _invalid(
+            "whatsapp_reminder_minutes",
+            "must be 60, 180 or 1440",
+            "Choose when to send the WhatsApp reminder.",
+        )
+    principal.require("messages:write")
+    if template_id not in {t.id for t in await approved_templates(session, principal)}:
+        raise _invalid(
+            field_name,
+            "is not an approved WhatsApp template of this organization",
+            "Choose an approved WhatsApp template.",
+        )
+    return {"template_id": str(template_id), "minutes": minutes}
+
+
+async def _schedule_whatsapp_reminder(session: AsyncSession, event: CalendarEvent) -> None:
+    """The WhatsApp reminder to the lead, at start − offset; deduped per meeting, start and
+    setting. A reminder for an older start or setting does nothing when it runs."""
+    setting = event.whatsapp_reminder
+    if not setting or event.status != "scheduled" or event.lead_id is None:
+        return
+    minutes = int(setting["minutes"])
+    at = event.start_time - timedelta(minutes=minutes)
+    if at <= clock.now():
+        return
+    stamp = event.start_time.isoformat()
+    await enqueue(
+        session,
+        "calendar.whatsapp_reminder",
+        {"event_id": str(event.id), "start_time": stamp, **setting},
+        organization_id=event.organization_id,
+        scheduled_for=at,
+        dedupe_key=(
+            f"calendar.whatsapp_reminder:{event.id}:{stamp}:{setting['template_id']}:{minutes}"
+        ),
+    )
+
+
 async def _queue_push(session: AsyncSession, event: CalendarEvent, action: str) -> None:
     if event.calendar_integration_id is None:
         return
@@ -340,6 +417,9 @@ async def create_event(
         raise _invalid("video", "must be jitsi, google or none", "Unknown video option.")
     attendees = _clean_attendees(data.attendees)
     lead_id = await _check_lead(session, principal, data.lead_id)
+    whatsapp_reminder = await _whatsapp_reminder(
+        session, principal, lead_id, data.whatsapp_template_id, data.whatsapp_reminder_minutes
+    )
     integration = await integration_of(session, principal.org(), principal.user_id)
     google = _connected(integration) and integration is not None
     if data.video == "google" and not google:
@@ -360,6 +440,7 @@ async def create_event(
         source="crm",
         ics_sequence=0,
         reminder_minutes=data.reminder_minutes,
+        whatsapp_reminder=whatsapp_reminder,
         meeting_url=jitsi_url(settings) if data.video == "jitsi" else None,
         calendar_integration_id=integration.id if google and integration else None,
     )
@@ -370,6 +451,7 @@ async def create_event(
     await _queue_push(session, event, "insert_meet" if data.video == "google" else "insert")
     await _timeline(session, principal, event, "scheduled")
     await _schedule_reminder(session, event)
+    await _schedule_whatsapp_reminder(session, event)
     _send_ics(session, settings, principal, event)
     await audit.record(
         session,
@@ -436,6 +518,8 @@ async def update_event(
         await _queue_push(session, event, "patch")
     if moved or "reminder_minutes" in changes:
         await _schedule_reminder(session, event)
+    if moved:
+        await _schedule_whatsapp_reminder(session, event)
     await audit.record(
         session,
         action="update",

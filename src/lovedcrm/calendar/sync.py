@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import hmac
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.calendar import service
@@ -18,7 +19,7 @@ from lovedcrm.calendar.google import authorization_url as google_authorization_u
 from lovedcrm.calendar.models import CalendarEvent, CalendarIntegration
 from lovedcrm.config import Settings
 from lovedcrm.core import clock
-from lovedcrm.core.errors import Conflict, Forbidden
+from lovedcrm.core.errors import AppError, Conflict, Forbidden, ValidationFailed
 from lovedcrm.core.principal import Principal
 from lovedcrm.core.security import SecretBox, new_token, token_hash
 from lovedcrm.db.tenant import save_new
@@ -403,3 +404,141 @@ async def pull(
     integration.sync_error = None
     await session.flush()
     return counts
+
+
+# --- choosing the calendar to sync (issue 17) -------------------------------------------------
+
+WRITABLE_ROLES = ("owner", "writer")
+
+
+@dataclass
+class GoogleCalendar:
+    id: str
+    summary: str
+    primary: bool
+    access_role: str
+
+    @property
+    def writable(self) -> bool:
+        return self.access_role in WRITABLE_ROLES
+
+
+async def _connected_integration(
+    session: AsyncSession, principal: Principal
+) -> CalendarIntegration:
+    principal.require("leads:read")
+    integration = await service.integration_of(session, principal.org(), principal.user_id)
+    if integration is None or not integration.refresh_token:
+        raise Conflict("Google Calendar is not connected.", code="google_not_connected")
+    return integration
+
+
+async def calendars(
+    session: AsyncSession, principal: Principal, settings: Settings, client: GoogleClient
+) -> tuple[CalendarIntegration, list[GoogleCalendar]]:
+    """The member's Google calendars (``users/me/calendarList``), the primary one first."""
+    integration = await _connected_integration(session, principal)
+    try:
+        token = await access_token(settings, integration, client)
+        items = await client.list_calendars(token)
+    except GoogleError as exc:
+        if exc.revoked:
+            raise Conflict(
+                "Google access was revoked: reconnect Google Calendar.", code="google_revoked"
+            ) from exc
+        raise AppError(
+            "Google Calendar could not be reached; try again.",
+            code="google_unavailable",
+            status=502,
+        ) from exc
+    found = [
+        GoogleCalendar(
+            id=str(c.get("id"))[:255],
+            summary=str(c.get("summaryOverride") or c.get("summary") or c.get("id"))[:255],
+            primary=bool(c.get("primary")),
+            access_role=str(c.get("accessRole") or "reader"),
+        )
+        for c in items
+        if c.get("id")
+    ]
+    found.sort(key=lambda c: (not c.primary, c.summary.lower()))
+    return integration, found
+
+
+def is_current(integration: CalendarIntegration, calendar: GoogleCalendar) -> bool:
+    chosen = integration.calendar_id
+    return chosen == calendar.id or (chosen == "primary" and calendar.primary)
+
+
+async def choose_calendar(
+    session: AsyncSession,
+    principal: Principal,
+    settings: Settings,
+    client: GoogleClient,
+    calendar_id: str,
+) -> CalendarIntegration:
+    """Sync with ``calendar_id`` (one the member may write to). A different calendar drops the
+    sync token and what was pulled from the old one, re-pushes the coming CRM meetings there
+    and queues a full pull."""
+    integration, found = await calendars(session, principal, settings, client)
+    chosen = next((c for c in found if c.id == calendar_id), None)
+    if chosen is None or not chosen.writable:
+        raise ValidationFailed(
+            "Pick one of your Google calendars that you can write to.",
+            code="calendar_not_writable",
+            extra={
+                "errors": [
+                    {
+                        "field": "calendar_id",
+                        "message": "is not one of the member's writable Google calendars",
+                    }
+                ]
+            },
+        )
+    if is_current(integration, chosen):
+        integration.calendar_name = chosen.summary
+        await session.flush()
+        return integration
+    integration.calendar_id = chosen.id
+    integration.calendar_name = chosen.summary
+    integration.sync_token = None
+    await session.execute(
+        delete(CalendarEvent).where(
+            CalendarEvent.organization_id == integration.organization_id,
+            CalendarEvent.calendar_integration_id == integration.id,
+            CalendarEvent.source == "google",
+        )
+    )
+    await session.execute(
+        update(CalendarEvent)
+        .where(
+            CalendarEvent.organization_id == integration.organization_id,
+            CalendarEvent.calendar_integration_id == integration.id,
+        )
+        .values(external_event_id=None, sync_state=None)
+    )
+    upcoming = await session.scalars(
+        select(CalendarEvent).where(
+            CalendarEvent.organization_id == integration.organization_id,
+            CalendarEvent.calendar_integration_id == integration.id,
+            CalendarEvent.status == "scheduled",
+            CalendarEvent.end_time > clock.now(),
+        )
+    )
+    for event in upcoming.all():
+        event.sync_state = "pending"
+        await enqueue(
+            session,
+            "calendar.push",
+            {"event_id": str(event.id), "action": "insert"},
+            organization_id=event.organization_id,
+        )
+    await session.flush()
+    await enqueue(
+        session,
+        "calendar.pull",
+        {"integration_id": str(integration.id)},
+        organization_id=integration.organization_id,
+        dedupe_key=f"calendar.pull:{integration.id}:calendar:{clock.now().isoformat()}",
+    )
+    return integration

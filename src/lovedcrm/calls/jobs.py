@@ -1,8 +1,8 @@
 """Background work of calls: the sandbox's timer, recordings downloaded into file storage
 (Telnyx's links expire in minutes), callbacks that came before their call, and the Telnyx
 actions a callback asks for (bridge the agent's answered leg to the lead; answer an inbound
-call and transfer it). Transcription is not done: the assistant's LLM providers have no
-speech-to-text call."""
+call and transfer it). A stored recording is announced (``call.recording_stored``): the
+assistant queues its transcription (``calls.transcribe``) when the organization turned it on."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from lovedcrm.calls.providers.base import ProviderError
 from lovedcrm.calls.providers.sandbox import tone_wav
 from lovedcrm.calls.providers.telnyx import TelnyxProvider
 from lovedcrm.calls.switching import config_for_call
+from lovedcrm.core.events import DomainEvent, emit
 from lovedcrm.core.storage import get_storage
 from lovedcrm.jobs.queue import JobContext, PermanentFailure, RetryLater, enqueue, job_handler
 
@@ -122,6 +123,19 @@ async def download_recording(ctx: JobContext, payload: CallJob) -> dict[str, Any
     storage = get_storage(ctx.settings)
     await asyncio.to_thread(storage.save, key, data, kind)
     await service.store_recording(ctx.session, call, key)
+    await emit(
+        ctx.session,
+        DomainEvent(
+            "call.recording_stored",
+            call.organization_id,
+            {
+                "call_id": str(call.id),
+                "recording_key": key,
+                "content_type": kind,
+                "bytes": len(data),
+            },
+        ),
+    )
     return {"bytes": len(data), "key": key}
 
 

@@ -127,6 +127,9 @@ class CallOut(Out):
     reason: str | None
     notes: str | None
     outcome: str | None
+    transcription: str | None = Field(
+        description="The recording's text, when the organization's AI transcribed it"
+    )
     created_at: datetime | None
     updated_at: datetime | None
 
@@ -152,6 +155,7 @@ class CallOut(Out):
             reason=meta.get("reason"),
             notes=meta.get("notes"),
             outcome=meta.get("outcome"),
+            transcription=call.transcription,
             created_at=call.created_at,
             updated_at=call.updated_at,
         )

@@ -525,6 +525,31 @@ async def store_recording(session: AsyncSession, call: CallLog, key: str) -> Non
         await notify_live(session, call.organization_id, "call.updated", lead_id=call.lead_id)
 
 
+async def store_transcription(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    call_id: uuid.UUID,
+    text: str | None,
+    failure: str | None = None,
+) -> bool:
+    """The recording's text on the call (and its timeline entry), or why it has none
+    (``transcription_error`` in the metadata). False when the call no longer exists."""
+    call = await call_for_job(session, organization_id, call_id)
+    if call is None:
+        return False
+    meta = {k: v for k, v in (call.metadata_ or {}).items() if k != "transcription_error"}
+    if text is not None:
+        call.transcription = text
+    if failure:
+        meta["transcription_error"] = failure[:500]
+    call.metadata_ = meta
+    await session.flush()
+    await sync_activity(session, call)
+    if call.lead_id:
+        await notify_live(session, call.organization_id, "call.updated", lead_id=call.lead_id)
+    return True
+
+
 async def lead_calls(
     session: AsyncSession, principal: Principal, lead_id: uuid.UUID, limit: int = 5
 ) -> tuple[Lead, list[CallLog]]:

@@ -149,6 +149,7 @@ def activity_meta(call: CallLog) -> dict[str, Any]:
         "reason": meta.get("reason"),
         "notes": meta.get("notes"),
         "outcome": meta.get("outcome"),
+        "transcription": call.transcription,
     }
 
 

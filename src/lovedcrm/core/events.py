@@ -42,7 +42,13 @@ EVENT_TYPES = (
     "call.completed",
 )
 
-INTERNAL_EVENT_TYPES = ("organization.created",)
+INTERNAL_EVENT_TYPES = (
+    "organization.created",
+    # Calls ↔ assistant (independent domains): a recording was stored (the assistant may queue
+    # its transcription); a transcription is done or refused (calls stores it on the call).
+    "call.recording_stored",
+    "call.transcribed",
+)
 
 ALL_PUBLIC = "*"  # subscribe to every public event
 

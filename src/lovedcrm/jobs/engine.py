@@ -135,6 +135,7 @@ class Worker:
         self._running: dict[asyncio.Task[None], list[uuid.UUID]] = {}
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._new_work = False  # a NOTIFY (or the poll) since the last claim
 
     # -- claiming ---------------------------------------------------------------------
 
@@ -296,6 +297,7 @@ class Worker:
                 async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
                     await conn.execute("LISTEN lovedcrm_jobs")
                     async for _ in conn.notifies():
+                        self._new_work = True
                         self._wake.set()
                         if self._stopping.is_set():
                             return
@@ -342,9 +344,14 @@ class Worker:
                 free = self.concurrency - len(self._running)
                 claimed: list[ClaimedJob] = []
                 # Claim in batches (one claim per half-pool, not one per finished job): a
-                # claim costs a round trip and a scan, which dominates short jobs.
-                if free > 0 and (free * 2 >= self.concurrency or not self._running):
+                # claim costs a round trip and a scan, which dominates short jobs. But new
+                # work (a NOTIFY, or the poll's fallback) is claimed into any free slot: with
+                # long jobs holding most slots it would otherwise wait until they end.
+                if free > 0 and (
+                    free * 2 >= self.concurrency or not self._running or self._new_work
+                ):
                     self._wake.clear()
+                    self._new_work = False
                     try:
                         claimed = await self.claim(free * self._max_batch)
                     except Exception as exc:  # the database may be restarting
@@ -357,8 +364,10 @@ class Worker:
                     task.add_done_callback(self._on_done)
                 if claimed and len(claimed) == free * self._max_batch:
                     continue  # more may be waiting
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+                except TimeoutError:
+                    self._new_work = True  # the poll: NOTIFY may have been missed
         finally:
             await self._shutdown(helpers)
 

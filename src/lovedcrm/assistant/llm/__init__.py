@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import httpx
 
-from lovedcrm.assistant.llm.base import LLMConfig, LLMProvider
+from lovedcrm.assistant.llm.base import LLMConfig, LLMProvider, SpeechToText
 from lovedcrm.assistant.llm.openai import OpenAICompatibleProvider, Sleeper
 from lovedcrm.assistant.llm.sandbox import SandboxProvider
 from lovedcrm.config import Settings
@@ -46,3 +46,22 @@ def build_provider(
             sleep=sleep,
         )
     return SandboxProvider(examples)
+
+
+def build_transcriber(config: LLMConfig, client: httpx.AsyncClient | None = None) -> SpeechToText:
+    """Speech-to-text for ``config``: the sandbox's demo text unless an OpenAI-compatible
+    server is configured (its ``/audio/transcriptions``), which needs ``client``. No retries
+    inside: the job that calls it retries later on 429/5xx."""
+    if config.provider == "openai_compatible" and config.base_url:
+        if client is None:
+            raise ValueError("an OpenAI-compatible provider needs an HTTP client")
+        return OpenAICompatibleProvider(
+            client=client,
+            base_url=config.base_url,
+            model=config.model or config.transcription_model,
+            api_key=config.api_key,
+            api_version=config.api_version,
+            timeout_seconds=max(config.timeout_seconds, 120.0),
+            max_retries=0,
+        )
+    return SandboxProvider()

@@ -44,6 +44,8 @@ class LLMError(Exception):
         self.transient = transient
         self.http_status = http_status
         self.details = details
+        # Seconds the server asked to wait (``Retry-After``), when it said.
+        self.retry_after: float | None = None
 
 
 class InvalidToolArguments(LLMError):
@@ -139,6 +141,9 @@ class LLMConfig:
     timeout_seconds: float = 30.0
     max_retries: int = 2
     monthly_token_budget: int | None = None
+    # Call recordings sent for speech-to-text (``calls.transcribe``); off unless turned on.
+    transcription_enabled: bool = False
+    transcription_model: str = "whisper-1"
 
 
 @runtime_checkable
@@ -158,6 +163,26 @@ class LLMProvider(Protocol):
         ...
 
     async def check_connection(self) -> ConnectionCheck: ...
+
+
+@dataclass(frozen=True)
+class AudioFile:
+    """A recording to transcribe: its bytes, a file name with the right extension (the
+    server infers the format from it) and its media type."""
+
+    data: bytes
+    filename: str
+    content_type: str
+
+
+@runtime_checkable
+class SpeechToText(Protocol):
+    kind: ProviderKind
+
+    async def transcribe(self, audio: AudioFile, *, model: str, language: str | None) -> str:
+        """The recording's text. ``language`` is an ISO-639-1 hint ("pt") or None. Raises
+        ``LLMError`` (``transient`` for 429, 5xx, timeouts)."""
+        ...
 
 
 # --- tool-call arguments -------------------------------------------------------------------

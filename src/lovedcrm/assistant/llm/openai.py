@@ -22,6 +22,7 @@ import httpx
 
 from lovedcrm.assistant.llm.base import (
     CONTENT_FILTER,
+    AudioFile,
     ChatMessage,
     Completion,
     ConnectionCheck,
@@ -186,17 +187,22 @@ class OpenAICompatibleProvider:
         return min(wait, self.max_backoff)
 
     async def _post(self, body: dict[str, Any]) -> bytes:
+        return await self._send(self.url(), json=body)
+
+    async def _send(self, url: str, **request: Any) -> bytes:
+        """POST ``request`` (``json=`` or ``data=``/``files=``) to ``url``, retrying 429, 5xx,
+        timeouts and network failures ``max_retries`` times; the answer's body on 200."""
         params = {"api-version": self.api_version} if self.azure else None
         attempt = 0
         while True:
             retry_after: float | None = None
             try:
                 response = await self.client.post(
-                    self.url(),
-                    json=body,
+                    url,
                     headers=self.headers(),
                     params=params,
                     timeout=self.timeout,
+                    **request,
                 )
             except OutboundRefused as exc:
                 raise LLMError(
@@ -222,10 +228,40 @@ class OpenAICompatibleProvider:
                     return content
                 error = http_error(response.status_code, content)
                 retry_after = retry_after_seconds(response.headers.get("retry-after"))
+                error.retry_after = retry_after
             if not error.transient or attempt >= self.max_retries:
                 raise error
             await self.sleep(self._backoff(attempt, retry_after))
             attempt += 1
+
+    def transcription_url(self, model: str) -> str:
+        if self.azure:
+            return f"{self.base_url}/openai/deployments/{model}/audio/transcriptions"
+        return f"{self.base_url}/audio/transcriptions"
+
+    async def transcribe(self, audio: AudioFile, *, model: str, language: str | None) -> str:
+        """``POST /audio/transcriptions`` (multipart: ``file``, ``model``, ``language``,
+        ``response_format=json``) → the ``text`` of ``{"text": "..."}``."""
+        fields = {"model": model, "response_format": "json"}
+        if language:
+            fields["language"] = language
+        raw = await self._send(
+            self.transcription_url(model),
+            data=fields,
+            files={"file": (audio.filename, audio.data, audio.content_type)},
+        )
+        try:
+            data = json.loads(raw)
+            text = data["text"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LLMError(
+                "bad_response",
+                "The AI provider's answer is not a transcription.",
+                details=raw[:300].decode("utf-8", "replace"),
+            ) from exc
+        if not isinstance(text, str):
+            raise LLMError("bad_response", "The AI provider's answer is not a transcription.")
+        return text.strip()
 
     async def complete(
         self,

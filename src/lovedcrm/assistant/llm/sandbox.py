@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lovedcrm.assistant.llm.base import (
+    AudioFile,
     ChatMessage,
     Completion,
     ConnectionCheck,
@@ -183,3 +184,19 @@ class SandboxProvider:
 
     async def check_connection(self) -> ConnectionCheck:
         return ConnectionCheck(True, "The sandbox answers offline.", MODEL)
+
+    async def transcribe(self, audio: AudioFile, *, model: str, language: str | None) -> str:
+        """A fixed, clearly labelled demo text in the organization's language: nothing is
+        listened to, nothing leaves the machine."""
+        return SANDBOX_TRANSCRIPTION_PT if language == "pt" else SANDBOX_TRANSCRIPTION_EN
+
+
+SANDBOX_TRANSCRIPTION_PT = (
+    "[Transcrição de demonstração] Cliente: Olá, recebi o contato de vocês e gostaria de "
+    "saber mais sobre os planos. Vendedor: Claro! Vou enviar uma proposta por WhatsApp ainda "
+    "hoje."
+)
+SANDBOX_TRANSCRIPTION_EN = (
+    "[Demo transcription] Customer: Hi, I got your message and would like to know more about "
+    "the plans. Sales rep: Of course! I'll send you a proposal on WhatsApp today."
+)
