@@ -6,6 +6,7 @@ place (HTMX). Screenshots at 1440 and 390 px."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -49,8 +50,10 @@ async def _inject(base: str, headers: dict[str, str], phone: str, name: str, tex
 
 
 async def _lead_id(base: str, headers: dict[str, str], name: str) -> str:
+    # A condition polled, with a bound only a stuck worker reaches (CI shares the cores).
+    deadline = time.monotonic() + 180
     async with httpx.AsyncClient(base_url=base, headers=headers) as c:
-        for _ in range(80):
+        while time.monotonic() < deadline:
             for conv in (await c.get("/api/v1/conversations")).json():
                 if conv["lead_name"] == name:
                     return str(conv["lead_id"])
