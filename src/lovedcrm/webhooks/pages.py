@@ -139,6 +139,10 @@ async def _list_page(
 async def _log(
     session: SessionDep, frame: Shell, sub: WebhookSubscription, cursor: str | None
 ) -> dict[str, Any]:
+    # What is waiting first, then the log: each statement sees what was committed when it
+    # started, so a delivery finishing between the two is either still waiting (the page
+    # watches once more) or already in the log, never neither (the page would stop watching).
+    waiting = await deliveries.waiting(session, frame.principal, sub.id)
     log = await service.list_deliveries(
         session, frame.principal, sub.id, limit=LOG_PAGE_SIZE, cursor=cursor
     )
@@ -146,7 +150,7 @@ async def _log(
         "sub": sub,
         "log": log,
         "cursor": cursor,
-        "waiting": await deliveries.waiting(session, frame.principal, sub.id),
+        "waiting": waiting,
         "watch_seconds": WATCH_SECONDS,
     }
 
