@@ -107,3 +107,19 @@ async def test_call_button_without_setup_explains_what_is_missing(
     assert r.status_code == 303
     page = await client.get(f"/leads/{lead['id']}")
     assert "Telefonia" in page.text  # the flash names where to set it up
+
+
+async def test_board_card_offers_a_call_only_for_a_lead_with_a_phone(
+    client: httpx.AsyncClient,
+) -> None:
+    await web_signup(client)
+    with_phone = await create_lead(client, full_name="Com Telefone", phone=LEAD_PHONE)
+    without = await create_lead(client, full_name="Sem Telefone", email="sem@example.com")
+    board = await client.get("/pipeline")
+    assert board.status_code == 200
+    cards = {
+        lead_id: board.text[board.text.index(f'id="card-{lead_id}"') :].split("</li>", 1)[0]
+        for lead_id in (with_phone["id"], without["id"])
+    }
+    assert f'href="/leads/{with_phone["id"]}#calls-panel"' in cards[with_phone["id"]]
+    assert "card-call" not in cards[without["id"]]

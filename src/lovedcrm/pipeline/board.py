@@ -76,6 +76,7 @@ class Card:
     last_activity_age_seconds: int | None
     board_position: float
     version: int
+    has_phone: bool = False  # the card offers a call only to a lead with a phone
 
 
 @dataclass
@@ -123,6 +124,7 @@ _CARD_COLUMNS = (
     Lead.board_position,
     Lead.version,
     User.full_name.label("assignee_name"),
+    Lead.phone.is_not(None).label("has_phone"),
 )
 
 
@@ -147,6 +149,7 @@ def _card(row: Any, now: datetime) -> Card:
         ),
         board_position=row.board_position,
         version=row.version,
+        has_phone=bool(row.has_phone),
     )
 
 
