@@ -404,7 +404,7 @@ async def test_webhooks_arriving_together_are_stored_together_and_a_bad_one_alon
         answers = await asyncio.gather(
             *(post(client, org, b) for b in bodies),
             # A job for an organization that does not exist: refused by its foreign key.
-            webhook_ingest._intake(database.side_engine).store(uuid.uuid4(), "{}"),
+            webhook_ingest.store_job(database.side_engine, uuid.uuid4(), "{}"),
             return_exceptions=True,
         )
     finally:

@@ -18,11 +18,9 @@ during a provider switch still finish on the old provider.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import uuid
-import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Request, Response
@@ -38,6 +36,7 @@ from lovedcrm.config import Settings
 from lovedcrm.core import outbound
 from lovedcrm.core.deps import get_database, get_settings_dep
 from lovedcrm.core.errors import Forbidden, NotFound, Unauthorized
+from lovedcrm.core.intake import TargetCache, intake
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import tenant_transaction
 
@@ -54,7 +53,6 @@ class Target:
     provider: VoiceProvider
 
 
-_cache: dict[uuid.UUID, tuple[float, Target | None]] = {}
 _idle = None
 
 
@@ -88,16 +86,13 @@ async def _load(database: Database, settings: Settings, config_id: uuid.UUID) ->
     return Target(row.organization_id, row.provider_type, build(cfg, _idle_client()))  # type: ignore[arg-type]
 
 
+targets: TargetCache[Target] = TargetCache(_load, CACHE_SECONDS)
+
+
 async def target(
     database: Database, settings: Settings, config_id: uuid.UUID, *, fresh: bool = False
 ) -> Target | None:
-    now = time.monotonic()
-    hit = _cache.get(config_id)
-    if hit is not None and not fresh and hit[0] > now:
-        return hit[1]
-    found = await _load(database, settings, config_id)
-    _cache[config_id] = (now + CACHE_SECONDS, found)
-    return found
+    return await targets.get(database, settings, config_id, fresh=fresh)
 
 
 def public_url(settings: Settings, request: Request) -> str:
@@ -135,84 +130,24 @@ _STORE_MANY = text(
     " FROM unnest(CAST(:orgs AS uuid[]), CAST(:providers AS text[]),"
     " CAST(:events AS jsonb[])) WITH ORDINALITY AS u(org, provider, events, n)"
 )
-INTAKE_BATCH = 500
-Item = tuple[uuid.UUID, str, str, "asyncio.Future[int]"]
 
 
-class _Intake:
-    """The callbacks waiting to be stored in one process, and the one task storing them: one
-    at a time when they come one at a time, many in one statement (one commit) under a burst.
-    A request is answered once the INSERT holding its events has committed."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine  # AUTOCOMMIT: each statement is its own transaction
-        self.waiting: list[Item] = []
-        self.task: asyncio.Task[None] | None = None
-
-    async def store(self, organization_id: uuid.UUID, provider: str, events: str) -> int:
-        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self.waiting.append((organization_id, provider, events, done))
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._drain())
-        return await done
-
-    async def _drain(self) -> None:
-        while self.waiting:
-            batch = self.waiting[:INTAKE_BATCH]
-            del self.waiting[:INTAKE_BATCH]
-            try:
-                counts = await self._insert(batch)
-            except Exception as exc:
-                if len(batch) == 1:
-                    _settle(batch[0][3], exc)
-                    continue
-                for item in batch:  # one bad callback must not fail the others
-                    try:
-                        (count,) = await self._insert([item])
-                    except Exception as one_exc:
-                        _settle(item[3], one_exc)
-                    else:
-                        _settle(item[3], count)
-                continue
-            for item, count in zip(batch, counts, strict=True):
-                _settle(item[3], count)
-
-    async def _insert(self, batch: list[Item]) -> list[int]:
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    _STORE_MANY,
-                    {
-                        "orgs": [org for org, _, _, _ in batch],
-                        "providers": [provider for _, provider, _, _ in batch],
-                        "events": [events for _, _, events, _ in batch],
-                    },
-                )
-            ).all()
-        by_position = {int(r.n): int(r.stored) for r in rows}
-        return [by_position[n] for n in range(1, len(batch) + 1)]
-
-
-def _settle(done: asyncio.Future[int], outcome: int | BaseException) -> None:
-    if done.done():  # the client hung up: nobody to tell
-        return
-    if isinstance(outcome, BaseException):
-        done.set_exception(outcome)
-    else:
-        done.set_result(outcome)
-
-
-_intakes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, _Intake]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _intake(engine: AsyncEngine) -> _Intake:
-    per_loop = _intakes.setdefault(asyncio.get_running_loop(), {})
-    found = per_loop.get(id(engine))
-    if found is None or found.engine is not engine:
-        found = per_loop[id(engine)] = _Intake(engine)
-    return found
+async def _insert(engine: AsyncEngine, batch: Sequence[tuple[uuid.UUID, str, str]]) -> list[int]:
+    """Store a batch of ``(organization, provider, events)`` in one statement; how many events
+    of each were new."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                _STORE_MANY,
+                {
+                    "orgs": [org for org, _, _ in batch],
+                    "providers": [provider for _, provider, _ in batch],
+                    "events": [events for _, _, events in batch],
+                },
+            )
+        ).all()
+    by_position = {int(r.n): int(r.stored) for r in rows}
+    return [by_position[n] for n in range(1, len(batch) + 1)]
 
 
 router = APIRouter(tags=["calls webhooks"], include_in_schema=False)
@@ -235,8 +170,8 @@ async def call_events(config_id: uuid.UUID, request: Request) -> Response:
             event = service.stored_event(update)
             event["data"]["config_id"] = str(config_id)
             events.append(event)
-        await _intake(database.side_engine).store(
-            found.organization_id, found.kind, json.dumps(events)
+        await intake(database.side_engine, _insert).store(
+            (found.organization_id, found.kind, json.dumps(events))
         )
     if found.kind == "twilio":
         return Response(EMPTY_TWIML, media_type="text/xml")

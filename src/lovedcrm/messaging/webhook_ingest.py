@@ -8,10 +8,10 @@ at once). A body whose signature does not verify is refused (401 without one, 40
 wrong one) and nothing is stored. A verified body is stored as a ``whatsapp.inbound`` job in
 one short transaction and the provider gets 200; the job does the rest, idempotently.
 
-Stored together: a request waits until the INSERT holding its job has committed (nothing is
-acknowledged before it is durable), and one INSERT at a time stores every webhook that came
-in while the previous one ran (``_Intake``) -- one at a time when they come one at a time, a
-few dozen in one statement and one commit under a burst.
+Stored together (``core.intake``): a request waits until the INSERT holding its job has
+committed (nothing is acknowledged before it is durable), and one INSERT at a time stores
+every webhook that came in while the previous one ran -- one at a time when they come one at
+a time, a few dozen in one statement and one commit under a burst.
 
 Every configuration of the organization keeps its address while it exists, active or not,
 so during a provider switch both providers' webhooks are accepted.
@@ -19,11 +19,9 @@ so during a provider switch both providers' webhooks are accepted.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
-import time
 import uuid
-import weakref
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -35,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from lovedcrm.config import Settings
 from lovedcrm.core.deps import get_database, get_settings_dep
 from lovedcrm.core.errors import Forbidden, NotFound, Unauthorized
+from lovedcrm.core.intake import TargetCache, intake
 from lovedcrm.db.engine import Database
 from lovedcrm.messaging.jobs import InboundJob
 from lovedcrm.messaging.providers.base import WhatsAppProvider
@@ -47,7 +46,6 @@ from lovedcrm.messaging.whatsapp_configs import (
 
 CACHE_SECONDS = 10.0
 INBOUND_MAX_ATTEMPTS = 10
-INTAKE_BATCH = 500  # webhooks stored by one INSERT at most
 # lovedcrm_store_webhook (migration 0006) for each webhook of a batch, in one statement.
 _STORE_MANY = text(
     "SELECT u.n, lovedcrm_store_webhook(u.org, :type, u.data, :attempts) AS id"
@@ -68,87 +66,28 @@ class Target:
     provider: WhatsAppProvider
 
 
-_cache: dict[uuid.UUID, tuple[float, Target | None]] = {}
+async def _insert(engine: AsyncEngine, batch: Sequence[tuple[uuid.UUID, str]]) -> list[uuid.UUID]:
+    """Store a batch of ``(organization, job data)`` as ``whatsapp.inbound`` jobs in one
+    statement; their ids in order."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                _STORE_MANY,
+                {
+                    "type": "whatsapp.inbound",
+                    "attempts": INBOUND_MAX_ATTEMPTS,
+                    "orgs": [org for org, _ in batch],
+                    "datas": [data for _, data in batch],
+                },
+            )
+        ).all()
+    by_position = {int(r.n): uuid.UUID(str(r.id)) for r in rows}
+    return [by_position[n] for n in range(1, len(batch) + 1)]
 
 
-class _Intake:
-    """The webhooks waiting to be stored in one process, and the one task storing them."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine  # AUTOCOMMIT: each INSERT is its own transaction
-        self.waiting: list[tuple[uuid.UUID, str, asyncio.Future[uuid.UUID]]] = []
-        self.task: asyncio.Task[None] | None = None
-
-    async def store(self, organization_id: uuid.UUID, data: str) -> uuid.UUID:
-        """Queue a job for the next INSERT; its id once that INSERT has committed."""
-        done: asyncio.Future[uuid.UUID] = asyncio.get_running_loop().create_future()
-        self.waiting.append((organization_id, data, done))
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._drain())
-        return await done
-
-    async def _drain(self) -> None:
-        while self.waiting:
-            batch = self.waiting[:INTAKE_BATCH]
-            del self.waiting[:INTAKE_BATCH]
-            try:
-                ids = await self._insert(batch)
-            except Exception as exc:
-                if len(batch) == 1:
-                    _settle(batch[0][2], exc)
-                    continue
-                # One bad body must not fail the others: store each on its own.
-                for item in batch:
-                    try:
-                        (job_id,) = await self._insert([item])
-                    except Exception as one_exc:
-                        _settle(item[2], one_exc)
-                    else:
-                        _settle(item[2], job_id)
-                continue
-            for (_, _, done), job_id in zip(batch, ids, strict=True):
-                _settle(done, job_id)
-
-    async def _insert(
-        self, batch: list[tuple[uuid.UUID, str, asyncio.Future[uuid.UUID]]]
-    ) -> list[uuid.UUID]:
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    _STORE_MANY,
-                    {
-                        "type": "whatsapp.inbound",
-                        "attempts": INBOUND_MAX_ATTEMPTS,
-                        "orgs": [org for org, _, _ in batch],
-                        "datas": [data for _, data, _ in batch],
-                    },
-                )
-            ).all()
-        by_position = {int(r.n): uuid.UUID(str(r.id)) for r in rows}
-        return [by_position[n] for n in range(1, len(batch) + 1)]
-
-
-def _settle(done: asyncio.Future[uuid.UUID], outcome: uuid.UUID | BaseException) -> None:
-    if done.done():  # the request went away (the client hung up): nothing to tell
-        return
-    if isinstance(outcome, BaseException):
-        done.set_exception(outcome)
-    else:
-        done.set_result(outcome)
-
-
-# One intake per event loop and engine (a process has one; tests may run several loops).
-_intakes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, _Intake]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _intake(engine: AsyncEngine) -> _Intake:
-    per_loop = _intakes.setdefault(asyncio.get_running_loop(), {})
-    found = per_loop.get(id(engine))
-    if found is None or found.engine is not engine:
-        found = per_loop[id(engine)] = _Intake(engine)
-    return found
+def store_job(engine: AsyncEngine, organization_id: uuid.UUID, data: str) -> Awaitable[uuid.UUID]:
+    """Store one webhook's job with whatever else is arriving; its id once committed."""
+    return intake(engine, _insert).store((organization_id, data))
 
 
 async def _load(database: Database, settings: Settings, config_id: uuid.UUID) -> Target | None:
@@ -178,16 +117,13 @@ async def _load(database: Database, settings: Settings, config_id: uuid.UUID) ->
     )
 
 
+targets: TargetCache[Target] = TargetCache(_load, CACHE_SECONDS)
+
+
 async def target(
     database: Database, settings: Settings, config_id: uuid.UUID, *, fresh: bool = False
 ) -> Target | None:
-    now = time.monotonic()
-    hit = _cache.get(config_id)
-    if hit is not None and not fresh and hit[0] > now:
-        return hit[1]
-    found = await _load(database, settings, config_id)
-    _cache[config_id] = (now + CACHE_SECONDS, found)
-    return found
+    return await targets.get(database, settings, config_id, fresh=fresh)
 
 
 async def _known(database: Database, settings: Settings, config_id: uuid.UUID) -> Target:
@@ -241,7 +177,7 @@ async def receive(
     if "\x00" in body_text:  # never JSON, and a job cannot hold it: refused, not retried
         raise Forbidden("The webhook body contains a NUL character.", code="webhook_body_invalid")
     data = InboundJob(config_id=config_id, body=body_text, received_at=datetime.now(UTC))
-    return await _intake(database.side_engine).store(found.organization_id, data.model_dump_json())
+    return await store_job(database.side_engine, found.organization_id, data.model_dump_json())
 
 
 router = APIRouter(tags=["whatsapp webhooks"], include_in_schema=False)
