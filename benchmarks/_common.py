@@ -27,6 +27,8 @@ from lovedcrm.db.bootstrap import create_database, drop_database
 from lovedcrm.db.embedded import start_embedded
 from lovedcrm.db.engine import as_psycopg
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 @dataclass(frozen=True)
 class BenchDatabase:
@@ -53,6 +55,33 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def serve(
+    db_url: str,
+    port: int,
+    *,
+    worker: bool = False,
+    unthrottled: bool = True,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """``lovedcrm serve`` on ``port`` over ``db_url`` with its default processes, quiet, its
+    files in a new temporary folder; with a job worker in each process when ``worker``;
+    without the per-user rate limit when ``unthrottled``; ``env`` added to the environment."""
+    command = [str(ROOT / ".venv/bin/lovedcrm"), "serve", "--port", str(port)]
+    return subprocess.Popen(
+        command if worker else [*command, "--no-worker"],
+        env={
+            **os.environ,
+            "LOVEDCRM_DATABASE_URL": db_url,
+            "LOVEDCRM_LOG_LEVEL": "WARNING",
+            "LOVEDCRM_DATA_DIR": tempfile.mkdtemp(),
+            **({"LOVEDCRM_USER_RATE_LIMIT_PER_HOUR": "0"} if unthrottled else {}),
+            **(env or {}),
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def wait_ready(base: str, seconds: float = 60) -> None:

@@ -16,9 +16,7 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +33,7 @@ from _common import (  # noqa: E402
     free_port,
     quick,
     results_dir,
+    serve,
     signup,
     stop,
     wait_ready,
@@ -56,18 +55,7 @@ def main() -> None:
     bench_db = bench_database(ROOT)
     db_url = bench_db.url
     port = free_port()
-    env = {
-        **os.environ,
-        "LOVEDCRM_DATABASE_URL": db_url,
-        "LOVEDCRM_LOG_LEVEL": "WARNING",
-        "LOVEDCRM_DATA_DIR": tempfile.mkdtemp(),
-    }
-    proc = subprocess.Popen(
-        [str(ROOT / ".venv/bin/lovedcrm"), "serve", "--port", str(port), "--no-worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = serve(db_url, port, unthrottled=False)
     base = f"http://127.0.0.1:{port}"
     owner = sa.create_engine(db_url)
     try:

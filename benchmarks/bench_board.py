@@ -18,9 +18,7 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,6 +35,7 @@ from _common import (  # noqa: E402
     measure,
     quick,
     results_dir,
+    serve,
     signup,
     stop,
     wait_ready,
@@ -199,19 +198,7 @@ def main() -> None:
     bench_db = bench_database(ROOT)
     db_url = bench_db.url
     port = free_port()
-    env = {
-        **os.environ,
-        "LOVEDCRM_DATABASE_URL": db_url,
-        "LOVEDCRM_LOG_LEVEL": "WARNING",
-        "LOVEDCRM_DATA_DIR": tempfile.mkdtemp(),
-        "LOVEDCRM_USER_RATE_LIMIT_PER_HOUR": "0",
-    }
-    proc = subprocess.Popen(
-        [str(ROOT / ".venv/bin/lovedcrm"), "serve", "--port", str(port), "--no-worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = serve(db_url, port)
     base = f"http://127.0.0.1:{port}"
     owner = sa.create_engine(db_url)
     results: dict[str, dict[str, float]] = {}

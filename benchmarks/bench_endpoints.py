@@ -29,9 +29,7 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +49,7 @@ from _common import (  # noqa: E402
     free_port,
     quick,
     results_dir,
+    serve,
     signup,
     stop,
     wait_ready,
@@ -147,21 +146,7 @@ def main() -> None:
     bench_db = bench_database(ROOT)
     db_url = bench_db.url
     port = free_port()
-    env = {
-        **os.environ,
-        "LOVEDCRM_DATABASE_URL": db_url,
-        "LOVEDCRM_LOG_LEVEL": "WARNING",
-        "LOVEDCRM_DATA_DIR": tempfile.mkdtemp(),
-        "LOVEDCRM_USER_RATE_LIMIT_PER_HOUR": "0",
-        "LOVEDCRM_BASE_URL": f"http://127.0.0.1:{port}",
-    }
-    # serve's defaults: its own number of processes, a job worker in each.
-    proc = subprocess.Popen(
-        [str(ROOT / ".venv/bin/lovedcrm"), "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = serve(db_url, port, worker=True, env={"LOVEDCRM_BASE_URL": f"http://127.0.0.1:{port}"})
     base = f"http://127.0.0.1:{port}"
     owner = sa.create_engine(db_url)
     results: dict[str, dict[str, Any]] = {}

@@ -21,9 +21,7 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -34,7 +32,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import bench_database, free_port, quick, results_dir, stop, wait_ready  # noqa: E402
+from _common import (  # noqa: E402
+    bench_database,
+    free_port,
+    quick,
+    results_dir,
+    serve,
+    stop,
+    wait_ready,
+)
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -124,18 +130,7 @@ def main() -> None:
     bench_db = bench_database(ROOT)
     db_url = bench_db.url
     port = free_port()
-    env = {
-        **os.environ,
-        "LOVEDCRM_DATABASE_URL": db_url,
-        "LOVEDCRM_LOG_LEVEL": "WARNING",
-        "LOVEDCRM_DATA_DIR": tempfile.mkdtemp(),
-    }
-    proc = subprocess.Popen(  # one uvicorn process on loopback
-        [str(ROOT / ".venv/bin/lovedcrm"), "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = serve(db_url, port, worker=True, unthrottled=False)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, 60)

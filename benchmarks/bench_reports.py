@@ -22,9 +22,7 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -42,6 +40,7 @@ from _common import (  # noqa: E402
     measure,
     quick,
     results_dir,
+    serve,
     signup,
     stop,
     wait_ready,
@@ -197,19 +196,7 @@ def main() -> None:
 
     bench_db = bench_database(ROOT)
     port = free_port()
-    env = {
-        **os.environ,
-        "LOVEDCRM_DATABASE_URL": bench_db.url,
-        "LOVEDCRM_LOG_LEVEL": "WARNING",
-        "LOVEDCRM_DATA_DIR": tempfile.mkdtemp(),
-        "LOVEDCRM_USER_RATE_LIMIT_PER_HOUR": "0",
-    }
-    proc = subprocess.Popen(
-        [str(ROOT / ".venv/bin/lovedcrm"), "serve", "--port", str(port), "--no-worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = serve(bench_db.url, port)
     base = f"http://127.0.0.1:{port}"
     owner = sa.create_engine(bench_db.url)
     results: dict[str, dict[str, float]] = {}

@@ -17,9 +17,7 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +34,7 @@ from _common import (  # noqa: E402
     measure,
     quick,
     results_dir,
+    serve,
     signup,
     stop,
     wait_ready,
@@ -112,19 +111,7 @@ def main() -> None:
     load_before = [round(x, 2) for x in os.getloadavg()]
     bench_db = bench_database(ROOT)
     port = free_port()
-    env = {
-        **os.environ,
-        "LOVEDCRM_DATABASE_URL": bench_db.url,
-        "LOVEDCRM_LOG_LEVEL": "WARNING",
-        "LOVEDCRM_DATA_DIR": tempfile.mkdtemp(),
-        "LOVEDCRM_USER_RATE_LIMIT_PER_HOUR": "0",
-    }
-    proc = subprocess.Popen(
-        [str(ROOT / ".venv/bin/lovedcrm"), "serve", "--port", str(port), "--no-worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = serve(bench_db.url, port)
     base = f"http://127.0.0.1:{port}"
     owner = sa.create_engine(bench_db.url)
     try:
