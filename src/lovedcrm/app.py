@@ -34,6 +34,9 @@ from lovedcrm.auth import pages as auth_pages
 from lovedcrm.auth.api_keys import UsageFlusher
 from lovedcrm.auth.authentication import authenticate_request
 from lovedcrm.auth.frame import frame_source
+from lovedcrm.billing import api as billing_api
+from lovedcrm.billing import pages as billing_pages
+from lovedcrm.billing import webhook as billing_webhook
 from lovedcrm.calendar import api as calendar_api
 from lovedcrm.calendar import pages as calendar_pages
 from lovedcrm.calls import api as calls_api
@@ -41,11 +44,12 @@ from lovedcrm.calls import callbacks as calls_callbacks
 from lovedcrm.calls import costs_api, costs_pages, switching_api, switching_pages
 from lovedcrm.calls import pages as calls_pages
 from lovedcrm.config import Settings, get_settings
-from lovedcrm.core import health, live
+from lovedcrm.core import health, live, metrics
 from lovedcrm.core.deps import SESSION_COOKIE
 from lovedcrm.core.errors import install_error_handlers
 from lovedcrm.core.idempotency import IdempotencyMiddleware
 from lovedcrm.core.logging import configure_logging
+from lovedcrm.core.metrics import MetricsMiddleware
 from lovedcrm.core.middleware import (
     REDOC_CONTENT_SECURITY_POLICY,
     BodySizeLimitMiddleware,
@@ -56,6 +60,7 @@ from lovedcrm.core.openapi import docs_router, install_problem_openapi
 from lovedcrm.core.process import die_with_supervisor
 from lovedcrm.core.ratelimit import RateLimitHeadersMiddleware
 from lovedcrm.core.routing import install_routing_rules
+from lovedcrm.core.tracing import tracer_provider
 from lovedcrm.db.engine import Database, create_database
 from lovedcrm.jobs import api as jobs_api
 from lovedcrm.jobs import pages as jobs_pages
@@ -64,16 +69,25 @@ from lovedcrm.leads import activities_api, dedup_api
 from lovedcrm.leads import api as leads_api
 from lovedcrm.leads import import_api as leads_import_api
 from lovedcrm.leads import pages as leads_pages
+from lovedcrm.marketing import api as marketing_api
+from lovedcrm.marketing import intake as marketing_intake
+from lovedcrm.marketing import pages as marketing_pages
+from lovedcrm.marketing import tracking as marketing_tracking
 from lovedcrm.messaging import templates_api, whatsapp_api
 from lovedcrm.messaging import webhook_ingest as whatsapp_webhooks
 from lovedcrm.messaging.pages import inbox as inbox_pages
 from lovedcrm.messaging.pages import templates as templates_pages
 from lovedcrm.messaging.pages import whatsapp as whatsapp_pages
+from lovedcrm.monitoring import pages as monitoring_pages
+from lovedcrm.notifications import api as notifications_api
+from lovedcrm.notifications import pages as notifications_pages
 from lovedcrm.organizations import api as organizations_api
 from lovedcrm.organizations import pages as organizations_pages
 from lovedcrm.pipeline import api as pipeline_api
 from lovedcrm.pipeline import board_api
 from lovedcrm.pipeline import pages as pipeline_pages
+from lovedcrm.privacy import api as privacy_api
+from lovedcrm.privacy import pages as privacy_pages
 from lovedcrm.reports import api as reports_api
 from lovedcrm.reports import forecast_api, forecast_pages
 from lovedcrm.reports import pages as reports_pages
@@ -103,7 +117,11 @@ IMPORT_UPLOAD_PATHS = ("/api/v1/imports", "/leads/import")
 ROUTERS: tuple[APIRouter, ...] = (
     whatsapp_webhooks.router,
     calls_callbacks.router,
+    marketing_intake.router,  # lead-ads webhooks
+    marketing_tracking.router,  # /m/...: opens, clicks, unsubscribes
+    billing_webhook.router,  # before the billing API: Stripe's signed events
     health.router,
+    metrics.router,  # /metrics (Prometheus; a token or a private address)
     docs_router,  # /docs and /redoc, from local files
     auth_api.router,
     account_api.router,
@@ -131,6 +149,10 @@ ROUTERS: tuple[APIRouter, ...] = (
     suggestions_api.router,
     jobs_api.router,
     webhooks_api.router,
+    notifications_api.router,
+    billing_api.router,
+    marketing_api.router,
+    privacy_api.router,  # /api/v1/leads/{id}/consents, /privacy/..., /audit
     organizations_pages.router,
     preferences.router,
     assets.router,
@@ -141,6 +163,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     calendar_api.router,
     calendar_pages.router,  # before leads_pages: /leads/{id}/meetings-panel
     calls_pages.router,  # before leads_pages: /leads/{id}/calls-panel, /leads/{id}/call
+    privacy_pages.router,  # before leads_pages: /leads/{id}/privacy-panel, /consents
     leads_pages.router,
     assistant_pages.router,
     ai_settings_pages.router,
@@ -153,6 +176,10 @@ ROUTERS: tuple[APIRouter, ...] = (
     api_keys_pages.router,
     webhooks_pages.router,
     jobs_pages.router,
+    notifications_pages.router,
+    billing_pages.router,
+    marketing_pages.router,
+    monitoring_pages.router,  # /settings/system
     switching_pages.router,  # before the calls' pages: /settings/telephony/switching
     costs_pages.router,  # before the reports' pages
     forecast_pages.router,  # before the reports' pages
@@ -186,6 +213,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             worker.stop()
             await worker_task
         await app.state.db.dispose()
+        if app.state.tracer_provider is not None:
+            app.state.tracer_provider.shutdown()  # the last spans are sent
 
     app = FastAPI(
         title="Loved CRM API",
@@ -211,6 +240,13 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         path_limits={p: settings.import_max_bytes for p in IMPORT_UPLOAD_PATHS},
     )
     app.add_middleware(RequestContextMiddleware)
+    app.state.tracer_provider = tracer_provider(settings)
+    app.add_middleware(
+        MetricsMiddleware,
+        tracer=app.state.tracer_provider.get_tracer("lovedcrm.http")
+        if app.state.tracer_provider is not None
+        else None,
+    )
     # Outermost: every answer, the 413 and the error pages too, carries the security headers.
     app.add_middleware(
         SecurityHeadersMiddleware,

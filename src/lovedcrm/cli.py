@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -57,6 +59,7 @@ def serve(
     """Serve the web app and the API."""
     import os
     import signal
+    import tempfile
 
     import uvicorn
 
@@ -73,6 +76,10 @@ def serve(
         from lovedcrm.core.process import mark_supervisor
 
         mark_supervisor()
+        # /metrics sums the workers' request figures (prometheus-client multiprocess mode).
+        os.environ.setdefault(
+            "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="lovedcrm-metrics-")
+        )
     get_settings.cache_clear()
     settings = get_settings()
     if not no_migrate:
@@ -379,6 +386,54 @@ def sentiment_evaluate(
     except ev.EvaluationError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+
+
+@main.group()
+def org() -> None:
+    """Operator tools for an organization's plan and flags (every change is audited)."""
+
+
+def _org_run(call: Coroutine[Any, Any, Any]) -> None:
+    from lovedcrm.core.errors import AppError
+
+    try:
+        result = asyncio.run(call)
+    except AppError as exc:
+        extra = f" {json.dumps(exc.extra, default=str)}" if exc.extra else ""
+        raise click.ClickException(f"{exc.detail}{extra}") from exc
+    click.echo(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+
+
+@org.command("set-plan")
+@click.argument("organization")
+@click.argument("plan", type=click.Choice(["starter", "pro", "enterprise"]))
+@click.option("--force", is_flag=True, help="Even below the organization's current usage.")
+def org_set_plan(organization: str, plan: str, force: bool) -> None:
+    """Put ORGANIZATION (slug or id) on PLAN."""
+    from lovedcrm.billing import operator
+
+    _org_run(operator.set_plan(get_settings(), organization, plan, force))
+
+
+@org.command("set-flag")
+@click.argument("organization")
+@click.argument("name")
+@click.argument("value")
+def org_set_flag(organization: str, name: str, value: str) -> None:
+    """A feature (ai_agent, calls, …) or billing: on/off/default; limit.<name>: a number,
+    unlimited or default."""
+    from lovedcrm.billing import operator
+
+    _org_run(operator.set_flag(get_settings(), organization, name, value))
+
+
+@org.command("show")
+@click.argument("organization")
+def org_show(organization: str) -> None:
+    """The organization's plan, flags, subscription and usage, as JSON."""
+    from lovedcrm.billing import operator
+
+    _org_run(operator.show(get_settings(), organization))
 
 
 if __name__ == "__main__":

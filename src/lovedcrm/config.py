@@ -135,6 +135,30 @@ class Settings(BaseSettings):
     google_token_url: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
     google_revoke_url: str = "https://oauth2.googleapis.com/revoke"
     google_calendar_api_url: str = "https://www.googleapis.com/calendar/v3"
+    # Billing (issue 18). Off (self-hosted): every feature on, no limit enforced; an
+    # organization's features_enabled["billing"] overrides it either way. "sandbox" is the
+    # demo's offline checkout; "stripe" calls Stripe (keys below; the API URL is a setting
+    # so a test or a proxy can point it elsewhere; every call goes through core.outbound).
+    billing_enabled: bool = False
+    billing_provider: Literal["sandbox", "stripe"] = "sandbox"
+    billing_currency: Literal["BRL", "USD"] = "BRL"
+    billing_trial_days: int = Field(default=14, ge=0, le=90)
+    billing_grace_days: int = Field(default=7, ge=0, le=60)
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_api_url: str = "https://api.stripe.com"
+    stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
+    # Monitoring (issue 20): /metrics needs "Authorization: Bearer <metrics_token>" when set,
+    # else it answers loopback and private addresses only. OpenTelemetry traces go over
+    # OTLP/HTTP to otlp_endpoint (e.g. http://collector:4318/v1/traces) when it is set.
+    # Marketing e-mail: DKIM-signed when all three are set (a PEM private key file, the
+    # selector and the signing domain of the DNS record).
+    marketing_dkim_key_file: Path | None = None
+    marketing_dkim_selector: str | None = None
+    marketing_dkim_domain: str | None = None
+    metrics_token: SecretStr | None = None
+    otlp_endpoint: str | None = None
+    otlp_service_name: str = "lovedcrm"
     log_level: str = "INFO"
     log_json: bool = True
 

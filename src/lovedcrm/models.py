@@ -18,8 +18,18 @@ from lovedcrm.calls.models import CallEvent, CallLog, VoipConfig
 from lovedcrm.core.models import IdempotencyKey, RateLimitCounter
 from lovedcrm.db.base import Base
 from lovedcrm.jobs.models import BackgroundJob
+from lovedcrm.leads.consent import LeadConsent
 from lovedcrm.leads.models import Lead, LeadActivity, PipelineStage
-from lovedcrm.marketing.models import MarketingIntegration
+from lovedcrm.marketing.models import (
+    AdFormMapping,
+    AdLeadReceipt,
+    AdSpend,
+    CampaignRecipient,
+    EmailCampaign,
+    EmailSuppression,
+    EmailTrackingEvent,
+    MarketingIntegration,
+)
 from lovedcrm.messaging.models import (
     Message,
     MessageAttachment,
@@ -27,7 +37,9 @@ from lovedcrm.messaging.models import (
     ProviderMigration,
     TemplateUsageStat,
 )
+from lovedcrm.notifications.models import Notification, NotificationPreference
 from lovedcrm.organizations.models import Organization
+from lovedcrm.privacy.models import PrivacyRequest
 from lovedcrm.reports.models import (
     AnalyticsEvent,
     ReportActivityCount,
@@ -45,6 +57,9 @@ TENANT_TABLES: tuple[str, ...] = tuple(
 
 __all__ = [
     "TENANT_TABLES",
+    "AdFormMapping",
+    "AdLeadReceipt",
+    "AdSpend",
     "AiConversation",
     "AiSentimentModel",
     "AiTrainingData",
@@ -58,18 +73,26 @@ __all__ = [
     "CalendarIntegration",
     "CallEvent",
     "CallLog",
+    "CampaignRecipient",
+    "EmailCampaign",
+    "EmailSuppression",
+    "EmailTrackingEvent",
     "IdempotencyKey",
     "Invitation",
     "Lead",
     "LeadActivity",
+    "LeadConsent",
     "LeadScoringModel",
     "MarketingIntegration",
     "Message",
     "MessageAttachment",
     "MessageTemplate",
+    "Notification",
+    "NotificationPreference",
     "Organization",
     "OrganizationMember",
     "PipelineStage",
+    "PrivacyRequest",
     "ProviderMigration",
     "RateLimitCounter",
     "ReportActivityCount",

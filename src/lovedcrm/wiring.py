@@ -14,14 +14,20 @@ from lovedcrm.assistant import agent_events, agent_jobs, transcription_jobs
 from lovedcrm.assistant import events as assistant_events
 from lovedcrm.assistant import jobs as assistant_jobs
 from lovedcrm.auth import events as auth_events
+from lovedcrm.billing import events as billing_events
+from lovedcrm.billing import jobs as billing_jobs
 from lovedcrm.calendar import jobs as calendar_jobs
 from lovedcrm.calls import events as calls_events
 from lovedcrm.calls import jobs as calls_jobs
 from lovedcrm.jobs import builtin as builtin_jobs
 from lovedcrm.leads import events as leads_events
 from lovedcrm.leads import jobs as leads_jobs
+from lovedcrm.marketing import jobs as marketing_jobs
 from lovedcrm.messaging import events as messaging_events
 from lovedcrm.messaging import jobs as messaging_jobs
+from lovedcrm.notifications import events as notifications_events
+from lovedcrm.notifications import jobs as notifications_jobs
+from lovedcrm.privacy import jobs as privacy_jobs
 from lovedcrm.reports import events as reports_events
 from lovedcrm.reports import jobs as reports_jobs
 from lovedcrm.scoring import events as scoring_events
@@ -42,6 +48,10 @@ JOB_MODULES: tuple[ModuleType, ...] = (
     calendar_jobs,
     calls_jobs,
     transcription_jobs,
+    notifications_jobs,
+    billing_jobs,
+    marketing_jobs,
+    privacy_jobs,
 )
 
 # Modules whose @subscriber functions react to domain events, in this order within an event.
@@ -55,4 +65,6 @@ SUBSCRIBER_MODULES: tuple[ModuleType, ...] = (
     assistant_events,
     agent_events,
     calls_events,
+    notifications_events,
+    billing_events,
 )

@@ -119,6 +119,27 @@ REFUSED_BY_RULE: dict[str, tuple[str, str]] = {
     "POST /api/v1/calls/configs": ("422", "what each provider needs; real business numbers"),
     "PATCH /api/v1/calls/configs/{config_id}": ("422", "what the provider needs; real numbers"),
     "PUT /api/v1/costs/whatsapp-rates": ("422", "a price given as text must be a decimal number"),
+    "GET /api/v1/audit": ("400", CURSOR),
+    "GET /api/v1/notifications": ("400", CURSOR),
+    "POST /api/v1/marketing/integrations": (
+        "422",
+        "what each provider needs; a public Graph URL (SSRF guard); a template of the org",
+    ),
+    "PATCH /api/v1/marketing/integrations/{integration_id}": (
+        "422",
+        "a public Graph URL (SSRF guard); a template of the organization",
+    ),
+    "PUT /api/v1/marketing/integrations/{integration_id}/forms/{form_id}/mapping": (
+        "422",
+        "a lead field, custom:<key>, consent or ignore",
+    ),
+    "POST /api/v1/marketing/integrations/{integration_id}/backfill": ("422", "Facebook only"),
+    "POST /api/v1/marketing/integrations/{integration_id}/spend-sync": (
+        "422",
+        "a Facebook integration with an ad account",
+    ),
+    "POST /api/v1/marketing/spend": ("422", "a CSV with date, campaign_id and amount"),
+    "POST /api/v1/marketing/campaigns/{campaign_id}/test": ("422", EMAIL),
 }
 POSITIVE_DEFAULT = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 

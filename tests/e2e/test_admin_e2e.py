@@ -132,7 +132,7 @@ async def _invite_and_accept(
     await guest.locator("form[action='/invitations/accept'] button[type=submit]").click()
     await guest.wait_for_url(f"{base}/")
     await guest.locator("details.user-menu > summary").click()
-    await expect(guest.locator(".menu-head")).to_contain_text(invitee)
+    await expect(guest.locator("details.user-menu .menu-head")).to_contain_text(invitee)
     await guest_context.close()
 
     await page.reload()

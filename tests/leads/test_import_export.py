@@ -129,6 +129,11 @@ async def test_csv_encodings_and_semicolons(
         ("Maria Açúcar", "maria@example.com", "+5521998765432", "Doces Pará"),
     ]
     assert [x["custom_fields"] for x in leads] == [{"segment": "varejo"}, {"segment": "b2b"}]
+    # The member who started it is told it finished (the notification centre).
+    r = await client.get("/api/v1/notifications", headers=h)
+    assert r.status_code == 200, r.text
+    [told] = [n for n in r.json()["items"] if n["notification_type"] == "import_finished"]
+    assert told["link"] == f"/leads/import/{result['id']}"
 
 
 async def test_xlsx(

@@ -50,6 +50,20 @@ PAGES = (
     "/agenda?view=list",
     "/leads/{lead}/meetings-panel",
     "/agenda/new?lead_id={lead}",
+    "/settings/audit",
+    "/settings/audit?security=1",
+    "/settings/privacy",
+    "/leads/{lead}/privacy-panel",
+    "/notifications",
+    "/settings/notifications",
+    "/settings/system",
+    "/settings/billing",
+    "/billing/sandbox/checkout?plan=enterprise&cycle=yearly",
+    "/marketing",
+    "/marketing/campaigns/new",
+    "/marketing/integrations",
+    "/marketing/ad-leads",
+    "/marketing/roi",
 )
 SIGNED_OUT = ("/login", "/signup", "/forgot-password")
 

@@ -435,6 +435,13 @@ async def test_repeated_failures_disable_and_notify_admins(
     assert len(mails) == 1
     assert f"To: {org.email}" in mails[0] and "Webhook disabled" in mails[0]
     assert "HTTP 503" in mails[0]
+    # ... and the admin's notification centre says so.
+    assert owner_sql(
+        owner,
+        "SELECT user_id, link FROM notifications WHERE organization_id = :o"
+        " AND notification_type = 'webhook_disabled'",
+        o=org.id,
+    ) == [(org.user_id, f"/settings/webhooks/{sub['id']}")]
 
     # A disabled subscription gets no new events, and refuses redelivery and tests.
     await fire(database, org)

@@ -81,6 +81,7 @@ from lovedcrm.leads.activities import record_activity
 from lovedcrm.leads.models import Lead
 from lovedcrm.messaging import whatsapp
 from lovedcrm.messaging.models import Message, WhatsappConfig
+from lovedcrm.organizations import plans
 from lovedcrm.organizations.custom_fields import definitions_in
 from lovedcrm.organizations.models import Organization
 
@@ -396,6 +397,17 @@ async def run_turn(
         await tokens_this_month(session, org_id) >= config.monthly_token_budget
     ):
         return _silent("budget")
+    try:  # the plan: the AI agent, and its monthly tokens
+        await plans.require_feature(session, org_id, "ai_agent", settings)
+        await plans.check_limit(
+            session,
+            org_id,
+            "ai_tokens_month",
+            lambda: tokens_this_month(session, org_id),
+            settings=settings,
+        )
+    except (plans.FeatureNotInPlan, plans.PlanLimitReached):
+        return _silent("plan_limit")
     lead = await session.get(Lead, lead_id)
     if lead is None:
         return _silent("no_message")

@@ -34,7 +34,7 @@ import secrets
 import string
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ import structlog
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lovedcrm.audit import security as audit_security
 from lovedcrm.audit import service as audit
 from lovedcrm.auth.models import ApiKey, User
 from lovedcrm.auth.permissions import PERMISSIONS, SCOPE_DESCRIPTIONS
@@ -329,6 +330,12 @@ class _Usage:
     organization_id: uuid.UUID
     count: int
     last_used: datetime
+    # Addresses the key was used from since the last flush (a few; a security event is
+    # recorded for each address the key was never used from, audit.security).
+    addresses: set[str] = field(default_factory=set)
+
+
+_MAX_ADDRESSES = 20
 
 
 # key id -> requests since the last flush (this process only).
@@ -341,14 +348,18 @@ _ADD_USAGE = text(
 )
 
 
-def record_usage(key_id: uuid.UUID, organization_id: uuid.UUID) -> None:
+def record_usage(
+    key_id: uuid.UUID, organization_id: uuid.UUID, ip_address: str | None = None
+) -> None:
     now = security.utcnow()
     usage = _pending.get(key_id)
     if usage is None:
-        _pending[key_id] = _Usage(organization_id, 1, now)
+        usage = _pending[key_id] = _Usage(organization_id, 1, now)
     else:
         usage.count += 1
         usage.last_used = max(usage.last_used, now)
+    if ip_address and len(usage.addresses) < _MAX_ADDRESSES:
+        usage.addresses.add(ip_address)
 
 
 def pending_usage() -> dict[uuid.UUID, int]:
@@ -364,6 +375,24 @@ def _merge_back(batch: dict[uuid.UUID, _Usage]) -> None:
         else:
             current.count += usage.count
             current.last_used = max(current.last_used, usage.last_used)
+            current.addresses |= usage.addresses
+
+
+async def _note_addresses(
+    session: AsyncSession, organization_id: uuid.UUID, key_id: uuid.UUID, seen: set[str]
+) -> None:
+    """A security event for each address the key was never used from."""
+    fresh = await audit_security.new_key_addresses(session, organization_id, key_id, seen)
+    for ip, risk in fresh:
+        await audit.record(
+            session,
+            action="security.api_key_new_address",
+            resource_type="api_key",
+            resource_id=key_id,
+            organization_id=organization_id,
+            changes={"ip": ip},
+            risk_score=risk,
+        )
 
 
 async def flush_usage(database: Database) -> int:
@@ -385,6 +414,9 @@ async def flush_usage(database: Database) -> int:
                     _ADD_USAGE,
                     [{"id": k, "n": u.count, "t": u.last_used} for k, u in usages.items()],
                 )
+                for key_id, usage in usages.items():
+                    if usage.addresses:
+                        await _note_addresses(session, org_id, key_id, usage.addresses)
             written += len(usages)
         except Exception:
             log.exception("api key usage flush failed", organization_id=str(org_id))

@@ -33,10 +33,12 @@ from lovedcrm.auth.models import OrganizationMember, User, UserSession
 from lovedcrm.auth.permissions import effective_permissions
 from lovedcrm.config import Settings
 from lovedcrm.core import security
+from lovedcrm.core.context import request_meta_var
 from lovedcrm.core.deps import SESSION_COOKIE, Authenticated, get_database
 from lovedcrm.core.errors import Forbidden, Unauthorized
 from lovedcrm.core.principal import Person, Principal
 from lovedcrm.db.tenant import set_tenant
+from lovedcrm.organizations import plans
 
 CSRF_HEADER = "x-csrf-token"
 _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
@@ -166,7 +168,7 @@ async def _from_cookie(
 
 async def _from_api_key(session: AsyncSession, raw: str) -> Authenticated:
     key, user = await api_keys.authenticate(session, raw)
-    api_keys.record_usage(key.id, key.organization_id)
+    api_keys.record_usage(key.id, key.organization_id, request_meta_var.get().ip_address)
     principal = Principal(
         user=person_of(user),
         organization_id=key.organization_id,
@@ -182,7 +184,16 @@ async def _from_api_key(session: AsyncSession, raw: str) -> Authenticated:
 async def authenticate_request(
     request: Request, session: AsyncSession, settings: Settings, token: str | None
 ) -> Authenticated:
-    """The :class:`~lovedcrm.core.deps.Authenticator` of the application."""
+    """The :class:`~lovedcrm.core.deps.Authenticator` of the application; then the plan's
+    gate (features by path, read-only when past due: ``organizations.plans.gate``)."""
+    result = await _credential(request, session, settings, token)
+    await plans.gate(session, settings, result.principal, request.method, request.url.path)
+    return result
+
+
+async def _credential(
+    request: Request, session: AsyncSession, settings: Settings, token: str | None
+) -> Authenticated:
     if token is not None and api_keys.looks_like_key(token):
         return await _from_api_key(session, token)
     if token is not None:

@@ -17,6 +17,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from lovedcrm.audit import security as audit_security
 from lovedcrm.audit import service as audit
 from lovedcrm.auth.models import OrganizationMember, User, UserSession, UserToken
 from lovedcrm.config import Settings
@@ -392,6 +393,14 @@ async def login(
         active_org = memberships[0][1].id
     issued = await open_session(session, settings, user, kind=kind, organization_id=active_org)
     await set_tenant(session, active_org, user.id)
+    meta = request_meta_var.get()
+    risk = await audit_security.login_risk(
+        session,
+        user_id=user.id,
+        ip_address=meta.ip_address,
+        user_agent=meta.user_agent,
+        recent_failures=attempt - 1,
+    )
     await audit.record(
         session,
         action="login",
@@ -399,7 +408,9 @@ async def login(
         resource_id=user.id,
         organization_id=active_org,
         user_id=user.id,
-        changes={"email": email, "kind": kind},
+        changes={"email": email, "kind": kind}
+        | {"new_address": risk.new_address, "new_device": risk.new_device},
+        risk_score=risk.score,
     )
     return user, issued
 

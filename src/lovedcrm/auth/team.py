@@ -24,6 +24,7 @@ from lovedcrm.core.lookup import get_in_org
 from lovedcrm.core.mail import get_mailer
 from lovedcrm.core.principal import Principal
 from lovedcrm.db.tenant import after_commit, set_tenant
+from lovedcrm.organizations import plans
 from lovedcrm.organizations import service as organizations
 
 
@@ -132,6 +133,29 @@ async def remove_member(session: AsyncSession, principal: Principal, member_id: 
     )
 
 
+async def seats_taken(session: AsyncSession, organization_id: uuid.UUID) -> int:
+    """Active members plus pending invitations (the plan's ``seats`` limit)."""
+    members = await session.execute(
+        select(func.count())
+        .select_from(OrganizationMember)
+        .where(
+            OrganizationMember.organization_id == organization_id,
+            OrganizationMember.is_active.is_not(False),
+        )
+    )
+    pending = await session.execute(
+        select(func.count())
+        .select_from(Invitation)
+        .where(
+            Invitation.organization_id == organization_id,
+            Invitation.accepted_at.is_(None),
+            Invitation.revoked_at.is_(None),
+            Invitation.expires_at > security.utcnow(),
+        )
+    )
+    return int(members.scalar_one()) + int(pending.scalar_one())
+
+
 async def create_invitation(
     session: AsyncSession, settings: Settings, principal: Principal, *, email: str, role: str
 ) -> tuple[Invitation, str]:
@@ -156,6 +180,9 @@ async def create_invitation(
             Invitation.revoked_at.is_(None),
         )
         .values(revoked_at=func.now())
+    )
+    await plans.check_limit(
+        session, org.id, "seats", lambda: seats_taken(session, org.id), settings=settings
     )
     token = security.new_token()
     invitation = Invitation(

@@ -28,6 +28,8 @@ class Subscription(TenantMixin, Base):
         Index("ix_subscriptions_org_id", "organization_id"),
         Index("ix_subscriptions_stripe_id", "stripe_subscription_id"),
         Index("ix_subscriptions_status", "status"),
+        # One subscription per organization (issue 18): its current state.
+        Index("uq_subscriptions_one_per_org", "organization_id", unique=True),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -46,6 +48,11 @@ class Subscription(TenantMixin, Base):
     canceled_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime | None] = created_at_col()
     updated_at: Mapped[datetime | None] = updated_at_col()
+    # Not in the spec (issue 18): when the subscription became past due (the grace period
+    # runs from here), and the `created` of the last Stripe event applied (an older event
+    # arriving late is ignored).
+    past_due_since: Mapped[datetime | None] = mapped_column()
+    stripe_event_at: Mapped[datetime | None] = mapped_column()
 
 
 class UsageMetric(TenantMixin, Base):
@@ -67,8 +74,27 @@ Index("ix_usage_metrics_org_id", UsageMetric.organization_id)
 Index("ix_usage_metrics_type", UsageMetric.metric_type)
 Index("ix_usage_metrics_period", UsageMetric.period_start, UsageMetric.period_end)
 Index(
+    "uq_usage_metrics_org_type_start",
+    UsageMetric.organization_id,
+    UsageMetric.metric_type,
+    UsageMetric.period_start,
+    unique=True,
+)
+Index(
     "ix_usage_metrics_org_type_period",
     UsageMetric.organization_id,
     UsageMetric.metric_type,
     UsageMetric.period_start.desc(),
 )
+
+
+class BillingEvent(Base):
+    """Not in the spec (issue 18): the ids of the Stripe events already processed (a
+    replayed or duplicated delivery changes nothing). Not a tenant table: Stripe events are
+    the installation's own."""
+
+    __tablename__ = "billing_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[datetime | None] = created_at_col()

@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Select, and_, or_, select, text
+from sqlalchemy import Select, and_, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,6 +47,7 @@ from lovedcrm.db.tenant import save_new
 from lovedcrm.jobs.queue import enqueue
 from lovedcrm.leads import access as leads_access
 from lovedcrm.leads.models import Lead
+from lovedcrm.organizations import plans
 
 log = structlog.stdlib.get_logger("lovedcrm.calls")
 
@@ -122,6 +123,17 @@ def invalid_phone(field: str, message: str) -> ValidationFailed:
     )
 
 
+async def minutes_this_month(session: AsyncSession, organization_id: uuid.UUID) -> int:
+    """Call minutes (each call rounded up) since the month began (the plan's limit)."""
+    start = clock.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    found = await session.execute(
+        select(
+            func.coalesce(func.sum(func.ceil(func.coalesce(CallLog.duration_seconds, 0) / 60.0)), 0)
+        ).where(CallLog.organization_id == organization_id, CallLog.created_at >= start)
+    )
+    return int(found.scalar_one() or 0)
+
+
 async def dial(
     session: AsyncSession,
     principal: Principal,
@@ -146,6 +158,13 @@ async def dial(
         number = to_e164(raw, region)
     except ValueError as exc:
         raise invalid_phone(field, "The number to call is not a valid phone number.") from exc
+    await plans.check_limit(
+        session,
+        principal.org(),
+        "call_minutes_month",
+        lambda: minutes_this_month(session, principal.org()),
+        settings=settings,
+    )
     row = await active_config(session, principal.org())
     if row is None:
         raise Conflict(

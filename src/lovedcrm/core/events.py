@@ -48,6 +48,11 @@ INTERNAL_EVENT_TYPES = (
     # its transcription); a transcription is done or refused (calls stores it on the call).
     "call.recording_stored",
     "call.transcribed",
+    # For the notification centre: a lead import ended, a webhook subscription was disabled
+    # after repeated failures, a subscription's payment failed.
+    "import.finished",
+    "webhook.disabled",
+    "billing.payment_failed",
 )
 
 ALL_PUBLIC = "*"  # subscribe to every public event

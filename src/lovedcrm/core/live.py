@@ -36,6 +36,7 @@ from sqlalchemy.engine import URL
 
 from lovedcrm.core.deps import AnyPrincipal
 from lovedcrm.core.events import LIVE_CHANNEL
+from lovedcrm.core.metrics import SSE_CONNECTIONS
 from lovedcrm.core.openapi import problem_responses
 
 log = structlog.stdlib.get_logger("lovedcrm.live")
@@ -48,8 +49,11 @@ RESYNC = {"type": "resync"}
 class Subscription:
     """One open stream: a bounded queue of notes for one organization."""
 
-    def __init__(self, organization_id: str, size: int = QUEUE_SIZE) -> None:
+    def __init__(
+        self, organization_id: str, size: int = QUEUE_SIZE, user_id: str | None = None
+    ) -> None:
         self.organization_id = organization_id
+        self.user_id = user_id  # notes addressed to one member ("user") reach only theirs
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(size)
         self.dropped = 0
 
@@ -98,8 +102,10 @@ class LiveHub:
             await asyncio.wait_for(self.ready.wait(), seconds)
         return self.ready.is_set()
 
-    def subscribe(self, organization_id: uuid.UUID) -> Subscription:
-        sub = Subscription(str(organization_id))
+    def subscribe(
+        self, organization_id: uuid.UUID, user_id: uuid.UUID | None = None
+    ) -> Subscription:
+        sub = Subscription(str(organization_id), user_id=str(user_id) if user_id else None)
         self.subscribers.setdefault(sub.organization_id, set()).add(sub)
         return sub
 
@@ -114,11 +120,13 @@ class LiveHub:
         try:
             note = json.loads(payload)
             org = str(note.pop("org"))
+            user = note.pop("user", None)
         except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("live: malformed notification", payload=payload[:200])
             return
         for sub in list(self.subscribers.get(org, ())):
-            sub.offer(note)
+            if user is None or sub.user_id == user:  # a member's own notification: theirs only
+                sub.offer(note)
 
     def _broadcast(self, note: dict[str, Any]) -> None:
         for subs in self.subscribers.values():
@@ -171,6 +179,7 @@ def sse(event: str, data: dict[str, Any], event_id: str | None = None) -> str:
 async def stream(
     hub: LiveHub, sub: Subscription, request: Request, heartbeat: float = HEARTBEAT_SECONDS
 ) -> AsyncIterator[str]:
+    SSE_CONNECTIONS.inc()
     try:
         yield "retry: 3000\n: connected\n\n"
         while True:
@@ -184,6 +193,7 @@ async def stream(
             kind = str(note.get("type", "message"))
             yield sse(kind, note, note.get("id"))
     finally:
+        SSE_CONNECTIONS.dec()
         hub.unsubscribe(sub)
 
 
@@ -208,7 +218,7 @@ async def event_stream(request: Request, principal: AnyPrincipal) -> StreamingRe
     organization_id = principal.org()
     hub = get_hub(request.app)
     await hub.wait_ready()
-    sub = hub.subscribe(organization_id)
+    sub = hub.subscribe(organization_id, principal.user_id)
     return StreamingResponse(
         stream(hub, sub, request, getattr(request.app.state, "live_heartbeat", HEARTBEAT_SECONDS)),
         media_type="text/event-stream",

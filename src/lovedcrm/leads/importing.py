@@ -64,7 +64,7 @@ from lovedcrm.leads.import_files import (
     upload_path,
 )
 from lovedcrm.leads.schemas import LeadIn
-from lovedcrm.organizations import custom_fields
+from lovedcrm.organizations import custom_fields, plans
 from lovedcrm.organizations.models import Organization
 from lovedcrm.web.problems import field_message, translate_text
 
@@ -481,6 +481,15 @@ async def start_import(
     path = upload_path(settings, org_id, upload_id, meta["format"])
     if not path.is_file():
         raise NotFound("No upload with that id.", code="upload_not_found")
+    rows = meta.get("total_rows")
+    await plans.check_limit(
+        session,
+        org_id,
+        "leads",
+        lambda: service.count_leads(session, org_id),
+        adding=rows if isinstance(rows, int) and rows > 0 else 1,
+        settings=settings,
+    )
     payload = ImportPayload(
         upload_id=upload_id,
         path=str(path.relative_to(settings.data_dir.resolve())),

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lovedcrm.audit import service as audit
 from lovedcrm.auth import authentication
 from lovedcrm.core.errors import ValidationFailed
+from lovedcrm.core.events import DomainEvent, emit
 from lovedcrm.core.principal import Principal
 from lovedcrm.db.tenant import after_commit, tenant_transaction
 from lovedcrm.jobs.engine import LeaseLost
@@ -269,6 +270,20 @@ async def run_import(ctx: JobContext, payload: ImportPayload) -> dict[str, Any] 
             "duplicate_policy": payload.duplicate_policy,
             **{k: v for k, v in progress.as_dict().items() if k != "rows"},
         },
+    )
+
+    await emit(
+        ctx.session,
+        DomainEvent(
+            type="import.finished",
+            organization_id=org_id,
+            data={
+                "job_id": str(ctx.job_id),
+                "file_name": payload.file_name,
+                **{k: v for k, v in progress.as_dict().items() if k != "rows"},
+            },
+            actor_id=payload.created_by,
+        ),
     )
 
     async def _drop_upload() -> None:

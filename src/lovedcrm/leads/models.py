@@ -122,6 +122,9 @@ class Lead(TenantMixin, Base):
     version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     # The folded name and company the search reads (migration 0010); never written.
     search_text: Mapped[str | None] = mapped_column(Text, Computed(SEARCH_TEXT, persisted=True))
+    # Set when the person's data was erased (LGPD, migration 0022): the row stays, anonymised,
+    # so reports keep their totals; jobs that would contact the lead send nothing.
+    erased_at: Mapped[datetime | None] = mapped_column()
 
 
 Index("ix_leads_organization_id", Lead.organization_id)

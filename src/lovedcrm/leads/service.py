@@ -59,6 +59,7 @@ from lovedcrm.leads.models import (
     Lead,
     PipelineStage,
 )
+from lovedcrm.organizations import plans
 from lovedcrm.organizations.custom_fields import definitions_in
 
 _NEVER = "-infinity"  # a date sort key's floor, as a cursor carries it
@@ -520,7 +521,18 @@ async def create_lead(session: AsyncSession, principal: Principal, data: dict[st
         data["assigned_to"] = await assignment.automatic_assignee(
             session, principal.org(), await organization_settings(session, principal.org())
         )
+    await plans.check_limit(
+        session, principal.org(), "leads", lambda: count_leads(session, principal.org())
+    )
     return await _insert(session, principal.org(), data, actor_id=principal.user_id)
+
+
+async def count_leads(session: AsyncSession, organization_id: uuid.UUID) -> int:
+    """How many leads the organization has (its plan's ``leads`` limit)."""
+    found = await session.execute(
+        select(func.count()).select_from(Lead).where(Lead.organization_id == organization_id)
+    )
+    return int(found.scalar_one())
 
 
 async def update_lead(

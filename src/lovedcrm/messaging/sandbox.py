@@ -7,18 +7,16 @@ from __future__ import annotations
 import json
 import uuid
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.config import Settings
 from lovedcrm.core import clock
-from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
+from lovedcrm.core.errors import Conflict, ValidationFailed
 from lovedcrm.core.phones import to_e164
-from lovedcrm.db.engine import create_database
-from lovedcrm.db.tenant import tenant_transaction
 from lovedcrm.jobs.queue import enqueue
 from lovedcrm.messaging.jobs import InboundJob
 from lovedcrm.messaging.whatsapp_configs import active_config
+from lovedcrm.organizations import command_line
 from lovedcrm.organizations.models import Organization
 
 
@@ -73,30 +71,12 @@ async def inject_for(
     content: str,
     contact_name: str | None = None,
 ) -> str:
-    """``lovedcrm whatsapp inject``: find the organization by slug or id (as the owner: no
-    tenant is known yet), then inject in its own transaction."""
-    db = create_database(settings)
-    try:
-        owner = create_async_engine(db.owner_url)
-        try:
-            async with owner.connect() as conn:
-                org_id = (
-                    await conn.execute(
-                        text("SELECT id FROM organizations WHERE slug = :s OR id::text = :s"),
-                        {"s": organization},
-                    )
-                ).scalar_one_or_none()
-        finally:
-            await owner.dispose()
-        if org_id is None:
-            raise NotFound(f"No organization with slug or id {organization!r}.")
-        async with tenant_transaction(db.sessionmaker, org_id) as session:
-            return await inject(
-                session,
-                org_id,
-                from_number=from_number,
-                content=content,
-                contact_name=contact_name,
-            )
-    finally:
-        await db.dispose()
+    """``lovedcrm whatsapp inject``: the message injected in the organization named by slug or
+    id, in its own transaction."""
+
+    async def act(session: AsyncSession, org_id: uuid.UUID) -> str:
+        return await inject(
+            session, org_id, from_number=from_number, content=content, contact_name=contact_name
+        )
+
+    return await command_line.in_organization(settings, organization, act)

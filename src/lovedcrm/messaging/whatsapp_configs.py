@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import service as audit
@@ -45,6 +45,7 @@ from lovedcrm.messaging.providers.base import (
 from lovedcrm.messaging.providers.cloud import CloudApiProvider
 from lovedcrm.messaging.providers.sandbox import SandboxProvider
 from lovedcrm.messaging.providers.waha import WahaProvider
+from lovedcrm.organizations import plans
 
 _SECRET_INPUTS = ("access_token", "app_secret", "bridge_api_key")
 # What a secret may contain: the visible ASCII characters (it goes into an HTTP header).
@@ -372,6 +373,15 @@ def _audit_view(row: WhatsappConfig) -> dict[str, Any]:
     }
 
 
+async def _config_count(session: AsyncSession, organization_id: uuid.UUID) -> int:
+    found = await session.execute(
+        select(func.count())
+        .select_from(WhatsappConfig)
+        .where(WhatsappConfig.organization_id == organization_id)
+    )
+    return int(found.scalar_one())
+
+
 async def create_config(
     session: AsyncSession, principal: Principal, settings: Settings, values: dict[str, Any]
 ) -> WhatsappConfig:
@@ -379,6 +389,9 @@ async def create_config(
     kind = values["provider_type"]
     _check(kind, values, outbound.policy(settings))
     org = principal.org()
+    await plans.check_limit(
+        session, org, "whatsapp_numbers", lambda: _config_count(session, org), settings=settings
+    )
     row = WhatsappConfig(
         id=uuid.uuid4(),
         organization_id=org,

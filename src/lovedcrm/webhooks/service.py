@@ -28,7 +28,7 @@ from lovedcrm.auth.permissions import Role
 from lovedcrm.config import Settings
 from lovedcrm.core import outbound
 from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
-from lovedcrm.core.events import EVENT_TYPES, DomainEvent
+from lovedcrm.core.events import EVENT_TYPES, DomainEvent, emit
 from lovedcrm.core.lookup import get_in_org
 from lovedcrm.core.mail import get_mailer
 from lovedcrm.core.pagination import keyset_after, page_of
@@ -502,6 +502,18 @@ async def record_failure(
     )
     await _mail_admins(
         session, settings, organization_id, subscription_id, disabled.webhook_url, row, reason
+    )
+    await emit(
+        session,
+        DomainEvent(
+            type="webhook.disabled",
+            organization_id=organization_id,
+            data={
+                "subscription_id": str(subscription_id),
+                "url": disabled.webhook_url,
+                "failure_count": row.failure_count,
+            },
+        ),
     )
     log.warning(
         "webhook subscription disabled",
