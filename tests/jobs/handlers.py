@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -94,3 +95,29 @@ async def pool_probe(ctx: JobContext, payload: ProbePayload) -> dict[str, Any] |
     org = (await ctx.session.execute(tenant)).scalar()
     after = pool.checkedout()  # type: ignore[attr-defined]
     return {"before": before, "after": after, "org": org, "tag": payload.tag}
+
+
+# Jobs of ``test.gate`` wait here until a test opens the gate (one event per process).
+GATE = asyncio.Event()
+GATE_ENTERED: list[int] = []
+_GATE_MOVED = asyncio.Event()
+
+
+async def gate_entered(enough: Callable[[list[int]], bool]) -> None:
+    """Wait until the jobs that started at the gate are ``enough``."""
+    while not enough(GATE_ENTERED):
+        _GATE_MOVED.clear()
+        await _GATE_MOVED.wait()
+
+
+class GatePayload(BaseModel):
+    n: int = 0
+
+
+@job_handler("test.gate", GatePayload, max_attempts=1, timeout_seconds=60)
+async def gate(ctx: JobContext, payload: GatePayload) -> dict[str, Any] | None:
+    """Holds its slot until ``GATE`` is set; records that it started."""
+    GATE_ENTERED.append(payload.n)
+    _GATE_MOVED.set()
+    await GATE.wait()
+    return None

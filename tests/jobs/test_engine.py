@@ -18,7 +18,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-import tests.jobs.handlers  # noqa: F401 - registers test.record / test.boom
+import tests.jobs.handlers  # registers the test job types
 from lovedcrm.config import Settings
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import tenant_transaction
@@ -432,3 +432,61 @@ async def test_a_job_takes_its_connection_at_its_first_statement(
     assert status == "completed", result
     assert result["org"] == str(org)
     assert result["after"] == result["before"] + 1
+
+
+async def test_bulk_jobs_leave_a_slot_for_interactive_work(
+    client: httpx.AsyncClient, database: Database, settings: Settings, owner: sa.Engine
+) -> None:
+    """Long bulk jobs (a marketing send, a nightly fan-out) hold at most all slots but one:
+    an interactive job queued while they run is claimed into the slot kept for it."""
+    gates = tests.jobs.handlers
+    gates.GATE.clear()
+    gates.GATE_ENTERED.clear()
+    org = await new_org(client)
+    async with tenant_transaction(database.sessionmaker, org) as session:
+        for i in range(6):
+            await enqueue(
+                session, "test.gate", {"n": i}, organization_id=org, priority=BULK_PRIORITY
+            )
+    worker = Worker(
+        database, settings, run_periodic=False, types=["test.gate"], concurrency=3, poll_seconds=0.2
+    )
+    running = asyncio.create_task(worker.run())
+    try:
+        async with asyncio.timeout(60):  # the bulk jobs take the slots they may take
+            await gates.gate_entered(lambda started: len(started) >= 2)
+        async with tenant_transaction(database.sessionmaker, org) as session:
+            await enqueue(session, "test.gate", {"n": 100}, organization_id=org)
+        async with asyncio.timeout(60):  # the interactive job starts beside them
+            await gates.gate_entered(lambda started: 100 in started)
+        assert len([n for n in gates.GATE_ENTERED if n < 100]) == 2  # never the third slot
+        gates.GATE.set()
+        async with asyncio.timeout(60):  # the rest of the bulk work runs in turn
+            await gates.gate_entered(lambda started: len(started) == 7)
+    finally:
+        gates.GATE.set()
+        worker.stop()
+        await running
+        owner_sql(owner, "DELETE FROM background_jobs WHERE job_type = 'test.gate' RETURNING id")
+
+
+async def test_a_claim_takes_no_more_bulk_jobs_than_its_cap(
+    client: httpx.AsyncClient, database: Database, settings: Settings, owner: sa.Engine
+) -> None:
+    org = await new_org(client)
+    async with tenant_transaction(database.sessionmaker, org) as session:
+        for i in range(4):
+            await enqueue(
+                session, "test.fair", {"n": i}, organization_id=org, priority=BULK_PRIORITY
+            )
+        await enqueue(session, "test.fair", {"n": 9}, organization_id=org)
+    worker = Worker(database, settings, run_periodic=False, types=["test.fair"])
+    try:
+        first = await worker.claim(8, bulk_limit=1)
+        assert sorted(job.bulk for job in first) == [False, True]
+        assert await worker.claim(8, bulk_limit=0) == []
+        rest = await worker.claim(8)  # no cap
+        assert len(rest) == 3 and all(job.bulk for job in rest)
+        await asyncio.gather(*(worker.execute(j) for j in [*first, *rest]))
+    finally:
+        owner_sql(owner, "DELETE FROM background_jobs WHERE job_type = 'test.fair' RETURNING id")

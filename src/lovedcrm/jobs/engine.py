@@ -71,6 +71,11 @@ class ClaimedJob:
     attempts: int
     max_attempts: int
     enqueued_at: datetime | None = None
+    priority: int = 0
+
+    @property
+    def bulk(self) -> bool:
+        return self.priority < 0
 
 
 _SCOPE = text(
@@ -133,20 +138,23 @@ class Worker:
     def __post_init__(self) -> None:
         # One entry per slot: the task and the ids of the jobs it holds (a batch or one job).
         self._running: dict[asyncio.Task[None], list[uuid.UUID]] = {}
+        self._bulk_running: set[asyncio.Task[None]] = set()  # the slots holding bulk work
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._new_work = False  # a NOTIFY (or the poll) since the last claim
 
     # -- claiming ---------------------------------------------------------------------
 
-    async def claim(self, limit: int) -> list[ClaimedJob]:
+    async def claim(self, limit: int, bulk_limit: int | None = None) -> list[ClaimedJob]:
+        """Up to ``limit`` ready jobs, of which at most ``bulk_limit`` bulk ones (None: no
+        cap)."""
         async with self.database.app_engine.connect() as conn:
             rows = (
                 await conn.execute(
                     text(
                         "SELECT id, organization_id, job_type, job_data, attempts, max_attempts,"
-                        " created_at FROM lovedcrm_claim_jobs(:w, :n, :lease,"
-                        " CAST(:types AS text[]), CAST(:now AS timestamptz))"
+                        " created_at, priority FROM lovedcrm_claim_jobs(:w, :n, :lease,"
+                        " CAST(:types AS text[]), CAST(:now AS timestamptz), :bulk)"
                     ),
                     {
                         "w": self.worker_id,
@@ -155,6 +163,7 @@ class Worker:
                         "types": list(self.types) if self.types else None,
                         # A manual clock (tests) decides what is ready; else the database.
                         "now": clock.now() if clock.current().manual else None,
+                        "bulk": bulk_limit,
                     },
                 )
             ).all()
@@ -168,9 +177,16 @@ class Worker:
                 r.attempts,
                 r.max_attempts,
                 r.created_at,
+                r.priority or 0,
             )
             for r in rows
         ]
+
+    @property
+    def _bulk_slots(self) -> int:
+        """Slots bulk work may hold: all but one kept for interactive work (a worker of one
+        slot keeps none)."""
+        return self.concurrency - 1 if self.concurrency > 1 else self.concurrency
 
     # -- running one job ------------------------------------------------------------------
 
@@ -353,14 +369,19 @@ class Worker:
                     self._wake.clear()
                     self._new_work = False
                     try:
-                        claimed = await self.claim(free * self._max_batch)
+                        bulk_free = max(0, min(free, self._bulk_slots - len(self._bulk_running)))
+                        claimed = await self.claim(
+                            free * self._max_batch, bulk_free * self._max_batch
+                        )
                     except Exception as exc:  # the database may be restarting
                         log.warning("claim failed", error=repr(exc))
                         await asyncio.sleep(1)
                         continue
-                for chunk in self._chunks(claimed):
-                    task = asyncio.create_task(self.execute_chunk(chunk))
-                    self._running[task] = [j.id for j in chunk]
+                for lane, bulk in self._lanes(self._chunks(claimed), bulk_free):
+                    task = asyncio.create_task(self._execute_in_turn(lane))
+                    self._running[task] = [j.id for chunk in lane for j in chunk]
+                    if bulk:
+                        self._bulk_running.add(task)
                     task.add_done_callback(self._on_done)
                 if claimed and len(claimed) == free * self._max_batch:
                     continue  # more may be waiting
@@ -373,6 +394,7 @@ class Worker:
 
     def _on_done(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task, None)
+        self._bulk_running.discard(task)
         self._wake.set()  # a slot is free
 
     @property
@@ -384,17 +406,36 @@ class Worker:
             1, min(self.settings.worker_max_batch, max((spec.batch for spec in specs), default=1))
         )
 
+    @staticmethod
+    def _lanes(
+        chunks: list[list[ClaimedJob]], bulk_slots: int
+    ) -> list[tuple[list[list[ClaimedJob]], bool]]:
+        """The tasks to start: each interactive chunk on its own; the bulk chunks shared out
+        over at most ``bulk_slots`` tasks that run theirs in turn, so bulk work never holds
+        more slots than it was given."""
+        lanes: list[tuple[list[list[ClaimedJob]], bool]] = [
+            ([chunk], False) for chunk in chunks if not chunk[0].bulk
+        ]
+        bulk = [chunk for chunk in chunks if chunk[0].bulk]
+        width = max(1, min(bulk_slots, len(bulk)))
+        lanes.extend((bulk[i::width], True) for i in range(width) if bulk[i::width])
+        return lanes
+
+    async def _execute_in_turn(self, chunks: list[list[ClaimedJob]]) -> None:
+        for chunk in chunks:
+            await self.execute_chunk(chunk)
+
     def _chunks(self, jobs: list[ClaimedJob]) -> list[list[ClaimedJob]]:
         """Group batchable jobs by organization and type, up to the handler's batch size."""
         chunks: list[list[ClaimedJob]] = []
-        open_: dict[tuple[uuid.UUID | None, str], list[ClaimedJob]] = {}
+        open_: dict[tuple[uuid.UUID | None, str, bool], list[ClaimedJob]] = {}
         for job in jobs:
             spec = HANDLERS.get(job.job_type)
             size = min(spec.batch, self._max_batch) if spec else 1
             if spec is None or size <= 1:
                 chunks.append([job])
                 continue
-            key = (job.organization_id, job.job_type)
+            key = (job.organization_id, job.job_type, job.bulk)
             chunk = open_.get(key)
             if chunk is None or len(chunk) >= size:
                 chunk = open_[key] = []
