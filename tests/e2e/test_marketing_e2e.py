@@ -61,8 +61,9 @@ async def test_create_preview_and_send_a_campaign(
     await expect(preview.locator("body")).to_contain_text(f"Olá {name}!")
     await screenshot(page, "marketing-campaign-1440")
 
-    await page.click("[data-send-campaign]")
-    await page.wait_for_url("**/marketing/campaigns/*")
+    # Already on the campaign's URL: wait for the post's own navigation, not the URL.
+    async with page.expect_navigation():
+        await page.click("[data-send-campaign]")
     for _ in range(40):
         await page.reload()
         sent = page.locator("[data-result=sent] .kpi-value")

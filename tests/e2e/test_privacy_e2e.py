@@ -52,7 +52,10 @@ async def test_export_and_erase_from_the_lead_page(page: Any, live_server: str) 
     await expect(panel).to_contain_text("Marketing por WhatsApp")
 
     # The export: a job, then a download that works once.
-    await page.click("[data-export-lead]")
+    # The form posts and redirects back to the lead: wait for that page before reloading,
+    # or the reload races the redirect.
+    async with page.expect_navigation():
+        await page.click("[data-export-lead]")
     await _reload_until(page, "[data-download]")
     async with page.expect_download() as info:
         await page.click("[data-download]")
@@ -74,7 +77,8 @@ async def test_export_and_erase_from_the_lead_page(page: Any, live_server: str) 
 
     # The erasure (confirmed), then the lead shows as erased, anonymised.
     await page.check(".privacy-erase input[name=confirm]")
-    await page.click("[data-erase-lead]")
+    async with page.expect_navigation():
+        await page.click("[data-erase-lead]")
     await _reload_until(page, '[data-privacy-request="lead_erasure:done"]')
     await expect(page.locator("[data-lead-erased]")).to_be_visible()
     await expect(page.locator("h1")).not_to_contain_text(NAME)
