@@ -25,7 +25,7 @@ from lovedcrm.config import Settings
 from lovedcrm.db.engine import Database
 from lovedcrm.jobs.engine import ClaimedJob, Worker
 from lovedcrm.messaging import webhook_ingest
-from tests.factories import create_lead, owner_sql, signup
+from tests.factories import create_lead, join, login, owner_sql, signup
 from tests.fakes.graph_api import (
     ACCESS_TOKEN,
     PHONE_NUMBER_ID,
@@ -430,3 +430,55 @@ async def test_a_body_with_a_nul_byte_is_refused_not_stored(
     )
     assert r.status_code == 403 and r.json()["code"] == "webhook_body_invalid", r.text
     assert job_statuses(owner, org["organization_id"]) == {}
+
+
+async def test_a_burst_on_an_assigned_lead_is_one_unread_notification_for_its_owner(
+    client: httpx.AsyncClient,
+    org: dict[str, Any],
+    database: Database,
+    settings: Settings,
+) -> None:
+    """The owner of a lead gets one unread "new message" however many messages arrive (the
+    database keeps it unique, no read per message); once read, the next message makes a new
+    one. The owner and their preference are read once per batch, not once per message."""
+    org_id = org["organization_id"]
+    member_email = await join(client, org["headers"], "sales")
+    member = await login(client, member_email)
+    me = await client.get("/api/v1/auth/me", headers=member)
+    member_id = me.json()["user"]["id"]
+    phones = [f"55119544{i:05d}" for i in range(3)]
+    lead_ids = []
+    for phone in phones:
+        lead = await create_lead(client, org["headers"], phone="+" + phone)
+        r = await client.patch(
+            f"/api/v1/leads/{lead['id']}", headers=org["headers"], json={"assigned_to": member_id}
+        )
+        assert r.status_code == 200, r.text
+        lead_ids.append(lead["id"])
+    w = worker(database, settings, batch=50)
+
+    async def unread() -> list[dict[str, Any]]:
+        r = await client.get("/api/v1/notifications", headers=member, params={"unread": "true"})
+        assert r.status_code == 200, r.text
+        return [n for n in r.json()["items"] if n["notification_type"] == "message_received"]
+
+    for round_ in range(4):
+        for phone in phones:
+            await post(client, org, text_from(phone, f"oi {round_}"))
+    mine, others = await claim_batches(w, org_id)
+    await run_others(w, others)
+    statements = [s for chunk in mine for s in await run_counted(w, database, chunk)]
+    found = await unread()
+    assert sorted(n["lead_id"] for n in found) == sorted(lead_ids)
+    joined = [s for s in statements if "notification_preferences" in s]
+    assert len(joined) == 1, breakdown(statements)
+
+    r = await client.post("/api/v1/notifications/read-all", headers=member)
+    assert r.status_code == 200, r.text
+    assert await unread() == []
+    await post(client, org, text_from(phones[0], "mais uma"))
+    mine, others = await claim_batches(w, org_id)
+    await run_others(w, others)
+    for chunk in mine:
+        await w.execute_chunk(chunk)
+    assert [n["lead_id"] for n in await unread()] == [lead_ids[0]]

@@ -24,7 +24,6 @@ from lovedcrm.auth.permissions import effective_permissions
 from lovedcrm.core.events import DomainEvent, subscriber
 from lovedcrm.leads.models import Lead, LeadActivity
 from lovedcrm.notifications import service
-from lovedcrm.notifications.models import Notification
 
 MISSED_STATUSES = frozenset({"no_answer", "busy", "failed", "canceled"})
 HANDOFF_ACTIVITY = "ai_handoff"
@@ -68,28 +67,13 @@ async def message_received(session: AsyncSession, event: DomainEvent) -> None:
     lead = await _lead(session, event)
     if lead is None or lead.assigned_to is None:
         return
-    unread = (
-        await session.execute(
-            select(Notification.id)
-            .where(
-                Notification.organization_id == event.organization_id,
-                Notification.user_id == lead.assigned_to,
-                Notification.notification_type == service.MESSAGE_RECEIVED,
-                Notification.lead_id == lead.id,
-                Notification.read_at.is_(None),
-            )
-            .limit(1)
-        )
-    ).first()
-    if unread is not None:
-        return
     await service.notify(
         session,
         event.organization_id,
         lead.assigned_to,
         service.MESSAGE_RECEIVED,
         data={"lead": lead.full_name},
-        lead_id=lead.id,
+        lead=lead,
         link=f"/inbox/{lead.id}",
     )
 

@@ -36,6 +36,15 @@ class Notification(TenantMixin, Base):
             unique=True,
             postgresql_where=text("dedupe_key IS NOT NULL"),
         ),
+        # One unread "new WhatsApp message" per member and lead (migration 0024).
+        Index(
+            "uq_notifications_unread_message",
+            "organization_id",
+            "user_id",
+            "lead_id",
+            unique=True,
+            postgresql_where=text("notification_type = 'message_received' AND read_at IS NULL"),
+        ),
         Index("ix_notifications_user_created", "organization_id", "user_id", "created_at"),
         Index(
             "ix_notifications_unread",

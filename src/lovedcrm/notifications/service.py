@@ -14,9 +14,11 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session as OrmSession
 
 from lovedcrm.auth.models import OrganizationMember
 from lovedcrm.auth.permissions import effective_permissions
@@ -91,6 +93,18 @@ def text_of(notification_type: str, data: Mapping[str, Any], gettext: Callable[[
 # --- making one --------------------------------------------------------------------------
 
 
+def _principal(
+    organization_id: uuid.UUID, user_id: uuid.UUID, role: str, permissions: Any
+) -> Principal:
+    return Principal(
+        user=Person(id=user_id, email="", full_name=""),
+        organization_id=organization_id,
+        role=role,
+        permissions=effective_permissions(role, permissions),
+        via="job",
+    )
+
+
 async def member_principal(
     session: AsyncSession, organization_id: uuid.UUID, user_id: uuid.UUID
 ) -> Principal | None:
@@ -106,12 +120,13 @@ async def member_principal(
     ).scalar_one_or_none()
     if member is None:
         return None
-    return Principal(
-        user=Person(id=user_id, email="", full_name=""),
-        organization_id=organization_id,
-        role=member.role,
-        permissions=effective_permissions(member.role, member.permissions),
-        via="job",
+    return _principal(organization_id, user_id, member.role, member.permissions)
+
+
+def _lead_visible(principal: Principal, lead: Lead) -> bool:
+    """``leads.access.visible`` for a lead already read: the same rule, without a query."""
+    return principal.can("leads:read") and (
+        principal.can("leads:read_all") or lead.assigned_to == principal.user_id
     )
 
 
@@ -143,6 +158,57 @@ async def channel_for(
     return channel or DEFAULT_CHANNEL
 
 
+_RECIPIENTS = "lovedcrm.notifications.recipients"
+
+
+@sa_event.listens_for(OrmSession, "after_transaction_end")
+def _forget_recipients(session: OrmSession, transaction: Any) -> None:
+    """The recipients read in a transaction are not trusted in the next one (a savepoint
+    ending inside it keeps them: the worker runs each event of a batch in one)."""
+    if transaction.parent is None:
+        session.info.pop(_RECIPIENTS, None)
+
+
+async def _recipient(
+    session: AsyncSession, organization_id: uuid.UUID, user_id: uuid.UUID, notification_type: str
+) -> tuple[Principal, str] | None:
+    """The member (None when no longer active) and their channel for the type, in one read,
+    remembered for the rest of the transaction: a batch of inbound messages to one owner
+    reads it once."""
+    cache: dict[tuple[uuid.UUID, uuid.UUID, str], tuple[Principal, str] | None]
+    cache = session.info.setdefault(_RECIPIENTS, {})
+    key = (organization_id, user_id, notification_type)
+    if key in cache:
+        return cache[key]
+    row = (
+        await session.execute(
+            select(
+                OrganizationMember.role,
+                OrganizationMember.permissions,
+                NotificationPreference.channel,
+            )
+            .outerjoin(
+                NotificationPreference,
+                (NotificationPreference.organization_id == OrganizationMember.organization_id)
+                & (NotificationPreference.user_id == OrganizationMember.user_id)
+                & (NotificationPreference.notification_type == notification_type),
+            )
+            .where(
+                OrganizationMember.organization_id == organization_id,
+                OrganizationMember.user_id == user_id,
+                OrganizationMember.is_active.is_(True),
+            )
+        )
+    ).first()
+    found = (
+        None
+        if row is None
+        else (_principal(organization_id, user_id, row[0], row[1]), row[2] or DEFAULT_CHANNEL)
+    )
+    cache[key] = found
+    return found
+
+
 async def notify(
     session: AsyncSession,
     organization_id: uuid.UUID,
@@ -151,21 +217,35 @@ async def notify(
     *,
     data: Mapping[str, Any] | None = None,
     lead_id: uuid.UUID | None = None,
+    lead: Lead | None = None,
     link: str | None = None,
     dedupe_key: str | None = None,
 ) -> uuid.UUID | None:
     """Make one notification for the member (None when their preference is off, they are no
-    longer a member, they cannot see the lead, or ``dedupe_key`` was already used)."""
+    longer a member, they cannot see the lead, or it would repeat one the database keeps
+    unique: ``dedupe_key`` already used, or an unread "new message" on the same lead).
+
+    ``lead``: the lead already read in this transaction (its visibility is then decided
+    without another query); otherwise ``lead_id``."""
     if notification_type not in TYPES:
         raise ValueError(f"unknown notification type {notification_type!r}")
-    if lead_id is not None:
-        if not await can_see_lead(session, organization_id, user_id, lead_id):
-            return None
-    elif await member_principal(session, organization_id, user_id) is None:
+    recipient = await _recipient(session, organization_id, user_id, notification_type)
+    if recipient is None:
         return None
-    channel = await channel_for(session, organization_id, user_id, notification_type)
+    principal, channel = recipient
     if channel == "off":
         return None
+    if lead is not None:
+        lead_id = lead.id
+        if lead.organization_id != organization_id or not _lead_visible(principal, lead):
+            return None
+    elif lead_id is not None:
+        query = visible(
+            principal,
+            select(Lead.id).where(Lead.organization_id == organization_id, Lead.id == lead_id),
+        )
+        if not principal.can("leads:read") or (await session.execute(query)).first() is None:
+            return None
     values = dict(data or {})
     stmt = (
         insert(Notification)
