@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.factories import create_lead, signup
+from tests.factories import create_lead, join, login, signup
 
 
 @pytest.fixture
@@ -129,3 +129,45 @@ async def test_every_word_exact_in_another_order_is_as_typed(client: httpx.Async
     assert await _order(client, h, q="silva joao") == ["Joao Silva", "Joao Silvo"]
     # "Silva Joana" has the text as typed; the others one typo per word (joan/joao).
     assert await _order(client, h, q="silva joan") == ["Silva Joana", "Joao Silvo", "Joao Silva"]
+
+
+async def test_the_same_page_shape_for_other_members_and_organizations_shows_their_own(
+    client: httpx.AsyncClient,
+) -> None:
+    """A page's statement is built once per shape and reused with other values: two
+    salespeople (each seeing only their leads), their admin and another organization asking
+    the same search and the same filtered list in turn each get their own leads."""
+
+    admin = await signup(client)
+    h = admin["headers"]
+    members = []
+    for _ in range(2):
+        member = await login(client, await join(client, h, "sales"))
+        me = (await client.get("/api/v1/auth/me", headers=member)).json()["user"]["id"]
+        members.append((member, me))
+    other = await signup(client)
+    owned: dict[str, set[str]] = {"admin": set(), "m0": set(), "m1": set(), "other": set()}
+    for n in range(2):
+        for who, headers, assignee in [
+            ("m0", h, members[0][1]),
+            ("m1", h, members[1][1]),
+            ("other", other["headers"], None),
+        ]:
+            body: dict[str, Any] = {"full_name": f"Rosa Formato {who} {n}", "source": "feira"}
+            if assignee:
+                body["assigned_to"] = assignee
+            lead = await create_lead(client, headers, **body)
+            owned[who].add(lead["id"])
+    owned["admin"] = owned["m0"] | owned["m1"]
+    askers = [
+        ("m0", members[0][0]),
+        ("admin", h),
+        ("m1", members[1][0]),
+        ("other", other["headers"]),
+        ("m0", members[0][0]),
+    ]
+    for params in ({"q": "rosa formato"}, {"source": "feira", "limit": 10}, {"q": "formato"}):
+        for who, headers in askers:
+            r = await client.get("/api/v1/leads", headers=headers, params=params)
+            assert r.status_code == 200, r.text
+            assert {i["id"] for i in r.json()["items"]} == owned[who], (who, params)

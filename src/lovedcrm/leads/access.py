@@ -55,10 +55,18 @@ def visible(principal: Principal, query: _Q) -> _Q:
     return query
 
 
+_HELD = "lovedcrm.leads.organizations"
+
+
 async def organization_settings(
     session: AsyncSession, organization_id: uuid.UUID
 ) -> dict[str, Any]:
     org = await session.get(Organization, organization_id)
+    if org is not None:
+        # The identity map holds objects weakly: without a reference the organization is
+        # read again by each caller of the same request (a create read it three times).
+        # Held for the session; an expired one (after a commit) is still read afresh.
+        session.info.setdefault(_HELD, {})[organization_id] = org
     return dict(org.settings or {}) if org is not None else {}
 
 

@@ -23,9 +23,11 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     DateTime,
+    Integer,
     Select,
     String,
     Uuid,
+    bindparam,
     column,
     func,
     insert,
@@ -631,32 +633,44 @@ class LeadPage:
     next_cursor: str | None
 
 
-def _search_call(q: str, region: str) -> Any:
-    """``lovedcrm_search_leads`` (migration 0010) as a table ``(id, rank)``: the current
-    organization's leads matching ``q``, ignoring case and accents -- the text as typed
-    anywhere in the name, company, e-mail or phone, or every word of it in the name or
-    company within one typo; a phone typed in any format also matches its E.164 form or a
-    run of its digits. ``rank`` orders them: those matching as typed first, newest first
-    within each. The matching runs there, on the organization's GIN indexes: under
-    row-level security PostgreSQL would not use them for these (non-leakproof) operators."""
+_SEARCH_BOUND = func.lovedcrm_search_leads(
+    bindparam("q", type_=String),
+    bindparam("q_like", type_=String),
+    bindparam("q_digits", type_=String),
+    bindparam("q_e164", type_=String),
+).table_valued(column("id", Uuid), column("rank", BigInteger))
+
+
+def _phone_like(q: str) -> bool:
+    """A query with six digits or more is also searched as a phone number."""
+    return sum(ch.isdigit() for ch in q) >= 6
+
+
+def _search_params(q: str, region: str) -> dict[str, Any]:
+    """``lovedcrm_search_leads`` (migration 0010)'s arguments: the current organization's
+    leads matching ``q``, ignoring case and accents -- the text as typed anywhere in the
+    name, company, e-mail or phone, or every word of it in the name or company within one
+    typo; a phone typed in any format also matches its E.164 form or a run of its digits.
+    ``rank`` orders them: those matching as typed first, newest first within each. The
+    matching runs there, on the organization's GIN indexes: under row-level security
+    PostgreSQL would not use them for these (non-leakproof) operators."""
     escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     digits = "".join(ch for ch in q if ch.isdigit())
     e164: str | None = None
-    if len(digits) >= 6:
+    if _phone_like(q):
         with contextlib.suppress(ValueError):
             e164 = to_e164(q, region)
-    return func.lovedcrm_search_leads(
-        literal(q, String),
-        literal(f"%{escaped}%", String),
-        literal(f"%{digits}%" if len(digits) >= 6 else None, String),
-        literal(e164, String),
-    ).table_valued(column("id", Uuid), column("rank", BigInteger))
+    return {
+        "q": q,
+        "q_like": f"%{escaped}%",
+        "q_digits": f"%{digits}%" if len(digits) >= 6 else None,
+        "q_e164": e164,
+    }
 
 
 def search_matches(q: str, region: str) -> Select[tuple[uuid.UUID]]:
-    """The ids of the current organization's leads matching ``q`` (see ``_search_call``)."""
-    found = _search_call(q, region).alias("found")
-    return select(found.c.id)
+    """The ids of the current organization's leads matching ``q`` (see ``_search_params``)."""
+    return select(_SEARCH_BOUND.alias("found").c.id).params(_search_params(q, region))
 
 
 def _search(q: str, region: str) -> ColumnElement[bool]:
@@ -675,6 +689,89 @@ def effective_sort(sort: str | None, q: str | None) -> str:
     if sort is None:
         sort = RELEVANCE if searching else DEFAULT_SORT
     return DEFAULT_SORT if sort == RELEVANCE and not searching else sort
+
+
+# Each filter of a list, its value bound by name (``list_leads`` gives the values).
+_FILTERS: dict[str, ColumnElement[bool]] = {
+    "stage_id": Lead.stage_id == bindparam("stage_id"),
+    "assigned_to": Lead.assigned_to == bindparam("assigned_to"),
+    "status": Lead.status == bindparam("status"),
+    "source": func.lower(Lead.source) == bindparam("source", type_=String),
+    "score_min": SORT_KEYS["lead_score"] >= bindparam("score_min"),
+    "score_max": SORT_KEYS["lead_score"] <= bindparam("score_max"),
+    "created_after": Lead.created_at >= bindparam("created_after"),
+    "created_before": Lead.created_at < bindparam("created_before"),
+}
+_PAGES: dict[tuple[Any, ...], Select[Any]] = {}
+_PAGES_KEPT = 512
+
+
+def _remember_page(shape: tuple[Any, ...], statement: Select[Any]) -> None:
+    if len(_PAGES) >= _PAGES_KEPT:
+        _PAGES.pop(next(iter(_PAGES)))  # the oldest: a bound on per-member shapes
+    _PAGES[shape] = statement
+
+
+def _page_statement(
+    principal: Principal,
+    wanted: list[str],
+    sort: str,
+    bound: frozenset[str],
+    cursor: str | None,
+) -> Select[Any]:
+    """The statement of a page of leads with its values bound by name (see ``list_leads``):
+    ``org``, ``limit``, the filters in ``bound`` and the search's (``_search_params``)."""
+    name = sort.lstrip("-")
+    table = Lead.__table__.c
+    # Plain rows, not ORM objects: a page is read-only, and skipping the identity map and
+    # instance state halves the cost of a page.
+    query = visible(
+        principal,
+        select(*(table[c] for c in dict.fromkeys(["id", *wanted]))).where(
+            Lead.organization_id == bindparam("org")
+        ),
+    )
+    for filter_name, condition in _FILTERS.items():
+        if filter_name in bound:
+            query = query.where(condition)
+    searching = "q" in bound
+    key: Any
+    id_col: Any = Lead.id
+    parse: Callable[[str], Any]
+    if name == RELEVANCE:
+        # The matches in order, then each one's lead by id until the page is full: the plan
+        # cannot read the whole organization to join them (OFFSET 0 keeps both apart).
+        found = _SEARCH_BOUND.alias("match")
+        ranked = (
+            select(found.c.id, found.c.rank)
+            .order_by(found.c.rank, found.c.id)
+            .offset(0)
+            .subquery("found")
+        )
+        lead = query.where(Lead.id == ranked.c.id).offset(0).lateral("lead")
+        query = select(lead, ranked.c.rank.label("sort_key")).select_from(
+            ranked.join(lead, literal(True))
+        )
+        key, id_col, parse = ranked.c.rank, ranked.c.id, int
+    else:
+        if searching:
+            query = query.where(Lead.id.in_(select(_SEARCH_BOUND.alias("found").c.id)))
+        if name in _RELATED_SORTS:
+            key, parse = _RELATED_SORTS[name]
+            query = query.add_columns(key.label("sort_key"))
+        else:
+            _, parse, _ = _SORTS[name]
+            key = SORT_KEYS[name]
+    query = keyset_after(
+        query,
+        cursor,
+        sort=sort,
+        key=key,
+        id_col=id_col,
+        parse=parse,
+        descending=sort.startswith("-"),
+    )
+    return query.limit(bindparam("limit", type_=Integer))
 
 
 async def list_leads(
@@ -708,73 +805,50 @@ async def list_leads(
         wanted.append(_SORTS[name][0])
     elif name not in _RELATED_SORTS and name != RELEVANCE:
         raise ValidationFailed(f"Unknown sort: {sort}", code="invalid_sort")
-    table = Lead.__table__.c
-    # Plain rows, not ORM objects: a page is read-only, and skipping the identity map and
-    # instance state halves the cost of a page.
-    query = visible(
-        principal,
-        select(*(table[c] for c in dict.fromkeys(["id", *wanted]))).where(
-            Lead.organization_id == principal.org()
-        ),
+    searching = bool(q and q.strip())
+    # Each filter as given (the same truthiness as the query string: an empty stage is none).
+    given = {
+        "stage_id": stage_id or None,
+        "assigned_to": assigned_to or None,
+        "status": status or None,
+        "source": source.strip().lower() if source else None,
+        "score_min": score_min,
+        "score_max": score_max,
+        "created_after": created_after,
+        "created_before": created_before,
+    }
+    params: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    params["org"] = principal.org()
+    params["limit"] = limit + 1
+    if searching:
+        assert q is not None
+        text_ = q.strip()
+        # The organization's phone region matters only to a query that may be a phone.
+        region = await org_region(session, principal) if _phone_like(text_) else "BR"
+        params |= _search_params(text_, region)
+    # The statement depends on the page's shape, never on its values (all bound), so the
+    # first page of each shape is built once per process: building one (the relevance
+    # order's subqueries above all) cost more than running it. A member without
+    # ``leads:read_all`` gets their own (``visible`` names them).
+    shape = (
+        sort,
+        tuple(wanted),
+        frozenset(params),
+        None if principal.can("leads:read_all") else principal.user_id,
     )
-    if stage_id:
-        query = query.where(Lead.stage_id == stage_id)
-    if assigned_to:
-        query = query.where(Lead.assigned_to == assigned_to)
-    if status:
-        query = query.where(Lead.status == status)
-    if source:
-        query = query.where(func.lower(Lead.source) == source.strip().lower())
-    if score_min is not None:
-        query = query.where(SORT_KEYS["lead_score"] >= score_min)
-    if score_max is not None:
-        query = query.where(SORT_KEYS["lead_score"] <= score_max)
-    if created_after is not None:
-        query = query.where(Lead.created_at >= created_after)
-    if created_before is not None:
-        query = query.where(Lead.created_at < created_before)
-    key: Any
-    id_col: Any = Lead.id
-    parse: Callable[[str], Any]
-    key_of: Callable[[Any], Any]
-    if name == RELEVANCE:
-        assert q is not None  # effective_sort: relevance only when searching
-        # The matches in order, then each one's lead by id until the page is full: the plan
-        # cannot read the whole organization to join them (OFFSET 0 keeps both apart).
-        found = _search_call(q.strip(), await org_region(session, principal)).alias("match")
-        ranked = (
-            select(found.c.id, found.c.rank)
-            .order_by(found.c.rank, found.c.id)
-            .offset(0)
-            .subquery("found")
-        )
-        lead = query.where(Lead.id == ranked.c.id).offset(0).lateral("lead")
-        query = select(lead, ranked.c.rank.label("sort_key")).select_from(
-            ranked.join(lead, literal(True))
-        )
-        key, id_col, parse, key_of = ranked.c.rank, ranked.c.id, int, attrgetter("sort_key")
-    else:
-        if q and q.strip():
-            query = query.where(_search(q.strip(), await org_region(session, principal)))
-        if name in _RELATED_SORTS:
-            key, parse = _RELATED_SORTS[name]
-            query = query.add_columns(key.label("sort_key"))
-            key_of = attrgetter("sort_key")
-        else:
-            _, parse, key_of = _SORTS[name]
-            key = SORT_KEYS[name]
-    query = keyset_after(
-        query,
-        cursor,
-        sort=sort,
-        key=key,
-        id_col=id_col,
-        parse=parse,
-        descending=sort.startswith("-"),
+    statement = None if cursor else _PAGES.get(shape)
+    if statement is None:
+        statement = _page_statement(principal, wanted, sort, frozenset(params), cursor)
+        if not cursor:
+            _remember_page(shape, statement)
+    key_of: Callable[[Any], Any] = (
+        attrgetter("sort_key")
+        if sort.lstrip("-") == RELEVANCE or sort.lstrip("-") in _RELATED_SORTS
+        else _SORTS[sort.lstrip("-")][2]
     )
     # On the session's connection: plain columns need none of the ORM's execution machinery.
     connection = await session.connection()
-    rows: list[Any] = list((await connection.execute(query.limit(limit + 1))).all())
+    rows: list[Any] = list((await connection.execute(statement, params)).all())
     rows, cursor_out = page_of(rows, limit, sort=sort, key_of=key_of)
     return LeadPage(items=rows, next_cursor=cursor_out)
 
