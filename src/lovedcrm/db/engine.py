@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pydantic_core
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -67,6 +68,9 @@ def create_database(settings: Settings, owner: URL | None = None) -> Database:
         # No ping per checkout (a round trip on every request); connections are recycled
         # instead, and one broken by a server restart fails one request, then is replaced.
         pool_recycle=1800,
+        # JSON columns parsed by pydantic-core (a tenth of ``json.loads``'s time on the small
+        # objects leads carry; a page of 50 leads reads 50 of them).
+        json_deserializer=pydantic_core.from_json,
     )
     side = create_async_engine(
         app,

@@ -263,10 +263,9 @@ def _new_lead_inserts(info: dict[Any, Any]) -> list[Any]:
     pending: list[tuple[dict[str, Any], dict[str, Any]]] = info.pop(_NEW, None) or []
     if not pending:
         return []
-    return [
-        insert(ReportLeadFact).values([fact for fact, _ in pending]),
-        insert(ReportStageSpan).values([stay for _, stay in pending]),
-    ]
+    # One round trip for both tables: the facts' INSERT as a data-modifying CTE.
+    facts = insert(ReportLeadFact).values([fact for fact, _ in pending]).cte("new_facts")
+    return [insert(ReportStageSpan).values([stay for _, stay in pending]).add_cte(facts)]
 
 
 async def _write_new_leads(session: AsyncSession) -> None:
