@@ -57,7 +57,7 @@ from lovedcrm.core.middleware import (
     SecurityHeadersMiddleware,
 )
 from lovedcrm.core.openapi import docs_router, install_problem_openapi
-from lovedcrm.core.process import die_with_supervisor
+from lovedcrm.core.process import die_with_supervisor, settle_heap
 from lovedcrm.core.ratelimit import RateLimitHeadersMiddleware
 from lovedcrm.core.routing import install_routing_rules
 from lovedcrm.core.tracing import tracer_provider
@@ -204,6 +204,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             worker_task = asyncio.create_task(worker.run())
         usage = UsageFlusher(app.state.db, settings.api_key_usage_flush_seconds)
         usage.start()
+        settle_heap()
         yield
         hub = getattr(app.state, "live_hub", None)
         if hub is not None:  # the live-events listener, started by the first stream

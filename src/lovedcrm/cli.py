@@ -116,6 +116,7 @@ async def _run_worker(settings: Settings, concurrency: int, types: tuple[str, ..
     import signal
 
     from lovedcrm.core.logging import configure_logging
+    from lovedcrm.core.process import settle_heap
     from lovedcrm.db.engine import create_database
     from lovedcrm.jobs.engine import Worker
 
@@ -125,6 +126,7 @@ async def _run_worker(settings: Settings, concurrency: int, types: tuple[str, ..
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, job_worker.stop)
+    settle_heap()
     try:
         await job_worker.run()
     finally:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import psutil
 import pytest
@@ -60,3 +62,18 @@ def test_outside_a_supervised_worker_nothing_is_armed(monkeypatch: pytest.Monkey
     assert die_with_supervisor() is False
     monkeypatch.setenv(SUPERVISOR_ENV, "not-a-pid")
     assert die_with_supervisor() is False
+
+
+async def test_the_served_app_takes_what_it_was_built_with_out_of_the_collectors_sight(
+    app: Any,
+) -> None:
+    """``settle_heap`` at start-up: the objects alive then (routes, models, templates) are
+    frozen, so a full collection under load no longer walks them (a ~160 ms pause)."""
+    gc.unfreeze()
+    try:
+        assert gc.get_freeze_count() == 0
+        async with app.router.lifespan_context(app):
+            frozen = gc.get_freeze_count()
+        assert frozen > 10_000, frozen
+    finally:
+        gc.unfreeze()

@@ -13,6 +13,7 @@ SIGKILL of a single-process server.
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -44,3 +45,13 @@ def die_with_supervisor() -> bool:
     if os.getppid() != int(raw):  # the supervisor died before we asked
         os.kill(os.getpid(), signal.SIGKILL)
     return True
+
+
+def settle_heap() -> None:
+    """Once the process is built (the app, its routes, models and templates loaded): move
+    every object alive now out of the garbage collector's sight (``gc.freeze``). They live
+    as long as the process, yet each full collection walked all ~300,000 of them, a pause of
+    about 160 ms on this machine every few seconds under load, in the middle of requests
+    (the tail of every latency figure). Cycles made later are still collected."""
+    gc.collect()
+    gc.freeze()
