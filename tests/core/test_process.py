@@ -70,10 +70,14 @@ async def test_the_served_app_takes_what_it_was_built_with_out_of_the_collectors
     """``settle_heap`` at start-up: the objects alive then (routes, models, templates) are
     frozen, so a full collection under load no longer walks them (a ~160 ms pause)."""
     gc.unfreeze()
+    before = gc.get_threshold()
     try:
         assert gc.get_freeze_count() == 0
         async with app.router.lifespan_context(app):
             frozen = gc.get_freeze_count()
+            threshold = gc.get_threshold()
         assert frozen > 10_000, frozen
+        assert threshold[0] == 7000
     finally:
         gc.unfreeze()
+        gc.set_threshold(*before)
