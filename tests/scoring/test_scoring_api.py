@@ -18,7 +18,7 @@ from lovedcrm.config import Settings
 from lovedcrm.core.clock import ManualClock
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import set_tenant
-from lovedcrm.jobs.engine import run_until_idle
+from lovedcrm.jobs.engine import ClaimedJob, Worker, run_until_idle
 from lovedcrm.jobs.periodic import enqueue_due, schedule
 from lovedcrm.scoring import features, retraining
 from lovedcrm.scoring.jobs import NIGHTLY, RETRAIN_ALL
@@ -368,3 +368,43 @@ async def test_nightly_and_weekly_jobs_queue_one_job_per_organization(
         await set_tenant(session, uuid.UUID(quiet["organization_id"]))
         rows = await session.execute(sa.text("SELECT id FROM lovedcrm_scoring_organizations()"))
         assert rows.all() == []
+
+
+async def test_a_batch_of_rescores_scores_each_of_its_leads(
+    client: httpx.AsyncClient,
+    database: Database,
+    settings: Settings,
+    owner: sa.Engine,
+    manual_clock: ManualClock,
+) -> None:
+    """The worker hands the debounced rescores of one organization to the handler together:
+    every lead of the batch gets its own score, in one pass."""
+    admin = await signup(client)
+    h = admin["headers"]
+    made = [
+        await create_lead(client, h, full_name=f"Lote {n}", estimated_value=value)
+        for n, value in enumerate(["10.00", "60000.00", "10.00", "60000.00"])
+    ]
+    manual_clock.advance(seconds=31)
+    worker = Worker(database, settings, concurrency=8, types=[RESCORE_LEAD], run_periodic=False)
+    mine: list[ClaimedJob] = []
+    while claimed := await worker.claim(100):
+        for job in claimed:
+            if str(job.organization_id) == admin["organization_id"]:
+                mine.append(job)
+            else:
+                await worker.execute(job)  # other tests' jobs, so nothing stays claimed
+    assert len(mine) == 4
+    for chunk in worker._chunks(mine):
+        await worker.execute_chunk(chunk)
+    scores = [_stored(owner, lead["id"]).lead_score for lead in made]
+    assert scores == [30 + 15, 30 + 15 + 15, 30 + 15, 30 + 15 + 15]  # each its own value
+    results = owner_sql(
+        owner,
+        "SELECT status, result_data FROM background_jobs WHERE job_type = :t"
+        " AND organization_id = :o",
+        t=RESCORE_LEAD,
+        o=admin["organization_id"],
+    )
+    assert [r.status for r in results] == ["completed"] * 4
+    assert max(r.result_data["together"] for r in results) > 1  # some ran together

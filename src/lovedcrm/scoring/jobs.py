@@ -18,7 +18,9 @@ from lovedcrm.jobs.periodic import every, period_start
 from lovedcrm.jobs.queue import (
     BULK_PRIORITY,
     JobContext,
+    Outcome,
     PermanentFailure,
+    batch_job_handler,
     enqueue,
     job_handler,
 )
@@ -46,10 +48,14 @@ def _secret(ctx: JobContext) -> str:
     return ctx.settings.secret_key.get_secret_value()
 
 
-@job_handler(RESCORE_LEAD, LeadPayload, max_attempts=3, timeout_seconds=120, batch=50)
-async def rescore_lead(ctx: JobContext, payload: LeadPayload) -> dict[str, Any] | None:
-    scored = await service.rescore(ctx.session, _org(ctx), _secret(ctx), [payload.lead_id])
-    return {"scored": scored}
+@batch_job_handler(RESCORE_LEAD, LeadPayload, max_attempts=3, timeout_seconds=120, batch=50)
+async def rescore_lead(ctxs: list[JobContext], payloads: list[LeadPayload]) -> list[Outcome]:
+    """The leads of a batch scored together: their features read in one pass, not one
+    pass per lead (a burst of inbound messages queues one rescore per new lead)."""
+    ctx = ctxs[0]
+    lead_ids = list(dict.fromkeys(p.lead_id for p in payloads))
+    scored = await service.rescore(ctx.session, _org(ctx), _secret(ctx), lead_ids)
+    return [{"scored": scored, "together": len(lead_ids)} for _ in payloads]
 
 
 @job_handler(RESCORE_ORGANIZATION, OrganizationPayload, max_attempts=3, timeout_seconds=1800)
