@@ -2,7 +2,8 @@
 
 After SIGTERM and after SIGINT no PostgreSQL process of the data directory remains; after the
 app is killed with SIGKILL (it cannot clean up), the next start finds the server it left and
-reuses it (one postmaster, never two), and a clean stop then stops it.
+reuses it (one postmaster, never two), and a clean stop then stops it. The job worker process
+`serve` starts beside its server processes ends with it each time, even after SIGKILL.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import httpx
+import psutil
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -70,6 +72,20 @@ def _postgres_processes(pgdata: Path) -> dict[int, str]:
         if names_dir or cwd == pgdata:
             found[int(entry.name)] = " ".join(args)
     return found
+
+
+def _job_workers(app: Serve) -> list[psutil.Process]:
+    """The `lovedcrm worker` processes `serve` started."""
+    return [
+        child
+        for child in psutil.Process(app.proc.pid).children(recursive=True)
+        if "worker" in child.cmdline() and "lovedcrm.cli" in child.cmdline()
+    ]
+
+
+def _ended(processes: list[psutil.Process]) -> bool:
+    _gone, alive = psutil.wait_procs(processes, timeout=STARTUP_LIMIT_SECONDS)
+    return not alive
 
 
 def _postmasters(pgdata: Path) -> dict[int, str]:
@@ -174,15 +190,20 @@ def test_embedded_postgres_stops_with_the_app_and_is_reused_after_a_kill(data_di
         app = Serve(data_dir, log)
         app.wait_healthy()
         assert len(_postmasters(pgdata)) == 1, _postgres_processes(pgdata)
+        workers = _job_workers(app)
+        assert len(workers) == 1, app.log_text()
         code = app.stop(sig)
         assert code == 0, (sig.name, code, app.log_text())
         assert _postgres_processes(pgdata) == {}, (sig.name, app.log_text())
+        assert _ended(workers), (sig.name, app.log_text())
 
     # Killed: the app cannot stop its server, which keeps running...
     killed = Serve(data_dir, log)
     killed.wait_healthy()
     (postmaster,) = _postmasters(pgdata)
+    orphans = _job_workers(killed)
     killed.stop(signal.SIGKILL)
+    assert _ended(orphans), killed.log_text()  # the kernel ends it with its supervisor
     assert _postmasters(pgdata) == {postmaster: _postmasters(pgdata)[postmaster]}
 
     # ...and the next start reuses it instead of starting a second one.
