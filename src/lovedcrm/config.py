@@ -79,7 +79,9 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=20)
     webhook_disable_after_failures: int = Field(default=15, ge=1)
 
-    # `lovedcrm serve` runs a job worker in-process unless this is false (or --no-worker).
+    # A server process runs a job worker inside unless this is false (or --no-worker).
+    # `serve --workers N` (N > 1, the default) sets it false in its server processes and
+    # starts one worker process of N x embedded_worker_concurrency slots beside them.
     embedded_worker: bool = True
     embedded_worker_concurrency: int = 4
     # Upper bound on jobs of one organization run in one transaction (handlers opt in).
