@@ -28,7 +28,7 @@ from lovedcrm.core.events import notify_live
 from lovedcrm.core.pagination import keyset_after, page_of
 from lovedcrm.core.principal import Person, Principal
 from lovedcrm.jobs.queue import enqueue
-from lovedcrm.leads.access import visible
+from lovedcrm.leads.access import may_see, visible
 from lovedcrm.leads.models import Lead
 from lovedcrm.notifications.models import CHANNELS, Notification, NotificationPreference
 from lovedcrm.web.i18n import N_
@@ -123,39 +123,21 @@ async def member_principal(
     return _principal(organization_id, user_id, member.role, member.permissions)
 
 
-def _lead_visible(principal: Principal, lead: Lead) -> bool:
-    """``leads.access.visible`` for a lead already read: the same rule, without a query."""
-    return principal.can("leads:read") and (
-        principal.can("leads:read_all") or lead.assigned_to == principal.user_id
+async def _sees_lead(
+    session: AsyncSession, principal: Principal, organization_id: uuid.UUID, lead_id: uuid.UUID
+) -> bool:
+    query = visible(
+        principal,
+        select(Lead.id).where(Lead.organization_id == organization_id, Lead.id == lead_id),
     )
+    return principal.can("leads:read") and (await session.execute(query)).first() is not None
 
 
 async def can_see_lead(
     session: AsyncSession, organization_id: uuid.UUID, user_id: uuid.UUID, lead_id: uuid.UUID
 ) -> bool:
     principal = await member_principal(session, organization_id, user_id)
-    if principal is None or not principal.can("leads:read"):
-        return False
-    query = visible(
-        principal,
-        select(Lead.id).where(Lead.organization_id == organization_id, Lead.id == lead_id),
-    )
-    return (await session.execute(query)).first() is not None
-
-
-async def channel_for(
-    session: AsyncSession, organization_id: uuid.UUID, user_id: uuid.UUID, notification_type: str
-) -> str:
-    channel = (
-        await session.execute(
-            select(NotificationPreference.channel).where(
-                NotificationPreference.organization_id == organization_id,
-                NotificationPreference.user_id == user_id,
-                NotificationPreference.notification_type == notification_type,
-            )
-        )
-    ).scalar_one_or_none()
-    return channel or DEFAULT_CHANNEL
+    return principal is not None and await _sees_lead(session, principal, organization_id, lead_id)
 
 
 _RECIPIENTS = "lovedcrm.notifications.recipients"
@@ -237,15 +219,10 @@ async def notify(
         return None
     if lead is not None:
         lead_id = lead.id
-        if lead.organization_id != organization_id or not _lead_visible(principal, lead):
+        if lead.organization_id != organization_id or not may_see(principal, lead):
             return None
-    elif lead_id is not None:
-        query = visible(
-            principal,
-            select(Lead.id).where(Lead.organization_id == organization_id, Lead.id == lead_id),
-        )
-        if not principal.can("leads:read") or (await session.execute(query)).first() is None:
-            return None
+    elif lead_id is not None and not await _sees_lead(session, principal, organization_id, lead_id):
+        return None
     values = dict(data or {})
     stmt = (
         insert(Notification)
