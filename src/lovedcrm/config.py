@@ -200,6 +200,13 @@ class Settings(BaseSettings):
                 raise ValueError("LOVEDCRM_ENCRYPTION_KEY must be set in production")
             if self.database_url is None:
                 raise ValueError("LOVEDCRM_DATABASE_URL must be set in production")
+            if self.billing_enabled and self.billing_provider == "sandbox":
+                # The sandbox checkout "pays" with no money: enforcing plans with it would
+                # give any admin any plan.
+                raise ValueError(
+                    "LOVEDCRM_BILLING_PROVIDER=stripe is needed when LOVEDCRM_BILLING_ENABLED"
+                    " is true in production"
+                )
         if self.storage_backend == "s3" and not self.s3_bucket:
             raise ValueError("LOVEDCRM_S3_BUCKET must be set when LOVEDCRM_STORAGE_BACKEND=s3")
         if len(self.secret_key.get_secret_value()) < 32:

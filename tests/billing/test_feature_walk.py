@@ -14,7 +14,9 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from lovedcrm.core.deps import authenticate
 from lovedcrm.db.engine import Database
 from lovedcrm.organizations import plans
+from lovedcrm.web.kit import PageRoute
 from tests.billing.conftest import enforce
+from tests.factories import PASSWORD
 
 
 def _authenticated(dependant: Dependant) -> bool:
@@ -80,3 +82,59 @@ async def test_every_route_refuses_an_api_key_without_the_api_feature(
         if (r.status_code, code) != (403, "feature_not_in_plan"):
             wrong.append((method, path, r.status_code, code))
     assert wrong == []
+
+
+def _pages(app: Any) -> list[str]:
+    """Every page (GET, a page route of the web kit) that names a feature."""
+    found = []
+    for ctx in iter_route_contexts(app.routes):
+        path = str(ctx.path)
+        route = ctx.original_route
+        if path.startswith("/api/") or not isinstance(route, PageRoute):
+            continue
+        if "GET" in (ctx.methods or ()) and plans.feature_for(path) is not None:
+            found.append(path)
+    return found
+
+
+async def test_every_page_of_a_feature_off_shows_the_plan_refusal_in_the_shell(
+    app: Any, client: httpx.AsyncClient, database: Database
+) -> None:
+    from tests.factories import csrf_token, web_signup
+
+    email, _, _ = await web_signup(client)
+    me = (
+        await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    ).json()
+    headers = {"Authorization": f"Bearer {me['access_token']}"}
+    org_id = (await client.get("/api/v1/organizations/current", headers=headers)).json()["id"]
+    pages = _pages(app)
+    assert {plans.feature_for(p) for p in pages} >= {
+        "calls", "ai_agent", "scoring", "marketing", "reports", "webhooks",
+    }  # fmt: skip
+    # With every feature on (the trial), the pages open.
+    for path in ("/marketing", "/reports", "/settings/telephony", "/settings/webhooks"):
+        assert (await client.get(path)).status_code == 200, path
+    await enforce(database, uuid.UUID(org_id), "starter", **dict.fromkeys(plans.FEATURES, "off"))
+    wrong = []
+    for path in pages:
+        r = await client.get(_concrete(path), headers={"Accept-Language": "pt-BR"})
+        # Inside the shell (the navigation is there), the reason in the reader's words, the
+        # way to upgrade; never the login page.
+        if not (
+            r.status_code == 403
+            and "Fora do seu plano" in r.text
+            and 'href="/settings/billing"' in r.text
+            and 'href="/leads"' in r.text
+        ):
+            wrong.append((path, r.status_code, r.headers.get("location")))
+    assert wrong == []
+    # A form of such a page is refused the same way, and the pages of the plan still open.
+    token = await csrf_token(client, "/leads")
+    r = await client.post(
+        "/marketing/campaigns", data={"csrf_token": token, "name": "x"}, follow_redirects=False
+    )
+    assert r.status_code == 403
+    assert "Fora do seu plano" in r.text
+    assert (await client.get("/leads")).status_code == 200
+    assert (await client.get("/settings/billing")).status_code == 200

@@ -253,3 +253,26 @@ async def test_api_calls_limit_refuses_api_keys_from_the_metered_figure(
     )  # fmt: skip
     # People signed in are not API calls.
     assert (await client.get("/api/v1/leads", headers=org["headers"])).status_code == 200
+
+
+def test_production_refuses_plans_enforced_with_the_sandbox_checkout() -> None:
+    """The sandbox checkout "pays" with no money: in production it is closed, and enforcing
+    plans with it is refused at start-up (any admin could take any plan)."""
+    import pytest
+    from pydantic import SecretStr, ValidationError
+
+    from lovedcrm.billing import service as billing_service
+    from lovedcrm.config import Settings
+
+    production = {
+        "env": "production",
+        "secret_key": SecretStr("p" * 40),
+        "encryption_key": SecretStr("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
+        "database_url": "postgresql://db/lovedcrm",
+    }
+    with pytest.raises(ValidationError, match="LOVEDCRM_BILLING_PROVIDER=stripe"):
+        Settings(**production, billing_enabled=True, billing_provider="sandbox")
+    off = Settings(**production, billing_enabled=False, billing_provider="sandbox")
+    assert not billing_service.sandbox_checkout_open(off)
+    assert billing_service.sandbox_checkout_open(Settings(billing_provider="sandbox"))
+    assert not billing_service.sandbox_checkout_open(Settings(billing_provider="stripe"))

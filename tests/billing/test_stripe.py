@@ -72,6 +72,33 @@ async def test_checkout_session_is_form_encoded_to_stripe(
     assert form["success_url"].endswith("/settings/billing?checkout=done")
 
 
+async def test_a_paying_organization_changes_plan_in_the_portal_not_a_second_checkout(
+    stripe_client: httpx.AsyncClient, database: Database, fake_stripe: FakeStripe
+) -> None:
+    org = await _org(stripe_client, database)
+    oid = str(org["org_id"])
+    evt = event("customer.subscription.created", subscription(oid, "active", plan="pro"))
+    assert (await _post(stripe_client, evt)).json()["outcome"] == "applied"
+    r = await stripe_client.post(
+        "/api/v1/billing/checkout",
+        headers={**org["headers"], "Accept-Language": "pt-BR"},
+        json={"plan": "enterprise", "cycle": "monthly"},
+    )
+    assert r.status_code == 409, r.text
+    assert r.json()["code"] == "subscription_exists"
+    assert "portal de cobrança" in r.json()["detail"]
+    assert fake_stripe.posts("/v1/checkout/sessions") == []  # no second subscription started
+    # Once it has ended, a new checkout is allowed again.
+    ended = event("customer.subscription.deleted", subscription(oid, "canceled", plan="pro"))
+    assert (await _post(stripe_client, ended)).json()["outcome"] == "applied"
+    r = await stripe_client.post(
+        "/api/v1/billing/checkout",
+        headers=org["headers"],
+        json={"plan": "enterprise", "cycle": "monthly"},
+    )
+    assert r.status_code == 201, r.text
+
+
 async def test_subscription_events_activate_and_duplicates_change_nothing(
     stripe_client: httpx.AsyncClient, database: Database, owner: sa.Engine
 ) -> None:

@@ -187,7 +187,13 @@ async def authenticate_request(
     """The :class:`~lovedcrm.core.deps.Authenticator` of the application; then the plan's
     gate (features by path, read-only when past due: ``organizations.plans.gate``)."""
     result = await _credential(request, session, settings, token)
-    await plans.gate(session, settings, result.principal, request.method, request.url.path)
+    try:
+        await plans.gate(session, settings, result.principal, request.method, request.url.path)
+    except plans.FeatureNotInPlan as refusal:
+        if request.url.path.startswith("/api/"):
+            raise
+        # A page: the kit shows the refusal inside the signed-in shell, once it is built.
+        request.state.page_refusal = refusal
     return result
 
 

@@ -119,6 +119,8 @@ async def checkout(
         message = (
             t("You use more than this plan allows. Remove the excess first:")
             if blockers
+            else t(exc.detail)
+            if exc.code == "subscription_exists"
             else t("This plan could not be chosen. Try again in a moment.")
         )
         return await _page(
@@ -147,7 +149,7 @@ async def portal(
 
 
 def _sandbox_only(settings: Settings) -> None:
-    if settings.billing_provider != "sandbox":
+    if not service.sandbox_checkout_open(settings):
         raise PageError(
             404,
             N_("Not found"),

@@ -286,6 +286,18 @@ async def start_checkout(
     currency = currency or settings.billing_currency
     await refuse_downgrade_below_usage(session, org_id, plan)
     sub = await subscription_of(session, org_id)
+    if (
+        settings.billing_provider == "stripe"
+        and sub is not None
+        and sub.stripe_subscription_id is not None
+        and sub.status in LIVE_STATUSES
+    ):
+        # A second Checkout would start a second subscription, charged beside the first.
+        raise Conflict(
+            "The organization already has a subscription: change its plan in the billing portal.",
+            code="subscription_exists",
+            extra={"plan": sub.plan_tier, "subscription_status": sub.status},
+        )
     request = CheckoutRequest(
         organization_id=str(org_id),
         plan=plan.key,
@@ -351,12 +363,18 @@ async def invoices(
             ) from exc
 
 
+def sandbox_checkout_open(settings: Settings) -> bool:
+    """The demo's checkout that "pays" with no money: the sandbox provider, never in
+    production (where it would give plans away)."""
+    return settings.billing_provider == "sandbox" and settings.env != "production"
+
+
 async def sandbox_pay(
     session: AsyncSession, principal: Principal, settings: Settings, plan_key: str, cycle: str
 ) -> Subscription:
     """The demo's checkout "paid": the plan is active for a period (sandbox provider only)."""
     principal.require("billing:manage")
-    if settings.billing_provider != "sandbox":
+    if not sandbox_checkout_open(settings):
         raise Conflict("The sandbox checkout is off on this installation.", code="not_sandbox")
     org_id = principal.org()
     plan = _plan(plan_key)

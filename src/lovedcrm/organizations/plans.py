@@ -150,7 +150,8 @@ PLANS: dict[str, Plan] = {
     ),
 }
 
-# API paths (regular expressions on the path) → the feature they need. First match wins.
+# API paths and pages (regular expressions on the path) → the feature they need. First match
+# wins.
 FEATURE_ROUTES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern), feature)
     for pattern, feature in (
@@ -165,6 +166,17 @@ FEATURE_ROUTES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"^/api/v1/reports(/|$)", "reports"),
         (r"^/api/v1/webhooks(/|$)", "webhooks"),
         (r"^/api/v1/organizations/current/logo(/|$)", "custom_branding"),
+        # The pages of the same features (and their fragments and forms).
+        (r"^/(settings/telephony|reports/costs|calls)(/|$)", "calls"),
+        (r"^/leads/[^/]+/(call|calls-panel)(/|$)", "calls"),
+        (r"^/settings/ai(/|$)", "ai_agent"),
+        (r"^/inbox/[^/]+/(agent|suggestions/ai)(/|$)", "ai_agent"),
+        (r"^/inbox/messages/[^/]+/sentiment(/|$)", "ai_agent"),
+        (r"^/settings/scoring(/|$)", "scoring"),
+        (r"^/leads/[^/]+/score-panel(/|$)", "scoring"),
+        (r"^/marketing(/|$)", "marketing"),
+        (r"^/reports(/|$)", "reports"),
+        (r"^/settings/webhooks(/|$)", "webhooks"),
     )
 )
 # Never gated: how to pay, and how to sign in or out. Writes stay allowed when read-only.
@@ -387,7 +399,7 @@ async def _warn_soft_limit(
 
 
 def feature_for(path: str) -> str | None:
-    """The feature an API path needs (None: none in particular)."""
+    """The feature an API path or a page needs (None: none in particular)."""
     for pattern, feature in FEATURE_ROUTES:
         if pattern.search(path):
             return feature
@@ -398,8 +410,8 @@ async def gate(
     session: AsyncSession, settings: Settings, principal: Principal, method: str, path: str
 ) -> None:
     """Every authenticated request, where the principal is resolved: a subscription past due
-    beyond its grace period leaves reads only; an API route whose feature the plan leaves
-    out (or any API route for an API key, when ``api`` is left out) is refused."""
+    beyond its grace period leaves reads only; an API route or a page whose feature the plan
+    leaves out (or any API route for an API key, when ``api`` is left out) is refused."""
     org_id = principal.organization_id
     if org_id is None or path.startswith(UNGATED_PREFIXES):
         return
@@ -416,9 +428,7 @@ async def gate(
                 "upgrade_url": "/settings/billing",
             },
         )
-    if not path.startswith("/api/v1/"):
-        return
-    if principal.via == "api_key":
+    if principal.via == "api_key" and path.startswith("/api/v1/"):
         if not ent.has("api"):
             await require_feature(session, org_id, "api", settings)
         await check_limit(

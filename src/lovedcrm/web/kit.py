@@ -353,6 +353,11 @@ async def current_frame(
         i18n=loc,
     )
     request.state.frame = frame
+    refusal = getattr(request.state, "page_refusal", None)
+    if isinstance(refusal, AppError):
+        # Authenticated, but the plan leaves this page's feature out: the error page, in the
+        # shell, with the way to upgrade.
+        raise refusal
     return frame
 
 
@@ -437,6 +442,16 @@ def _page_response(request: Request, exc: Exception) -> Response | None:
             exc.message,
             back_url=exc.back_url,
             back_label=exc.back_label,
+        )
+    if isinstance(exc, AppError) and exc.extra.get("upgrade_url"):
+        # A plan's refusal (a feature left out, a limit reached): its reason and the way on.
+        return error_page(
+            request,
+            exc.status,
+            exc.title,  # catalog msgids: "Not in your plan", "Plan limit reached"…
+            exc.detail,
+            back_url=exc.extra["upgrade_url"],
+            back_label=N_("See plans and billing"),
         )
     if isinstance(exc, AppError):
         title, message = _TITLES.get(exc.status, (N_("Something went wrong"), exc.detail))
