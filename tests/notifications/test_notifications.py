@@ -100,6 +100,32 @@ async def test_assigned_lead_notifies_its_new_owner_only(client: httpx.AsyncClie
     assert (await _mine(client, t["member"], unread="true"))["items"] == []
 
 
+async def test_a_lead_taken_away_takes_its_notifications_with_it(
+    client: httpx.AsyncClient,
+) -> None:
+    """A notification about a lead the member can no longer see (reassigned) is neither
+    listed, nor counted, nor opened; given back, it is there again."""
+    t = await _team(client)
+    admin = t["admin"]["headers"]
+    lead = await create_lead(client, admin, assigned_to=t["member_id"])
+    [item] = (await _mine(client, t["member"]))["items"]
+    r = await client.patch(
+        f"/api/v1/leads/{lead['id']}", headers=admin, json={"assigned_to": t["admin_id"]}
+    )
+    assert r.status_code == 200, r.text
+    page = await _mine(client, t["member"])
+    assert (page["items"], page["unread"]) == ([], 0)
+    r = await client.get("/api/v1/notifications/unread-count", headers=t["member"])
+    assert r.json() == {"unread": 0}
+    r = await client.post(f"/api/v1/notifications/{item['id']}/read", headers=t["member"])
+    assert r.status_code == 404
+    r = await client.patch(
+        f"/api/v1/leads/{lead['id']}", headers=admin, json={"assigned_to": t["member_id"]}
+    )
+    ids = [i["id"] for i in (await _mine(client, t["member"]))["items"]]
+    assert item["id"] in ids
+
+
 async def test_preferences_per_type(client: httpx.AsyncClient) -> None:
     t = await _team(client)
     r = await client.get("/api/v1/notifications/preferences", headers=t["member"])
@@ -179,6 +205,11 @@ async def test_daily_digest_one_email_per_member_per_day(
     kept = await create_lead(client, admin_headers, assigned_to=t["member_id"])
     await create_lead(client, admin_headers, assigned_to=t["member_id"])
     moved = await create_lead(client, admin_headers, assigned_to=t["member_id"])
+    # Read in the app already: not in the digest either.
+    seen = await create_lead(client, admin_headers, assigned_to=t["member_id"])
+    [read] = [i for i in (await _mine(client, t["member"]))["items"] if i["lead_id"] == seen["id"]]
+    r = await client.post(f"/api/v1/notifications/{read['id']}/read", headers=t["member"])
+    assert r.status_code == 200, r.text
     # The member no longer sees this one: it is left out of their digest.
     r = await client.patch(
         f"/api/v1/leads/{moved['id']}", headers=admin_headers, json={"assigned_to": t["admin_id"]}
@@ -189,6 +220,7 @@ async def test_daily_digest_one_email_per_member_per_day(
     [msg] = _mail_to(settings, t["member_email"])
     body = _body(msg)
     assert kept["full_name"] in body and moved["full_name"] not in body
+    assert seen["full_name"] not in body
     assert "2" in msg["Subject"]
     # The same day again, then a day with nothing waiting: no other e-mail.
     await _digest_day(database, settings, manual_clock)

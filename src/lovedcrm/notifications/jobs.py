@@ -119,8 +119,9 @@ async def tasks(ctx: JobContext, payload: SystemPayload) -> dict[str, Any] | Non
 
 @job_handler("notifications.digest", OrgPayload, max_attempts=3, timeout_seconds=600)
 async def digest(ctx: JobContext, payload: OrgPayload) -> dict[str, Any] | None:
-    """One e-mail per member with their waiting notifications (those about a lead they can
-    no longer see are dropped from it); then nothing waits any more."""
+    """One e-mail per member with their waiting notifications (those already read in the
+    app, and those about a lead they can no longer see, are dropped from it); then nothing
+    waits any more."""
     org_id = ctx.organization_id
     assert org_id is not None
     waiting = list(
@@ -141,8 +142,11 @@ async def digest(ctx: JobContext, payload: OrgPayload) -> dict[str, Any] | None:
         shown = [
             n
             for n in items
-            if n.lead_id is None
-            or await service.can_see_lead(ctx.session, org_id, user_id, n.lead_id)
+            if n.read_at is None
+            and (
+                n.lead_id is None
+                or await service.can_see_lead(ctx.session, org_id, user_id, n.lead_id)
+            )
         ]
         user = await ctx.session.get(User, user_id)
         if shown and user is not None and user.email:

@@ -260,9 +260,19 @@ async def notify(
 
 
 def _mine(principal: Principal) -> Any:
-    return (Notification.organization_id == principal.org()) & (
+    """The member's own notifications, less those about a lead they can no longer see (the
+    lead was reassigned, or their role changed): never shown, never counted."""
+    own = (Notification.organization_id == principal.org()) & (
         Notification.user_id == principal.user_id
     )
+    if principal.can("leads:read") and principal.can("leads:read_all"):
+        return own  # every lead of the organization
+    if not principal.can("leads:read"):
+        return own & Notification.lead_id.is_(None)
+    seen = visible(principal, select(Lead.id).where(Lead.organization_id == principal.org())).where(
+        Lead.id == Notification.lead_id
+    )
+    return own & (Notification.lead_id.is_(None) | seen.exists())
 
 
 async def list_notifications(
@@ -289,12 +299,12 @@ async def unread_count(session: AsyncSession, principal: Principal) -> int:
 async def mark_read(
     session: AsyncSession, principal: Principal, notification_id: uuid.UUID
 ) -> Notification:
-    notification = await session.get(Notification, notification_id)
-    if (
-        notification is None
-        or notification.organization_id != principal.org()
-        or notification.user_id != principal.user_id
-    ):
+    notification = (
+        await session.execute(
+            select(Notification).where(_mine(principal), Notification.id == notification_id)
+        )
+    ).scalar_one_or_none()
+    if notification is None:
         raise NotFound("No notification with that id.", code="notification_not_found")
     if notification.read_at is None:
         notification.read_at = clock.now()
