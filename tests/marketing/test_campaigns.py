@@ -293,3 +293,67 @@ async def test_a_campaign_needs_settings_manage_and_stays_in_its_organization(
     other = await signup(client)
     r = await client.get(f"/api/v1/marketing/campaigns/{campaign['id']}", headers=other["headers"])
     assert r.status_code == 404
+
+
+async def test_campaigns_sending_at_once_share_the_organizations_throttle(
+    client: httpx.AsyncClient,
+    org: dict[str, Any],
+    database: Database,
+    smtp_sink: SmtpSink,
+    smtp_settings: Settings,
+    manual_clock: ManualClock,
+) -> None:
+    """Two campaigns of one organization sending together: each paces its batches twice as
+    far apart, so the organization stays within SEND_RATE_PER_HOUR; a lead whose erasure was
+    asked for meanwhile is not mailed."""
+    from lovedcrm.jobs.engine import run_until_idle
+    from lovedcrm.marketing import sending
+
+    ids = _insert_leads(database, org["org_id"], "junto", 450, "dupla")
+    grant_consent(database, org["org_id"], ids)
+    first = await _campaign(client, org["headers"], source="dupla")
+    second = await _campaign(client, org["headers"], source="dupla")
+    for c in (first, second):
+        r = await client.post(
+            f"/api/v1/marketing/campaigns/{c['id']}/schedule", headers=org["headers"], json={}
+        )
+        assert r.status_code == 200, r.text
+    await run_until_idle(database, smtp_settings, types=["marketing.campaign_start"], timeout=30)
+    # Each campaign's first recipient (in its first batch): an erasure is asked for.
+    erased = {
+        row.email
+        for row in owner_rows(
+            database,
+            "UPDATE leads SET erased_at = now() WHERE id IN (SELECT DISTINCT ON (campaign_id)"
+            " lead_id FROM campaign_recipients WHERE organization_id = :o"
+            " ORDER BY campaign_id, id) RETURNING email",
+            o=org["org_id"],
+        )
+    }
+    assert erased
+    # The first batch of each (due now); the next ones wait for the throttle.
+    await run_until_idle(database, smtp_settings, types=["marketing.send_batch"], timeout=60)
+    mailed = [m["To"] for m in smtp_sink.parsed()]
+    assert not erased & set(mailed)
+    skipped = owner_rows(
+        database,
+        "SELECT count(*) AS n FROM campaign_recipients WHERE organization_id = :o"
+        " AND status = 'skipped'",
+        o=org["org_id"],
+    )[0].n
+    assert skipped >= 2 and len(mailed) + skipped == 2 * 200
+    waits = [
+        row.wait
+        for row in owner_rows(
+            database,
+            "SELECT extract(epoch FROM scheduled_for - :now) AS wait FROM background_jobs"
+            " WHERE job_type = 'marketing.send_batch' AND organization_id = :o"
+            " AND status = 'pending'",
+            o=org["org_id"],
+            now=manual_clock.now(),
+        )
+    ]
+    interval = sending.batch_interval(200).total_seconds()
+    assert len(waits) == 2
+    # Each campaign alone would wait one interval (less the time its batch took).
+    assert all(1.5 * interval < float(w) <= 2 * interval for w in waits), (waits, interval)

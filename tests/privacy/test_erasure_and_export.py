@@ -18,7 +18,9 @@ import sqlalchemy as sa
 from lovedcrm.config import Settings
 from lovedcrm.core.storage import get_storage
 from lovedcrm.db.engine import Database
+from lovedcrm.db.tenant import tenant_transaction
 from lovedcrm.jobs.engine import run_until_idle
+from lovedcrm.marketing import campaigns
 from tests.factories import create_lead, join_and_login, owner_sql, signup
 
 pytestmark = pytest.mark.asyncio
@@ -257,6 +259,14 @@ async def test_export_then_erase_leaves_no_trace(
     assert (await client.get(url, headers=s.headers)).status_code == 404
 
     before = await _reports(client, s.headers)
+    # The person had unsubscribed from the marketing e-mail (upper case, as typed once).
+    owner_sql(
+        owner,
+        "INSERT INTO email_suppressions (id, organization_id, email, reason, created_at)"
+        " VALUES (gen_random_uuid(), :org, :email, 'unsubscribed', now())",
+        org=s.org,
+        email=EMAIL,
+    )
 
     # The erasure.
     r = await client.post(f"/api/v1/leads/{s.lead_id}/privacy/erase", headers=s.headers)
@@ -282,6 +292,12 @@ async def test_export_then_erase_leaves_no_trace(
     assert receipt["audit_rows_redacted"] >= 1
 
     assert _traces(owner, needles) == []
+    # The opt-out outlives the data: the address, if it comes back, is still not mailed.
+    async with tenant_transaction(database.sessionmaker, uuid.UUID(str(s.org))) as session:
+        assert await campaigns.suppressed(session, uuid.UUID(str(s.org)), {EMAIL.upper()}) == {
+            EMAIL.upper()
+        }
+        assert await campaigns.suppressed(session, uuid.UUID(str(s.org)), {"x@y.com"}) == set()
     storage = get_storage(settings)
     assert all(storage.local_path(k) is None for k in s.files)
     assert await _reports(client, s.headers) == before

@@ -1,8 +1,10 @@
 """Comparing people's words (folding text, pg_trgm's similarity, in Python) and keeping
-them inert in the CSV files the product writes (``safe_cell``)."""
+them inert in the CSV files the product writes (``safe_cell``); the key an erased address
+leaves on a suppression list (``erased_address_key``)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from functools import lru_cache
@@ -50,3 +52,11 @@ def safe_cell(value: str) -> str:
     if value[0] in "=@\t\r" or (value[0] in "+-" and not _PLAIN_NUMBER.fullmatch(value)):
         return "'" + value
     return value
+
+
+def erased_address_key(organization_id: object, email: str) -> str:
+    """What an erased person's address becomes on a suppression list: a digest (salted by
+    the organization) that still stops mail to the address if it comes back, and no longer
+    says what the address was."""
+    seed = f"{organization_id}:{email.strip().lower()}".encode()
+    return "sha256:" + hashlib.sha256(seed).hexdigest()

@@ -40,6 +40,7 @@ from lovedcrm.core.emails import valid_email
 from lovedcrm.core.errors import Conflict, NotFound, ValidationFailed
 from lovedcrm.core.lookup import get_in_org
 from lovedcrm.core.principal import Principal
+from lovedcrm.core.text import erased_address_key
 from lovedcrm.db.tenant import after_commit, save_new
 from lovedcrm.jobs.queue import BULK_PRIORITY, enqueue
 from lovedcrm.leads import consent
@@ -375,12 +376,15 @@ async def suppressed(
 ) -> set[str]:
     if not emails:
         return set()
+    # An erased person's address is kept as its key (``erased_address_key``): still matched.
+    keys = {erased_address_key(organization_id, e): e for e in emails}
     found: set[str] = set()
-    ordered = sorted(emails)
+    ordered = sorted(emails | set(keys))
     for start in range(0, len(ordered), 5000):
         chunk = ordered[start : start + 5000]
         found.update(
-            (
+            keys.get(value, value)
+            for value in (
                 await session.execute(
                     select(EmailSuppression.email).where(
                         EmailSuppression.organization_id == organization_id,

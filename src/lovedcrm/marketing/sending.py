@@ -9,7 +9,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -115,6 +115,9 @@ async def send_batch(
                 select(Lead.id, Lead.full_name, Lead.email, Lead.company).where(
                     Lead.organization_id == row.organization_id,
                     Lead.id.in_([p.lead_id for p in picked]),
+                    # An erasure asked for since the recipients were built: not mailed, even
+                    # before the erasure job has run.
+                    Lead.erased_at.is_(None),
                 )
             )
         ).all()
@@ -159,13 +162,22 @@ async def send_batch(
     await session.flush()
     for email in bounced:
         await campaigns.suppress(session, row.organization_id, email, "bounce", row.id)
+    # The throttle is the organization's: its campaigns sending at once share it.
+    sending = await session.scalar(
+        select(func.count())
+        .select_from(EmailCampaign)
+        .where(
+            EmailCampaign.organization_id == row.organization_id,
+            EmailCampaign.status == "sending",
+        )
+    )
     await enqueue(
         session,
         "marketing.send_batch",
         {"campaign_id": row.id},
         organization_id=row.organization_id,
         # The throttle spaces batch starts: what this one took counts against the interval.
-        delay=max(timedelta(0), batch_interval(len(picked)) - took),
+        delay=max(timedelta(0), batch_interval(len(picked)) * max(1, int(sending or 0)) - took),
         priority=BULK_PRIORITY,
     )
     return {"sent": sum(1 for o in outcomes.values() if o.ok), "batch": len(picked)}

@@ -31,6 +31,7 @@ from sqlalchemy.types import Text
 from lovedcrm.config import Settings
 from lovedcrm.core.clock import now
 from lovedcrm.core.storage import FileMissing, get_storage
+from lovedcrm.core.text import erased_address_key
 
 log = structlog.stdlib.get_logger("lovedcrm.privacy")
 
@@ -276,6 +277,28 @@ async def erase_lead(
         {**params, "at": now()},
     )
     report.add("leads", 1)
+    if row.email:
+        # The opt-out outlives the person's data: the address becomes its key, which still
+        # stops mail to it (an unsubscribe, a bounce, a complaint) and says nothing more.
+        # (Already kept for another lead with the same address: the plain row just goes.)
+        suppression = {"org": org, "email": row.email, "key": erased_address_key(org, row.email)}
+        kept = await session.execute(
+            text(
+                "UPDATE email_suppressions SET email = :key"
+                " WHERE organization_id = :org AND email = lower(:email) AND NOT EXISTS"
+                " (SELECT 1 FROM email_suppressions k"
+                "   WHERE k.organization_id = :org AND k.email = :key)"
+            ),
+            suppression,
+        )
+        await session.execute(
+            text(
+                "DELETE FROM email_suppressions"
+                " WHERE organization_id = :org AND email = lower(:email)"
+            ),
+            suppression,
+        )
+        report.add("email_suppressions", int(getattr(kept, "rowcount", 0) or 0))
 
     if terms:
         await _sweep(session, org, pattern_of(terms), marker, report)
