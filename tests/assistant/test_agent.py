@@ -383,6 +383,34 @@ async def test_the_monthly_budget_stops_the_agent_not_the_inbox(
     assert (await state(client, h, lead_id))["status"] == "active"  # not handed off
 
 
+async def test_the_plans_token_limit_hands_the_conversation_to_a_person(
+    client: httpx.AsyncClient,
+    org: dict[str, Any],
+    database: Database,
+    settings: Settings,
+    owner: sa.Engine,
+) -> None:
+    """The plan's AI tokens for the month used up: the customer is not left unanswered (a
+    person takes over, the customer is told, the owner notified); the inbox goes on."""
+    from tests.billing.conftest import enforce
+
+    h = org["headers"]
+    await enable(client, org)
+    lead_id = await say(client, database, settings, org, "Oi")
+    assert len(ai_messages(await thread(client, h, lead_id))) == 1
+    me = (await client.get("/api/v1/auth/me", headers=h)).json()["user"]["id"]
+    r = await client.patch(f"/api/v1/leads/{lead_id}", headers=h, json={"assigned_to": me})
+    assert r.status_code == 200, r.text
+    await enforce(database, uuid.UUID(org["organization_id"]), "pro", limit__ai_tokens_month="1")
+    await say(client, database, settings, org, "Quero um CRM")
+    st = await state(client, h, lead_id)
+    assert st["status"] == "handed_off" and st["reason"] == "plan_limit", st
+    assert [r.reason for r in _handoffs(owner, lead_id)] == ["plan_limit"]
+    assert "equipe" in ai_messages(await thread(client, h, lead_id))[-1]["content"]
+    notes = (await client.get("/api/v1/notifications", headers=h)).json()["items"]
+    assert any(n["notification_type"] == "ai_handoff" for n in notes), notes
+
+
 async def test_outside_the_24_hour_window_it_hands_off_without_free_text(
     client: httpx.AsyncClient, org: dict[str, Any], database: Database, settings: Settings,
     owner: sa.Engine,

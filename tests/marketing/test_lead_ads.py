@@ -176,6 +176,19 @@ async def test_wrong_or_missing_signature_is_refused_and_nothing_is_stored(
         org=org["org_id"],
     )
     assert jobs[0][0] == 0
+    # Signed, but the organization's plan leaves marketing out: refused, nothing stored.
+    from tests.billing.conftest import enforce
+
+    await enforce(database, org["org_id"], "starter")
+    r = await _post_leadgen(client, fb["id"], body, hub_signature(body))
+    assert r.status_code == 403 and r.json()["code"] == "feature_not_in_plan", r.text
+    assert r.json()["feature"] == "marketing"
+    rows = owner_rows(
+        database,
+        "SELECT count(*) FROM ad_lead_receipts WHERE organization_id = :org",
+        org=org["org_id"],
+    )
+    assert rows[0][0] == 0
 
 
 async def test_an_existing_lead_gets_the_attribution_not_a_duplicate(

@@ -104,6 +104,7 @@ HANDOFF_REASONS = {
     "window_closed": "the 24-hour window is closed",
     "provider_error": "the AI provider failed",
     "model": "the model asked for a human",
+    "plan_limit": "the plan's AI tokens for this month are used up",
 }
 _HANDOFF_TEXT = {
     "pt-BR": "Vou chamar alguém da nossa equipe para continuar com você. Só um instante!",
@@ -399,6 +400,9 @@ async def run_turn(
         return _silent("budget")
     try:  # the plan: the AI agent, and its monthly tokens
         await plans.require_feature(session, org_id, "ai_agent", settings)
+    except plans.FeatureNotInPlan:
+        return _silent("plan_feature")
+    try:
         await plans.check_limit(
             session,
             org_id,
@@ -406,13 +410,19 @@ async def run_turn(
             lambda: tokens_this_month(session, org_id),
             settings=settings,
         )
-    except (plans.FeatureNotInPlan, plans.PlanLimitReached):
-        return _silent("plan_limit")
+        out_of_tokens = False
+    except plans.PlanLimitReached:
+        out_of_tokens = True
     lead = await session.get(Lead, lead_id)
     if lead is None:
         return _silent("no_message")
     locale = await _org_locale(session, org_id)
     answers, asked, turns = await last_state(session, conv)
+    if out_of_tokens:
+        # The customer is not left unanswered: a person takes over, and is told why.
+        return await _handoff_turn(
+            session, principal, conv, lead, "plan_limit", locale, answers, asked
+        )
     sentiment = (msg.metadata_ or {}).get("sentiment") or {}
     if "wants_human" in (sentiment.get("signals") or []):
         return await _handoff_turn(

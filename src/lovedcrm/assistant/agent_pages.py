@@ -45,6 +45,7 @@ REASONS = {
     "window_closed": N_("the 24-hour window is closed"),
     "provider_error": N_("the AI provider failed"),
     "model": N_("the model asked for a human"),
+    "plan_limit": N_("the plan's AI tokens for this month are used up"),
 }
 
 

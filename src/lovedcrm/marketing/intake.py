@@ -27,6 +27,7 @@ from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import tenant_transaction
 from lovedcrm.marketing import service
 from lovedcrm.marketing.graph import AdLead
+from lovedcrm.organizations import plans
 
 router = APIRouter(tags=["marketing webhooks"], include_in_schema=False)
 
@@ -135,6 +136,8 @@ async def receive(integration_id: uuid.UUID, request: Request) -> Response:
     stored = 0
     if leads:
         async with tenant_transaction(database.sessionmaker, found.organization_id) as session:
+            # Verified, but the plan leaves marketing out: 403 naming it, nothing stored.
+            await plans.require_feature(session, found.organization_id, "marketing", settings)
             stored = await service.store_receipts(
                 session, found.organization_id, integration_id, found.provider, leads
             )
