@@ -173,11 +173,27 @@ async def test_system_page_for_admins(client: httpx.AsyncClient, owner: sa.Engin
         " VALUES (:org, 'notifications.digest', '{}', 'pending')",
         org=admin["organization_id"],
     )
+    # A lead-ads integration whose sync failed, and a Stripe subscription past due.
+    owner_sql(
+        owner,
+        "INSERT INTO marketing_integrations (organization_id, provider, account_name,"
+        " sync_status, sync_error) VALUES (:org, 'facebook', 'Página Loja', 'error',"
+        " 'Graph API: token expired')",
+        org=admin["organization_id"],
+    )
+    owner_sql(
+        owner,
+        "UPDATE subscriptions SET stripe_customer_id = 'cus_1', status = 'past_due'"
+        " WHERE organization_id = :org",
+        org=admin["organization_id"],
+    )
     await web_login(client, admin["email"])
     r = await client.get("/settings/system")
     assert r.status_code == 200, r.text
     assert "Sistema" in r.text and "notifications.digest" in r.text
     assert "data-error-rate" in r.text
+    assert "Página Loja" in r.text and "Graph API: token expired" in r.text
+    assert "Stripe" in r.text and "Anúncios" in r.text
     client.cookies.clear()
     await web_login(client, member_email)
     assert (await client.get("/settings/system")).status_code == 403

@@ -27,6 +27,8 @@ KIND_LABELS = {
     "telephony": N_("Telephony"),
     "calendar": N_("Calendar"),
     "webhook": "Webhook",
+    "ads": N_("Lead ads"),
+    "billing": N_("Billing"),
 }
 
 

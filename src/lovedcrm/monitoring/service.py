@@ -9,20 +9,24 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lovedcrm.billing.models import Subscription
 from lovedcrm.calendar.models import CalendarIntegration
 from lovedcrm.calls.models import CallEvent, VoipConfig
 from lovedcrm.core import clock
 from lovedcrm.core.principal import Principal
 from lovedcrm.jobs.models import BackgroundJob
+from lovedcrm.marketing.models import AdLeadReceipt, MarketingIntegration
 from lovedcrm.messaging.models import Message, WhatsappConfig
 from lovedcrm.webhooks.models import WebhookDelivery, WebhookSubscription
 
 WAITING = ("pending", "retrying")
+# A subscription's status as a provider's: payment trouble is an error, an end is disabled.
+_BILLING_STATUS = {"past_due": "error", "unpaid": "error", "canceled": "disabled"}
 
 
 @dataclass
 class Provider:
-    kind: str  # whatsapp | telephony | calendar | webhook
+    kind: str  # whatsapp | telephony | calendar | webhook | ads | billing
     name: str
     status: str  # connected | disconnected | error | active | disabled
     last_webhook_at: datetime | None = None
@@ -151,6 +155,41 @@ async def providers(session: AsyncSession, principal: Principal) -> list[Provide
         found.append(
             Provider("calendar", cal.provider, cal.sync_status or "active", cal.last_sync_at)
         )
+    last_ad_lead = dict(
+        (
+            await session.execute(
+                select(AdLeadReceipt.integration_id, func.max(AdLeadReceipt.created_at))
+                .where(AdLeadReceipt.organization_id == org)
+                .group_by(AdLeadReceipt.integration_id)
+            )
+        ).all()
+    )
+    for ads in (
+        await session.execute(
+            select(MarketingIntegration).where(MarketingIntegration.organization_id == org)
+        )
+    ).scalars():
+        found.append(
+            Provider(
+                "ads",
+                f"{ads.provider} · {ads.account_name or ads.account_id or ''}".strip(" ·")[:60],
+                "error" if ads.sync_error else (ads.sync_status or "active"),
+                last_ad_lead.get(ads.id),
+                (ads.sync_error or "")[:200],
+            )
+        )
+    paid = (
+        await session.execute(
+            select(Subscription).where(
+                Subscription.organization_id == org, Subscription.stripe_customer_id.is_not(None)
+            )
+        )
+    ).scalar_one_or_none()
+    if paid is not None:  # Stripe: its webhooks change the subscription
+        found.append(
+            Provider("billing", "Stripe", _BILLING_STATUS.get(paid.status, "active"),
+                     paid.updated_at, paid.status)
+        )  # fmt: skip
     for sub in (
         await session.execute(
             select(WebhookSubscription).where(WebhookSubscription.organization_id == org)
