@@ -336,3 +336,7 @@ async def test_inbound_call_rings_the_ring_group_and_a_missed_one_makes_a_task(
     assert task["metadata"]["done"] is False and task["metadata"]["due_at"]
     mails = list((settings.data_dir / "mail").glob("*.eml"))
     assert any(org["email"] in p.read_text() and "Missed call" in p.read_text() for p in mails)
+    # …and in the notification centre, pointing at the lead.
+    notes = (await client.get("/api/v1/notifications", headers=h)).json()["items"]
+    missed = [n for n in notes if n["notification_type"] == "missed_call"]
+    assert len(missed) == 1 and missed[0]["lead_id"] == lead_id, notes

@@ -25,7 +25,8 @@ def field_data(**fields: str) -> list[dict[str, Any]]:
 class FakeLeadAdsGraph(FakeServer):
     """Knobs: ``leads`` {leadgen_id: lead JSON}, ``forms`` {form_id: [leadgen ids]} (the
     page's forms, served 2 per page by ``/{form}/leads``), ``insights`` (rows), and
-    ``fail_next(status, code, n)``."""
+    ``fail_next(status, code, n)``; ``usage_headers`` sent with every answer (Graph's
+    ``X-App-Usage``…). Lists (leads, forms, insights) come ``page_size`` at a time."""
 
     def __init__(self, *, access_token: str = PAGE_TOKEN, page_size: int = 2) -> None:
         self.access_token = access_token
@@ -34,6 +35,7 @@ class FakeLeadAdsGraph(FakeServer):
         self.insights: list[dict[str, Any]] = []
         self.page_size = page_size
         self.failures: deque[tuple[int, int]] = deque()
+        self.usage_headers: dict[str, str] = {}
         super().__init__()
 
     def add_lead(
@@ -65,6 +67,19 @@ class FakeLeadAdsGraph(FakeServer):
             self.failures.append((status, code))
 
     def handle(self, request: RecordedRequest) -> Reply:
+        reply = self._answer(request)
+        reply.headers.update(self.usage_headers)
+        return reply
+
+    def _paged(self, request: RecordedRequest, items: list[Any], path: str) -> Reply:
+        start = int((request.query.get("after") or ["0"])[0])
+        body: dict[str, Any] = {"data": items[start : start + self.page_size]}
+        if start + self.page_size < len(items):
+            nxt = str(start + self.page_size)
+            body["paging"] = {"cursors": {"after": nxt}, "next": f"{self.url}/{path}?after={nxt}"}
+        return Reply.json(body)
+
+    def _answer(self, request: RecordedRequest) -> Reply:
         if self.failures:
             status, code = self.failures.popleft()
             return Reply.json(
@@ -89,21 +104,13 @@ class FakeLeadAdsGraph(FakeServer):
         if len(parts) == 1 and parts[0] in self.leads:
             return Reply.json(self.leads[parts[0]])
         if len(parts) == 2 and parts[1] == "leadgen_forms":
-            return Reply.json({"data": [{"id": f, "name": f"Form {f}"} for f in self.forms]})
+            forms = [{"id": f, "name": f"Form {f}"} for f in self.forms]
+            return self._paged(request, forms, "/".join(parts))
         if len(parts) == 2 and parts[1] == "leads" and parts[0] in self.forms:
-            ids = self.forms[parts[0]]
-            start = int((request.query.get("after") or ["0"])[0])
-            page = ids[start : start + self.page_size]
-            body: dict[str, Any] = {"data": [self.leads[i] for i in page]}
-            if start + self.page_size < len(ids):
-                nxt = str(start + self.page_size)
-                body["paging"] = {
-                    "cursors": {"after": nxt},
-                    "next": f"{self.url}/{parts[0]}/leads?after={nxt}",
-                }
-            return Reply.json(body)
+            found = [self.leads[i] for i in self.forms[parts[0]]]
+            return self._paged(request, found, "/".join(parts))
         if len(parts) == 2 and parts[1] == "insights":
-            return Reply.json({"data": self.insights})
+            return self._paged(request, self.insights, "/".join(parts))
         return Reply.json(
             {
                 "error": {

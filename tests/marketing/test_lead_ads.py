@@ -450,18 +450,27 @@ async def test_spend_from_the_graph_insights(
         json={"ad_account_id": "act_123"},
     )
     assert r.status_code == 200 and r.json()["ad_account_id"] == "act_123"
-    graph.insights = [
+    graph.insights = [  # three rows: two pages of the fake's two, every page read
         {
             "campaign_id": "cmp-9",
             "campaign_name": "Inverno",
             "spend": "12.34",
+            "account_currency": "USD",
             "date_start": "2026-11-01",
         },
         {
             "campaign_id": "cmp-9",
             "campaign_name": "Inverno",
             "spend": "7.66",
+            "account_currency": "USD",
             "date_start": "2026-11-02",
+        },
+        {
+            "campaign_id": "cmp-9",
+            "campaign_name": "Inverno",
+            "spend": "5.00",
+            "account_currency": "USD",
+            "date_start": "2026-11-03",
         },
     ]
     r = await client.post(
@@ -474,4 +483,76 @@ async def test_spend_from_the_graph_insights(
         x["campaign_id"]: x
         for x in (await client.get("/api/v1/marketing/roi", headers=org["headers"])).json()
     }
-    assert rows["cmp-9"]["spend"] == "20.00" and rows["cmp-9"]["campaign_name"] == "Inverno"
+    assert rows["cmp-9"]["spend"] == "25.00" and rows["cmp-9"]["campaign_name"] == "Inverno"
+    assert len(graph.requests_to("/v21.0/act_123/insights")) == 2
+    # The ad account's currency, as the insights give it.
+    spend = owner_rows(
+        database,
+        "SELECT DISTINCT currency FROM ad_spend WHERE organization_id = :o",
+        o=org["org_id"],
+    )
+    assert [r[0] for r in spend] == ["USD"]
+
+
+def test_graph_usage_headers_slow_the_reads_down() -> None:
+    """The usage Graph reports in its headers (the app's, a business use case's, an ad
+    account's) turns into the wait before the next call of a long read."""
+    from datetime import timedelta
+
+    from lovedcrm.marketing.graph import GraphClient, usage_of
+
+    assert usage_of({}) == (0.0, 0)
+    app = '{"call_count": 12, "total_cputime": 30, "total_time": 8}'
+    assert usage_of({"x-app-usage": app}) == (30.0, 0)
+    business = (
+        '{"1234": [{"type": "pages", "call_count": 95, "total_cputime": 20, "total_time": 40,'
+        ' "estimated_time_to_regain_access": 7}]}'
+    )
+    assert usage_of({"x-business-use-case-usage": business}) == (95.0, 7)
+    assert usage_of({"x-ad-account-usage": '{"acc_id_util_pct": 80.5}'}) == (80.5, 0)
+    assert usage_of({"x-app-usage": "not json", "x-ad-account-usage": "[1]"}) == (0.0, 0)
+    base = timedelta(seconds=3)
+    graph = GraphClient(Settings(), None, "t")
+    assert graph.pace(base) == base
+    graph.usage = 80
+    assert graph.pace(base) == timedelta(minutes=1)
+    graph.usage = 92
+    assert graph.pace(base) == timedelta(minutes=5)
+    graph.regain_minutes = 7
+    assert graph.pace(base) == timedelta(minutes=7)
+
+
+async def test_a_backfill_near_the_pages_quota_waits_longer(
+    client: httpx.AsyncClient,
+    org: dict[str, Any],
+    graph: FakeLeadAdsGraph,
+    database: Database,
+    settings: Settings,
+    manual_clock: Any,
+) -> None:
+    from lovedcrm.jobs.engine import run_until_idle
+
+    fb = await connect_facebook(client, org["headers"], graph)
+    for n in range(3):
+        graph.add_lead(f"Q-{n}", full_name=f"Quota {n}", email=f"quota{n}@example.com")
+    graph.usage_headers = {
+        "X-Business-Use-Case-Usage": '{"99": [{"type": "pages", "call_count": 91,'
+        ' "total_cputime": 5, "total_time": 5, "estimated_time_to_regain_access": 0}]}'
+    }
+    r = await client.post(
+        f"/api/v1/marketing/integrations/{fb['id']}/backfill", headers=org["headers"]
+    )
+    assert r.status_code == 202
+    await run_until_idle(database, settings, types=["marketing.backfill"], timeout=30)
+    [wait] = [
+        row.wait
+        for row in owner_rows(
+            database,
+            "SELECT extract(epoch FROM scheduled_for - :now) AS wait FROM background_jobs"
+            " WHERE organization_id = :o AND job_type = 'marketing.backfill'"
+            " AND status = 'pending'",
+            o=org["org_id"],
+            now=manual_clock.now(),
+        )
+    ]
+    assert float(wait) >= 5 * 60  # the quota at 91 %: five minutes, not three seconds

@@ -98,7 +98,8 @@ class BackfillPayload(BaseModel):
 @job_handler("marketing.backfill", BackfillPayload, max_attempts=MAX_ATTEMPTS, timeout_seconds=120)
 async def backfill(ctx: JobContext, payload: BackfillPayload) -> dict[str, Any] | None:
     """One page of one form's leads of the last 90 days; each lead not seen yet is stored
-    and imported; the next page is queued after ``BACKFILL_INTERVAL``."""
+    and imported; the next page is queued after ``BACKFILL_INTERVAL``, or later when the
+    Graph API's usage headers say the quota is filling (``GraphClient.pace``)."""
     row = await ctx.session.get(MarketingIntegration, payload.integration_id)
     if row is None or row.provider != "facebook" or not row.account_id:
         return {"skipped": "not a Facebook integration"}
@@ -135,10 +136,10 @@ async def backfill(ctx: JobContext, payload: BackfillPayload) -> dict[str, Any] 
         "marketing.backfill",
         following,
         organization_id=row.organization_id,
-        delay=BACKFILL_INTERVAL,
+        delay=graph.pace(BACKFILL_INTERVAL),
         priority=BULK_PRIORITY,
     )
-    return {"form": form, "leads": len(leads), "new": new}
+    return {"form": form, "leads": len(leads), "new": new, "usage": graph.usage}
 
 
 class SpendPayload(BaseModel):
@@ -171,7 +172,8 @@ async def fetch_spend(ctx: JobContext, payload: SpendPayload) -> dict[str, Any] 
                     campaign_name=str(item.get("campaign_name") or "")[:255] or None,
                     day=date.fromisoformat(str(item["date_start"])),
                     amount=roi.parse_amount(str(item.get("spend") or "0")),
-                    currency="BRL",
+                    # The ad account's own currency (insights give it); BRL if not said.
+                    currency=str(item.get("account_currency") or "BRL").upper()[:3],
                 )
             )
         except (KeyError, ValueError, ArithmeticError):

@@ -83,12 +83,15 @@ async def call_completed(session: AsyncSession, event: DomainEvent) -> None:
     if event.data.get("direction") != "inbound" or event.data.get("status") not in MISSED_STATUSES:
         return
     lead = await _lead(session, event)
-    if lead is None or lead.assigned_to is None:
+    # The lead's owner, else the member the call rang (a new caller's lead has no owner yet):
+    # the one the call-back task is for.
+    to = (lead.assigned_to or event.actor_id) if lead is not None else None
+    if lead is None or to is None:
         return
     await service.notify(
         session,
         event.organization_id,
-        lead.assigned_to,
+        to,
         service.MISSED_CALL,
         data={"lead": lead.full_name},
         lead_id=lead.id,
