@@ -223,3 +223,10 @@ def wrk(
         "p95_ms": float(m[5]),
         "p99_ms": float(m[6]),
     }
+
+
+def figure(
+    target: str, name: str, value: float | None, op: str, goal: float, unit: str
+) -> dict[str, object]:
+    """One measured figure beside its target, as ``benchmarks/summary.py`` reads it."""
+    return {"target": target, "name": name, "value": value, "op": op, "goal": goal, "unit": unit}

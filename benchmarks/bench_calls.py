@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _common import (  # noqa: E402
     bench_database,
+    figure,
     free_port,
     quick,
     results_dir,
@@ -345,6 +346,15 @@ def main() -> None:
             },
             "wall_seconds": round(time.time() - started, 1),
         }
+        p95 = load["latency_from_due_ms"]["p95"]
+        result["figures"] = [
+            figure("16", "Calls: callbacks per second sent", args.rate, ">=", 500, "/s"),
+            figure("16", "Calls: non-2xx or failed requests", load["non_2xx"] + load["errors"],
+                   "==", 0, ""),
+            figure("16", "Calls: acknowledgement p95 (from when due)", p95, "<", 50, "ms"),
+            figure("16", "Calls: callbacks lost", len(distinct_acked - stored_set), "==", 0, ""),
+            figure("16", "Calls: callbacks doubled", len(stored) - len(stored_set), "==", 0, ""),
+        ]  # fmt: skip
         target = results_dir() / args.out
         target.write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps(result, indent=2))

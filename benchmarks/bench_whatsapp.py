@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _common import (  # noqa: E402
     bench_database,
+    figure,
     free_port,
     quick,
     results_dir,
@@ -449,13 +450,6 @@ def main() -> None:
     path = results_dir() / args.out
     path.write_text(json.dumps(out, indent=2))
     print(json.dumps({k: v for k, v in out.items() if k != "queue_depth_every_second"}, indent=2))
-
-
-def figure(
-    target: str, name: str, value: float | None, op: str, goal: float, unit: str
-) -> dict[str, Any]:
-    """One measured figure beside its target, as ``benchmarks/summary.py`` reads it."""
-    return {"target": target, "name": name, "value": value, "op": op, "goal": goal, "unit": unit}
 
 
 if __name__ == "__main__":
