@@ -82,6 +82,13 @@ async def test_soft_limit_warns_admins_once(
     )
     assert len(rows) == 1
     assert rows[0].changes["allowed"] == 5
+    # …and told in the notification centre (once, with the way to billing), in their words.
+    r = await client.get(
+        "/api/v1/notifications", headers={**org["headers"], "Accept-Language": "pt-BR"}
+    )
+    near = [n for n in r.json()["items"] if n["notification_type"] == "plan_limit_near"]
+    assert len(near) == 1 and near[0]["link"] == "/settings/billing", r.json()
+    assert near[0]["data"]["allowed"] == 5
     r = await client.get("/settings/billing", headers=org["headers"])
     r = await client.get("/api/v1/billing/usage", headers=org["headers"])
     leads = next(u for u in r.json() if u["limit"] == "leads")

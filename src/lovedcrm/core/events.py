@@ -49,10 +49,12 @@ INTERNAL_EVENT_TYPES = (
     "call.recording_stored",
     "call.transcribed",
     # For the notification centre: a lead import ended, a webhook subscription was disabled
-    # after repeated failures, a subscription's payment failed.
+    # after repeated failures, a subscription's payment failed, a plan's limit is nearly
+    # reached (the soft limit, once a month per limit).
     "import.finished",
     "webhook.disabled",
     "billing.payment_failed",
+    "plan.soft_limit",
 )
 
 ALL_PUBLIC = "*"  # subscribe to every public event

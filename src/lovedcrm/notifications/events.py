@@ -223,6 +223,23 @@ async def webhook_disabled(session: AsyncSession, event: DomainEvent) -> None:
         )
 
 
+@subscriber("plan.soft_limit")
+async def plan_soft_limit(session: AsyncSession, event: DomainEvent) -> None:
+    """The members who manage the subscription: a limit of the plan is nearly reached (once
+    a month per limit, as the plan warns)."""
+    name, month = str(event.data.get("limit") or ""), str(event.data.get("month") or "")
+    for user_id in await _members_who_may(session, event.organization_id, "billing:manage"):
+        await service.notify(
+            session,
+            event.organization_id,
+            user_id,
+            service.PLAN_LIMIT_NEAR,
+            data={k: event.data.get(k) for k in ("limit", "usage", "allowed")},
+            link="/settings/billing",
+            dedupe_key=f"plan-limit:{name}:{month}",
+        )
+
+
 @subscriber("billing.payment_failed")
 async def payment_failed(session: AsyncSession, event: DomainEvent) -> None:
     """The members who manage the subscription."""

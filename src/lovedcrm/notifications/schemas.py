@@ -20,6 +20,7 @@ NotificationType = Literal[
     "import_finished",
     "webhook_disabled",
     "payment_failed",
+    "plan_limit_near",
 ]
 Channel = Literal["in_app", "email", "digest", "off"]
 

@@ -31,6 +31,7 @@ from lovedcrm.jobs.queue import enqueue
 from lovedcrm.leads.access import may_see, visible
 from lovedcrm.leads.models import Lead
 from lovedcrm.notifications.models import CHANNELS, Notification, NotificationPreference
+from lovedcrm.organizations import plans
 from lovedcrm.web.i18n import N_
 
 # Every notification type, with its text (an English msgid; %(lead)s, %(title)s… from data).
@@ -43,6 +44,7 @@ AI_HANDOFF = "ai_handoff"
 IMPORT_FINISHED = "import_finished"
 WEBHOOK_DISABLED = "webhook_disabled"
 PAYMENT_FAILED = "payment_failed"
+PLAN_LIMIT_NEAR = "plan_limit_near"
 
 TYPES: dict[str, str] = {
     LEAD_ASSIGNED: N_("Lead assigned to you"),
@@ -54,6 +56,7 @@ TYPES: dict[str, str] = {
     IMPORT_FINISHED: N_("Import finished"),
     WEBHOOK_DISABLED: N_("Webhook subscription disabled"),
     PAYMENT_FAILED: N_("Payment failed"),
+    PLAN_LIMIT_NEAR: N_("Plan limit nearly reached"),
 }
 
 TEXTS: dict[str, str] = {
@@ -66,6 +69,7 @@ TEXTS: dict[str, str] = {
     IMPORT_FINISHED: N_("Your import finished: %(count)s leads"),
     WEBHOOK_DISABLED: N_("Webhook %(title)s was disabled after repeated failures"),
     PAYMENT_FAILED: N_("A payment failed: %(title)s"),
+    PLAN_LIMIT_NEAR: N_("Your plan's limit is nearly reached: %(limit)s, %(usage)s of %(allowed)s"),
 }
 
 CHANNEL_LABELS = {
@@ -84,6 +88,8 @@ def text_of(notification_type: str, data: Mapping[str, Any], gettext: Callable[[
     values = {"lead": "", "title": "", "actor": "", "count": ""} | {
         k: str(v) for k, v in data.items()
     }
+    if "limit" in data:  # a plan's limit, by its name: in the reader's words
+        values["limit"] = gettext(plans.LIMIT_LABELS.get(str(data["limit"]), str(data["limit"])))
     try:
         return template % values
     except (KeyError, ValueError, TypeError):

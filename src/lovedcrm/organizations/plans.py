@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lovedcrm.config import Settings, get_settings
 from lovedcrm.core import clock
 from lovedcrm.core.errors import AppError
+from lovedcrm.core.events import DomainEvent, emit
 from lovedcrm.core.principal import Principal
 from lovedcrm.web.i18n import N_
 
@@ -395,6 +396,15 @@ async def _warn_soft_limit(
             "name": name,
             "changes": json.dumps({"usage": usage, "allowed": limit}),
         },
+    )
+    # The admins are told (the notification centre reacts to it).
+    await emit(
+        session,
+        DomainEvent(
+            type="plan.soft_limit",
+            organization_id=organization_id,
+            data={"limit": name, "usage": usage, "allowed": limit, "month": f"{since:%Y-%m}"},
+        ),
     )
 
 
