@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, status
 
 from lovedcrm.auth import service
 from lovedcrm.auth.models import User, UserSession
@@ -26,13 +26,11 @@ from lovedcrm.auth.schemas import (
 )
 from lovedcrm.config import Settings
 from lovedcrm.core import security
-from lovedcrm.core.deps import CurrentPrincipal, SessionDep, SettingsDep, get_database
+from lovedcrm.core.deps import CurrentPrincipal, DatabaseDep, SessionDep, SettingsDep
 from lovedcrm.core.errors import Unauthorized
-from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import set_tenant
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
-DatabaseDep = Annotated[Database, Depends(get_database)]
 
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Not authenticated or bad credentials (problem+json)"},

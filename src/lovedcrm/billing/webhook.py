@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.billing import service, signature
 from lovedcrm.core import clock
-from lovedcrm.core.deps import get_database, get_settings_dep
+from lovedcrm.core.deps import get_database, settings_of
 from lovedcrm.core.errors import problem
 from lovedcrm.db.tenant import set_tenant, tenant_transaction
 from lovedcrm.organizations.models import Organization
@@ -121,7 +121,7 @@ async def dispatch(session: AsyncSession, event: dict[str, Any]) -> str:
     responses={400: {"description": "Signature missing, wrong or stale"}},
 )
 async def stripe_webhook(request: Request) -> JSONResponse:
-    settings = get_settings_dep(request)
+    settings = settings_of(request)
     secret = settings.stripe_webhook_secret
     if secret is None:
         return problem(404, "Stripe is not set up on this installation.", code="not_found")

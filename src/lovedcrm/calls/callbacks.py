@@ -34,7 +34,7 @@ from lovedcrm.calls.providers.base import VoiceProvider
 from lovedcrm.calls.providers.twilio import dial_twiml, reject_twiml
 from lovedcrm.config import Settings
 from lovedcrm.core import outbound
-from lovedcrm.core.deps import get_database, get_settings_dep
+from lovedcrm.core.deps import get_database, settings_of
 from lovedcrm.core.errors import Forbidden, NotFound, Unauthorized
 from lovedcrm.core.intake import TargetCache, intake
 from lovedcrm.db.engine import Database
@@ -159,7 +159,7 @@ def _headers(request: Request) -> dict[str, str]:
 
 @router.post("/webhooks/calls/{config_id}")
 async def call_events(config_id: uuid.UUID, request: Request) -> Response:
-    settings, database = get_settings_dep(request), get_database(request)
+    settings, database = settings_of(request), get_database(request)
     body = await request.body()
     url = public_url(settings, request)
     found = await verified(database, settings, config_id, url, _headers(request), body)
@@ -182,7 +182,7 @@ async def call_events(config_id: uuid.UUID, request: Request) -> Response:
 async def twilio_voice(config_id: uuid.UUID, request: Request) -> Response:
     """Twilio: a call to a business number. Answered with ``<Dial>`` to the lead's owner (or
     the assignment rule's pick, or the ring group, all at once); nobody → missed at once."""
-    settings, database = get_settings_dep(request), get_database(request)
+    settings, database = settings_of(request), get_database(request)
     body = await request.body()
     url = public_url(settings, request)
     found = await verified(database, settings, config_id, url, _headers(request), body)

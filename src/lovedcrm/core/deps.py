@@ -42,7 +42,7 @@ bearer = HTTPBearer(
 )
 
 
-def get_settings_dep(request: Request) -> Settings:
+def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -50,6 +50,16 @@ def get_settings_dep(request: Request) -> Settings:
 def get_database(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
+
+
+# The dependencies are coroutines: FastAPI runs a plain function dependency in its thread
+# pool, a hand-off per request for what is an attribute read.
+async def get_settings_dep(request: Request) -> Settings:
+    return settings_of(request)
+
+
+async def database_dep(request: Request) -> Database:
+    return get_database(request)
 
 
 def roll_back_request(request: Request) -> None:
@@ -74,6 +84,7 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+DatabaseDep = Annotated[Database, Depends(database_dep)]
 # scope="function": the transaction ends before the response is sent, so a failed commit
 # becomes an error response instead of a 200 for a change that did not happen.
 SessionDep = Annotated[AsyncSession, Depends(get_db, scope="function")]

@@ -17,11 +17,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import ConfigDict, Field
 
 from lovedcrm.core import clock
-from lovedcrm.core.deps import Require, SessionDep, SettingsDep, get_database
+from lovedcrm.core.deps import DatabaseDep, Require, SessionDep, SettingsDep
 from lovedcrm.core.openapi import Problem, problem_responses
 from lovedcrm.core.principal import Principal
 from lovedcrm.core.schemas import IsoDateTime, Out, StrictIn
-from lovedcrm.db.engine import Database
 from lovedcrm.jobs.models import BackgroundJob
 from lovedcrm.leads import exporting, import_files, importing
 from lovedcrm.leads.schemas import LeadSort, LeadStatus
@@ -30,7 +29,6 @@ router = APIRouter(tags=["imports"])
 Importer = Annotated[Principal, Depends(Require("leads:import"))]
 Exporter = Annotated[Principal, Depends(Require("leads:export"))]
 Reader = Annotated[Principal, Depends(Require("leads:read"))]
-DatabaseDep = Annotated[Database, Depends(get_database)]
 
 
 class CSVResponse(StreamingResponse):

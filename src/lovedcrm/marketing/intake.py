@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import text
 
-from lovedcrm.core.deps import get_database, get_settings_dep
+from lovedcrm.core.deps import get_database, settings_of
 from lovedcrm.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import tenant_transaction
@@ -56,7 +56,7 @@ async def _target(database: Database, integration_id: uuid.UUID) -> Target:
 
 @router.get("/webhooks/marketing/{integration_id}")
 async def subscription_check(integration_id: uuid.UUID, request: Request) -> Response:
-    settings, database = get_settings_dep(request), get_database(request)
+    settings, database = settings_of(request), get_database(request)
     found = await _target(database, integration_id)
     params = request.query_params
     if found.provider != "facebook":
@@ -110,7 +110,7 @@ def facebook_leads(payload: Any) -> list[AdLead]:
 
 @router.post("/webhooks/marketing/{integration_id}")
 async def receive(integration_id: uuid.UUID, request: Request) -> Response:
-    settings, database = get_settings_dep(request), get_database(request)
+    settings, database = settings_of(request), get_database(request)
     body = await request.body()
     found = await _target(database, integration_id)
     if found.provider == "facebook":

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
-from lovedcrm.core.deps import get_database, get_settings_dep
+from lovedcrm.core.deps import get_database, settings_of
 from lovedcrm.core.errors import NotFound
 from lovedcrm.db.tenant import tenant_transaction
 from lovedcrm.marketing import campaigns
@@ -22,7 +22,7 @@ router = APIRouter(tags=["marketing tracking"], include_in_schema=False)
 
 
 def _parse(request: Request, token: str, kind: str) -> tuple[uuid.UUID, uuid.UUID, dict[str, Any]]:
-    data = campaigns.unsign(get_settings_dep(request), token)
+    data = campaigns.unsign(settings_of(request), token)
     if data is None or data.get("k") != kind:
         raise NotFound("This link is not valid.", code="tracking_link_invalid")
     try:

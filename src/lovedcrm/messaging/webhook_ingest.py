@@ -31,7 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lovedcrm.config import Settings
-from lovedcrm.core.deps import get_database, get_settings_dep
+from lovedcrm.core.deps import get_database, settings_of
 from lovedcrm.core.errors import Forbidden, NotFound, Unauthorized
 from lovedcrm.core.intake import TargetCache, intake
 from lovedcrm.db.engine import Database
@@ -188,7 +188,7 @@ async def meta_verification(config_id: uuid.UUID, request: Request) -> Response:
     q = request.query_params
     challenge = await verify_subscription(
         get_database(request),
-        get_settings_dep(request),
+        settings_of(request),
         config_id,
         q.get("hub.mode"),
         q.get("hub.verify_token"),
@@ -201,5 +201,5 @@ async def meta_verification(config_id: uuid.UUID, request: Request) -> Response:
 async def inbound(config_id: uuid.UUID, request: Request) -> Response:
     body = await request.body()
     headers = {k.lower(): v for k, v in request.headers.items()}
-    await receive(get_database(request), get_settings_dep(request), config_id, headers, body)
+    await receive(get_database(request), settings_of(request), config_id, headers, body)
     return PlainTextResponse("ok")

@@ -19,7 +19,7 @@ Reader = Annotated[Principal, Depends(Require("leads:read"))]
 Writer = Annotated[Principal, Depends(Require("leads:write"))]
 
 
-def _filters(
+async def _filters(
     assigned_to: uuid.UUID | None = None,
     source: Annotated[str | None, Query(max_length=100)] = None,
     score_min: Annotated[int | None, Query(ge=0, le=100)] = None,

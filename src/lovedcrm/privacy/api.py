@@ -11,13 +11,12 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
 from lovedcrm.config import Settings
-from lovedcrm.core.deps import Require, SessionDep, SettingsDep, get_database
+from lovedcrm.core.deps import DatabaseDep, Require, SessionDep, SettingsDep
 from lovedcrm.core.errors import NotFound
 from lovedcrm.core.openapi import problem_responses
 from lovedcrm.core.principal import Principal
 from lovedcrm.core.schemas import IsoDate
 from lovedcrm.core.storage import FileMissing, get_storage
-from lovedcrm.db.engine import Database
 from lovedcrm.leads import consent
 from lovedcrm.privacy import service, trail
 from lovedcrm.privacy.models import PrivacyRequest
@@ -42,7 +41,6 @@ Eraser = Annotated[Principal, Depends(Require("leads:delete"))]
 Admin = Annotated[Principal, Depends(Require("settings:manage"))]
 Owner = Annotated[Principal, Depends(Require("members:manage"))]
 AuditReader = Annotated[Principal, Depends(Require("audit:read"))]
-DatabaseDep = Annotated[Database, Depends(get_database)]
 
 ZIP: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/octet-stream": {"schema": {"type": "string"}}}}

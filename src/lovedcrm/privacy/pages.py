@@ -14,10 +14,9 @@ from urllib.parse import urlencode
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
-from lovedcrm.core.deps import SessionDep, SettingsDep, get_database
+from lovedcrm.core.deps import DatabaseDep, SessionDep, SettingsDep
 from lovedcrm.core.errors import AppError
 from lovedcrm.core.storage import FileMissing, get_storage
-from lovedcrm.db.engine import Database
 from lovedcrm.leads import consent
 from lovedcrm.leads import service as leads
 from lovedcrm.privacy import service, trail
@@ -37,7 +36,6 @@ from lovedcrm.web.kit import (
 router = page_router()
 AuditReader = Annotated[Shell, Depends(require("audit:read"))]
 Admin = Annotated[Shell, Depends(require("settings:manage"))]
-DatabaseDep = Annotated[Database, Depends(get_database)]
 
 # The services' messages the pages show as they come (kept in the catalogs by extraction).
 SERVICE_MESSAGES = (

@@ -137,7 +137,7 @@ FlagIn = Annotated[str | None, Form(max_length=10)]
 MetaIn = Annotated[str, Form(max_length=1000)]
 
 
-def typed_form(
+async def typed_form(
     name: NameIn = "",
     category: CategoryIn = "",
     category_other: CategoryIn = "",
