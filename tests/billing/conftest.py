@@ -35,6 +35,19 @@ async def enforce(
     plans.invalidate(org_id)
 
 
+async def web_org(client: httpx.AsyncClient) -> uuid.UUID:
+    """Sign up through the form (the client keeps the web session); the organization's id."""
+    from tests.factories import PASSWORD, web_signup
+
+    email, _, _ = await web_signup(client)
+    me = (
+        await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    ).json()
+    headers = {"Authorization": f"Bearer {me['access_token']}"}
+    current = await client.get("/api/v1/organizations/current", headers=headers)
+    return uuid.UUID(current.json()["id"])
+
+
 @pytest.fixture
 async def org(client: httpx.AsyncClient) -> dict[str, Any]:
     """A new organization (on its trial), its admin's headers and its id as a UUID."""

@@ -15,8 +15,7 @@ from lovedcrm.core.deps import authenticate
 from lovedcrm.db.engine import Database
 from lovedcrm.organizations import plans
 from lovedcrm.web.kit import PageRoute
-from tests.billing.conftest import enforce
-from tests.factories import PASSWORD
+from tests.billing.conftest import enforce, web_org
 
 
 def _authenticated(dependant: Dependant) -> bool:
@@ -100,14 +99,9 @@ def _pages(app: Any) -> list[str]:
 async def test_every_page_of_a_feature_off_shows_the_plan_refusal_in_the_shell(
     app: Any, client: httpx.AsyncClient, database: Database
 ) -> None:
-    from tests.factories import csrf_token, web_signup
+    from tests.factories import csrf_token
 
-    email, _, _ = await web_signup(client)
-    me = (
-        await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-    ).json()
-    headers = {"Authorization": f"Bearer {me['access_token']}"}
-    org_id = (await client.get("/api/v1/organizations/current", headers=headers)).json()["id"]
+    org_id = await web_org(client)
     pages = _pages(app)
     assert {plans.feature_for(p) for p in pages} >= {
         "calls", "ai_agent", "scoring", "marketing", "reports", "webhooks",
@@ -115,7 +109,7 @@ async def test_every_page_of_a_feature_off_shows_the_plan_refusal_in_the_shell(
     # With every feature on (the trial), the pages open.
     for path in ("/marketing", "/reports", "/settings/telephony", "/settings/webhooks"):
         assert (await client.get(path)).status_code == 200, path
-    await enforce(database, uuid.UUID(org_id), "starter", **dict.fromkeys(plans.FEATURES, "off"))
+    await enforce(database, org_id, "starter", **dict.fromkeys(plans.FEATURES, "off"))
     wrong = []
     for path in pages:
         r = await client.get(_concrete(path), headers={"Accept-Language": "pt-BR"})

@@ -8,8 +8,8 @@ import httpx
 import sqlalchemy as sa
 
 from lovedcrm.db.engine import Database
-from tests.billing.conftest import enforce
-from tests.factories import PASSWORD, create_lead, invite, owner_sql
+from tests.billing.conftest import enforce, web_org
+from tests.factories import create_lead, invite, owner_sql
 
 
 async def test_signup_starts_a_14_day_trial_of_pro(
@@ -213,17 +213,9 @@ async def test_sandbox_checkout_activates_the_plan(
 async def test_the_page_shows_a_limit_refusal(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    from tests.factories import csrf_token, web_signup
+    from tests.factories import csrf_token
 
-    email, _, _ = await web_signup(client)
-    me = (
-        await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-    ).json()
-    headers = {"Authorization": f"Bearer {me['access_token']}"}
-    org_id = (await client.get("/api/v1/organizations/current", headers=headers)).json()["id"]
-    import uuid
-
-    await enforce(database, uuid.UUID(org_id), "pro", limit__leads="0")
+    await enforce(database, await web_org(client), "pro", limit__leads="0")
     token = await csrf_token(client, "/leads/new")
     r = await client.post(
         "/leads",
@@ -271,7 +263,7 @@ def test_production_refuses_plans_enforced_with_the_sandbox_checkout() -> None:
     from lovedcrm.billing import service as billing_service
     from lovedcrm.config import Settings
 
-    production = {
+    production: dict[str, Any] = {
         "env": "production",
         "secret_key": SecretStr("p" * 40),
         "encryption_key": SecretStr("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),

@@ -207,20 +207,42 @@ async def import_finished(session: AsyncSession, event: DomainEvent) -> None:
     )
 
 
-@subscriber("webhook.disabled")
-async def webhook_disabled(session: AsyncSession, event: DomainEvent) -> None:
-    """The members who manage webhooks."""
-    subscription_id = event.data.get("subscription_id")
-    for user_id in await _members_who_may(session, event.organization_id, "webhooks:manage"):
+async def _tell_members_who_may(
+    session: AsyncSession,
+    event: DomainEvent,
+    permission: str,
+    notification_type: str,
+    *,
+    data: dict[str, Any],
+    link: str | None,
+    dedupe_key: str | None,
+) -> None:
+    """One notification for each active member holding ``permission``."""
+    for user_id in await _members_who_may(session, event.organization_id, permission):
         await service.notify(
             session,
             event.organization_id,
             user_id,
-            service.WEBHOOK_DISABLED,
-            data={"title": str(event.data.get("url") or "")},
-            link=f"/settings/webhooks/{subscription_id}" if subscription_id else None,
-            dedupe_key=f"webhook-disabled:{subscription_id}:{event.data.get('failure_count')}",
+            notification_type,
+            data=data,
+            link=link,
+            dedupe_key=dedupe_key,
         )
+
+
+@subscriber("webhook.disabled")
+async def webhook_disabled(session: AsyncSession, event: DomainEvent) -> None:
+    """The members who manage webhooks."""
+    subscription_id = event.data.get("subscription_id")
+    await _tell_members_who_may(
+        session,
+        event,
+        "webhooks:manage",
+        service.WEBHOOK_DISABLED,
+        data={"title": str(event.data.get("url") or "")},
+        link=f"/settings/webhooks/{subscription_id}" if subscription_id else None,
+        dedupe_key=f"webhook-disabled:{subscription_id}:{event.data.get('failure_count')}",
+    )
 
 
 @subscriber("plan.soft_limit")
@@ -228,29 +250,27 @@ async def plan_soft_limit(session: AsyncSession, event: DomainEvent) -> None:
     """The members who manage the subscription: a limit of the plan is nearly reached (once
     a month per limit, as the plan warns)."""
     name, month = str(event.data.get("limit") or ""), str(event.data.get("month") or "")
-    for user_id in await _members_who_may(session, event.organization_id, "billing:manage"):
-        await service.notify(
-            session,
-            event.organization_id,
-            user_id,
-            service.PLAN_LIMIT_NEAR,
-            data={k: event.data.get(k) for k in ("limit", "usage", "allowed")},
-            link="/settings/billing",
-            dedupe_key=f"plan-limit:{name}:{month}",
-        )
+    await _tell_members_who_may(
+        session,
+        event,
+        "billing:manage",
+        service.PLAN_LIMIT_NEAR,
+        data={k: event.data.get(k) for k in ("limit", "usage", "allowed")},
+        link="/settings/billing",
+        dedupe_key=f"plan-limit:{name}:{month}",
+    )
 
 
 @subscriber("billing.payment_failed")
 async def payment_failed(session: AsyncSession, event: DomainEvent) -> None:
     """The members who manage the subscription."""
     invoice = str(event.data.get("invoice") or "")
-    for user_id in await _members_who_may(session, event.organization_id, "billing:manage"):
-        await service.notify(
-            session,
-            event.organization_id,
-            user_id,
-            service.PAYMENT_FAILED,
-            data={"title": invoice},
-            link="/settings/billing",
-            dedupe_key=f"payment-failed:{invoice}" if invoice else None,
-        )
+    await _tell_members_who_may(
+        session,
+        event,
+        "billing:manage",
+        service.PAYMENT_FAILED,
+        data={"title": invoice},
+        link="/settings/billing",
+        dedupe_key=f"payment-failed:{invoice}" if invoice else None,
+    )
