@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -316,3 +317,27 @@ async def test_one_process_leases_and_its_headers_stay_exact(
     await engine.dispose()
     # the shared count runs ahead of the requests by the unspent part of the lease
     assert 40 < counted <= 40 + ratelimit.LEASE_MAX
+
+
+async def test_a_burst_in_one_process_shares_its_leases(database: Database) -> None:
+    """A hundred requests of one credential at once: those arriving while the lease is being
+    taken wait for it, so the counter is written a handful of times, not once per request,
+    and every request still gets its own place in the count."""
+    bucket = f"test-burst:{uuid.uuid4().hex}"
+    writes: list[str] = []
+
+    def _count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "rate_limit_counters" in statement and statement.lstrip().startswith("INSERT"):
+            writes.append(statement)
+
+    sync_engine = database.side_engine.sync_engine
+    event.listen(sync_engine, "before_cursor_execute", _count)
+    try:
+        states = await asyncio.gather(
+            *(ratelimit.hit(database.side_engine, bucket, 100_000, lease=True) for _ in range(100))
+        )
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", _count)
+    assert sorted(s.count for s in states) == list(range(1, 101))
+    # the first request alone (a credential's first lease is one request), then leases of 32
+    assert len(writes) <= 1 + -(-99 // ratelimit.LEASE_MAX)

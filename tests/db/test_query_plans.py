@@ -370,6 +370,38 @@ def test_the_search_functions_own_statements(owner_url: str, world: World) -> No
         assert plan_problems(p["Plan"], sort_allowed=True) == [], json.dumps(p, indent=1)
 
 
+def test_search_indexes_have_no_pending_list(owner: sa.Engine, world: World) -> None:
+    """Every GIN index takes new entries at once (``fastupdate`` off, migration 0025): a
+    pending list would be read row by row by every search until a vacuum merged it. New
+    leads leave nothing pending."""
+    world_org = str(world.org_id)
+    rows = owner_sql(
+        owner,
+        "SELECT i.relname AS name, coalesce(i.reloptions, '{}') AS options"
+        " FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
+        " JOIN pg_am a ON a.oid = i.relam WHERE a.amname = 'gin'",
+    )
+    assert {r.name for r in rows} >= {"ix_leads_search_text", "ix_leads_search_keys"}
+    assert [r.name for r in rows if "fastupdate=off" not in r.options] == []
+    stage = owner_sql(
+        owner, "SELECT id FROM pipeline_stages WHERE organization_id = :o LIMIT 1", o=world_org
+    )[0].id
+    owner_sql(
+        owner,
+        "INSERT INTO leads (organization_id, full_name, stage_id)"
+        " SELECT :o, 'Pendente ' || g, :s FROM generate_series(1, 50) g",
+        o=world_org,
+        s=stage,
+    )
+    for r in rows:  # the number of pending entries merged: none were left pending
+        assert owner_sql(owner, f"SELECT gin_clean_pending_list('{r.name}') AS n")[0].n == 0
+    owner_sql(
+        owner,
+        "DELETE FROM leads WHERE organization_id = :o AND full_name LIKE 'Pendente %'",
+        o=world_org,
+    )
+
+
 async def test_board(database: Database, world: World) -> None:
     async def whole_board(session: AsyncSession, principal: Principal) -> None:
         columns = (await board.board(session, principal, limit=10)).columns

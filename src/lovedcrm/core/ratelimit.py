@@ -23,7 +23,9 @@ limit leases shrink to a single request and the count is exact. The cost: tokens
 leased and did not spend by the end of the window are counted although unused, so a
 credential may be refused a few requests early, and another process's ``RateLimit-Remaining``
 can run a few requests behind. The first request of a credential in a process, and every
-other caller (the WhatsApp send limiter), takes one token at a time.
+other caller (the WhatsApp send limiter), takes one token at a time. While one request of a
+process takes the next lease, the others of the same credential wait for it instead of each
+taking a lease (and a side connection) of its own.
 
 Responses carry the IETF draft headers ``RateLimit-Limit``, ``RateLimit-Remaining`` and
 ``RateLimit-Reset`` (seconds to the end of the window); over the limit the answer is 429
@@ -32,6 +34,7 @@ Responses carry the IETF draft headers ``RateLimit-Limit``, ``RateLimit-Remainin
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import time
@@ -97,6 +100,10 @@ class _Lease:
 
 # Per database (engine) and bucket: the lease this process holds.
 _leases: weakref.WeakKeyDictionary[Engine, dict[str, _Lease]] = weakref.WeakKeyDictionary()
+# Per database and bucket: the lease being taken now, which other requests wait for.
+_refills: weakref.WeakKeyDictionary[Engine, dict[str, asyncio.Future[None]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def hit(
@@ -110,25 +117,45 @@ async def hit(
     """Count one request in ``bucket``'s current window (an hour unless told) and return
     where it stands. With ``lease``, from this process's lease when it holds one."""
     bucket = bucket[:200]
-    # The window's end is the database's (its clock decides windows); a lease only needs to
-    # know how long it has left, which a monotonic clock measures.
-    started = time.monotonic()
-    held = _leases.setdefault(engine.sync_engine, {}).get(bucket) if lease else None
-    if held is not None and started < held.ends:
-        if held.left > 0:
-            held.left -= 1
-            count = held.count - held.left
-            return RateLimitState(limit, count, reset=max(1, math.ceil(held.ends - started)))
-        size = min(LEASE_MAX, max(1, (limit - held.count) // LEASE_SHARE))
-    else:
-        size = 1
-    async with engine.connect() as conn:
-        row = (await conn.execute(_HIT, {"bucket": bucket, "w": window_seconds, "n": size})).one()
-        if random.random() < CLEANUP_PROBABILITY:  # noqa: S311 - not security-relevant
-            await conn.execute(_CLEANUP)
-    reset = max(1, int(row.reset))
-    if lease:
-        _leases[engine.sync_engine][bucket] = _Lease(int(row.n), size - 1, started + reset)
+    leases = _leases.setdefault(engine.sync_engine, {}) if lease else {}
+    refills = _refills.setdefault(engine.sync_engine, {}) if lease else {}
+    while True:
+        # The window's end is the database's (its clock decides windows); a lease only needs
+        # to know how long it has left, which a monotonic clock measures.
+        started = time.monotonic()
+        held = leases.get(bucket)
+        if held is not None and started < held.ends:
+            if held.left > 0:
+                held.left -= 1
+                count = held.count - held.left
+                return RateLimitState(limit, count, reset=max(1, math.ceil(held.ends - started)))
+            size = min(LEASE_MAX, max(1, (limit - held.count) // LEASE_SHARE))
+        else:
+            size = 1
+        pending = refills.get(bucket)
+        if pending is None or pending.get_loop() is not asyncio.get_running_loop():
+            break
+        # Another request of this process is taking the next lease: spend from it rather
+        # than every waiting request taking one of its own (and a side connection each).
+        await asyncio.wait([pending])
+    refill = asyncio.get_running_loop().create_future() if lease else None
+    if refill is not None:
+        refills[bucket] = refill
+    try:
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(_HIT, {"bucket": bucket, "w": window_seconds, "n": size})
+            ).one()
+            if random.random() < CLEANUP_PROBABILITY:  # noqa: S311 - not security-relevant
+                await conn.execute(_CLEANUP)
+        reset = max(1, int(row.reset))
+        if lease:
+            leases[bucket] = _Lease(int(row.n), size - 1, started + reset)
+    finally:
+        if refill is not None:
+            refill.set_result(None)
+            if refills.get(bucket) is refill:
+                del refills[bucket]
     return RateLimitState(limit=limit, count=int(row.n) - (size - 1), reset=reset)
 
 
