@@ -381,7 +381,7 @@ def test_search_indexes_have_no_pending_list(owner: sa.Engine, world: World) -> 
         " FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
         " JOIN pg_am a ON a.oid = i.relam WHERE a.amname = 'gin'",
     )
-    assert {r.name for r in rows} >= {"ix_leads_search_text", "ix_leads_search_keys"}
+    assert {r.name for r in rows} >= {"ix_leads_search_grams", "ix_leads_search_words"}
     assert [r.name for r in rows if "fastupdate=off" not in r.options] == []
     stage = owner_sql(
         owner, "SELECT id FROM pipeline_stages WHERE organization_id = :o LIMIT 1", o=world_org

@@ -70,6 +70,18 @@ async def _found(c: httpx.AsyncClient, org: dict[str, Any], q: str) -> set[str]:
         ("Xilofone", set()),
         ("banana", set()),
         ("mariana rocha", set()),  # every word must be there
+        # Under three characters there is no trigram to look up: still found as typed.
+        ("jo", {"joao"}),
+        ("Ç", {"joao", "maria", "acucar", "other"}),  # a "c" anywhere, the e-mail's too
+        ("%", set()),  # LIKE's wildcards are plain characters
+        ("_", set()),
+        # Characters that mean something to a text-search query are plain characters too.
+        ("o'b", set()),
+        ("a & b | !c", set()),
+        ("js@exam", {"joao"}),
+        ("o s", {"joao"}),  # across the words of the name
+        ("example.com", {"joao"}),
+        ("4321", {"maria"}),  # a short run of digits is found as typed in the phone
     ],
 )
 async def test_search(

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    cast,
     func,
     literal_column,
     text,
@@ -195,36 +196,35 @@ def folded(column: Any) -> ColumnElement[Any]:
     return func.lovedcrm_unaccent(func.lower(column))
 
 
-# Search: GIN per organization (btree_gin makes organization_id a GIN key): trigrams of the
-# folded company (the duplicate rule's candidates), e-mail and phone, and of search_text;
-# and search_text's words with their one-letter-less forms (lovedcrm_search_keys, 0010).
-for _name, _expr in (
-    ("ix_leads_search_company", folded(Lead.company)),
-    ("ix_leads_search_email", func.lower(Lead.email)),
-):
-    Index(
-        _name,
-        Lead.organization_id,
-        _expr.label("expr"),
-        postgresql_using="gin",
-        postgresql_ops={"expr": "gin_trgm_ops"},
-    )
-for _name, _column in (
-    ("ix_leads_search_phone", Lead.phone),
-    ("ix_leads_search_text", Lead.search_text),
-):
-    Index(
-        _name,
-        Lead.organization_id,
-        _column,
-        postgresql_using="gin",
-        postgresql_ops={_column.key: "gin_trgm_ops"},
-    )
+# Search: trigrams of the folded company (the duplicate rule's candidates, pg_trgm), and the
+# search's own keys, each tagged with its organization so that a key lists only that
+# organization's rows (migration 0025): every three characters of search_text, the e-mail and
+# the phone (lovedcrm_search_grams), and search_text's words with their one-letter-less forms
+# (lovedcrm_search_words). No pending list: a search never reads new entries row by row.
 Index(
-    "ix_leads_search_keys",
+    "ix_leads_search_company",
     Lead.organization_id,
-    func.lovedcrm_search_keys(Lead.search_text),
+    folded(Lead.company).label("expr"),
     postgresql_using="gin",
+    postgresql_ops={"expr": "gin_trgm_ops"},
+    postgresql_with={"fastupdate": "off"},
+)
+Index(
+    "ix_leads_search_grams",
+    func.lovedcrm_search_grams(
+        Lead.organization_id,
+        Lead.search_text,
+        func.lower(cast(Lead.email, Text)),
+        cast(Lead.phone, Text),
+    ),
+    postgresql_using="gin",
+    postgresql_with={"fastupdate": "off"},
+)
+Index(
+    "ix_leads_search_words",
+    func.lovedcrm_search_words(Lead.organization_id, Lead.search_text),
+    postgresql_using="gin",
+    postgresql_with={"fastupdate": "off"},
 )
 
 
