@@ -123,15 +123,16 @@ ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     metrics.router,  # /metrics (Prometheus; a token or a private address)
     docs_router,  # /docs and /redoc, from local files
+    # The leads' API, the most requested, before the rest of the API.
+    leads_import_api.router,  # before leads_api: /leads/export.csv is not a {lead_id}
+    leads_api.router,
+    dedup_api.router,
+    activities_api.router,
     auth_api.router,
     account_api.router,
     api_keys_api.router,
     team_api.router,
     organizations_api.router,
-    leads_import_api.router,  # before leads_api: /leads/export.csv is not a {lead_id}
-    leads_api.router,
-    dedup_api.router,
-    activities_api.router,
     scoring_api.router,
     forecast_api.router,  # before the reports' API: /reports/forecast is not a report name
     reports_api.router,
