@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from lovedcrm.app import create_app
+from lovedcrm.auth.authentication import principal_for_member
 from lovedcrm.auth.models import ApiKey
 from lovedcrm.config import Settings
 from lovedcrm.core.events import DomainEvent, emit
@@ -31,6 +32,7 @@ from lovedcrm.core.security import SecretBox, new_token, token_hash
 from lovedcrm.db.engine import Database
 from lovedcrm.db.tenant import tenant_transaction
 from lovedcrm.jobs.engine import run_until_idle
+from lovedcrm.organizations.models import Organization
 from lovedcrm.webhooks import jobs as webhook_jobs
 from lovedcrm.webhooks import service as webhook_service
 from tests.factories import PASSWORD, owner_sql, signup, unique_email
@@ -783,3 +785,97 @@ async def test_api_key_owns_the_subscriptions_it_creates(
     )
     r = await wc.get("/api/v1/webhooks", headers={"Authorization": f"Bearer {r.json()['key']}"})
     assert r.status_code == 403 and r.json()["code"] == "insufficient_scope"
+
+
+# --- the organization's count of active subscriptions (migration 0026) --------------------
+
+
+def active_webhooks(owner: sa.Engine, org: Org) -> int:
+    [(n,)] = owner_sql(owner, "SELECT active_webhooks FROM organizations WHERE id = :o", o=org.id)
+    return int(n)
+
+
+async def test_the_count_of_active_subscriptions_follows_every_change(
+    wc: httpx.AsyncClient, org: Org, receiver: Receiver, owner: sa.Engine
+) -> None:
+    path, _ = receiver.route()
+    assert active_webhooks(owner, org) == 0
+    one = await subscribe(wc, org, receiver.url(path))
+    two = await subscribe(wc, org, receiver.url(path))
+    assert active_webhooks(owner, org) == 2
+    r = await wc.patch(
+        f"/api/v1/webhooks/{one['id']}", headers=org.headers, json={"is_active": False}
+    )
+    assert r.status_code == 200, r.text
+    assert active_webhooks(owner, org) == 1
+    r = await wc.patch(
+        f"/api/v1/webhooks/{one['id']}", headers=org.headers, json={"is_active": True}
+    )
+    assert active_webhooks(owner, org) == 2
+    r = await wc.delete(f"/api/v1/webhooks/{two['id']}", headers=org.headers)
+    assert r.status_code == 204, r.text
+    assert active_webhooks(owner, org) == 1
+    owner_sql(
+        owner, "UPDATE webhook_subscriptions SET is_active = false WHERE id = :i", i=one["id"]
+    )
+    assert active_webhooks(owner, org) == 0
+
+
+async def test_a_created_lead_is_delivered_and_without_subscriptions_nothing_is_looked_up(
+    wc: httpx.AsyncClient,
+    org: Org,
+    receiver: Receiver,
+    database: Database,
+    wh_settings: Settings,
+) -> None:
+    """A lead's create reads the organization's row: with no active subscription the
+    subscriber does not look them up; with one, the lead is delivered."""
+    seen: list[str] = []
+
+    def spy(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    sync_engine = database.app_engine.sync_engine
+    sa.event.listen(sync_engine, "before_cursor_execute", spy)
+    try:
+        r = await wc.post("/api/v1/leads", headers=org.headers, json={"full_name": "Sem Gancho"})
+        assert r.status_code == 201, r.text
+        assert not [s for s in seen if "FROM webhook_subscriptions" in s]
+        path, route = receiver.route()
+        await subscribe(wc, org, receiver.url(path), route)
+        seen.clear()
+        r = await wc.post("/api/v1/leads", headers=org.headers, json={"full_name": "Com Gancho"})
+        assert r.status_code == 201, r.text
+        assert [s for s in seen if "FROM webhook_subscriptions" in s]
+    finally:
+        sa.event.remove(sync_engine, "before_cursor_execute", spy)
+    assert await run(database, wh_settings) == 1
+    [hit] = route.hits
+    assert hit.verified and hit.payload["data"]["lead"]["full_name"] == "Com Gancho"
+
+
+async def test_a_subscription_made_active_in_the_unit_of_work_gets_its_events(
+    org: Org, receiver: Receiver, database: Database, wh_settings: Settings
+) -> None:
+    """The organization's row read before the subscription was made (its count one too
+    few) does not make the same unit of work skip the subscription."""
+    path, route = receiver.route()
+    async with tenant_transaction(database.sessionmaker, org.id, org.user_id) as s:
+        row = await s.get(Organization, org.id)  # held: it stays in the identity map
+        assert row is not None and row.active_webhooks == 0
+        principal = await principal_for_member(s, org.id, org.user_id)
+        assert principal is not None
+        _, route.secret = await webhook_service.create_subscription(
+            s,
+            wh_settings,
+            principal,
+            url=receiver.url(path),
+            events=["lead.created"],
+            api_key_id=org.api_key_id,
+            max_retries=0,
+            retry_backoff_seconds=0,
+        )
+        await emit(s, DomainEvent(type="lead.created", organization_id=org.id, data={"n": 1}))
+        assert row.active_webhooks == 0  # the row as read, before the subscription
+    assert await run(database, wh_settings) == 1
+    assert len(route.hits) == 1

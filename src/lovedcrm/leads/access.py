@@ -63,11 +63,16 @@ async def organization_settings(
 ) -> dict[str, Any]:
     org = await session.get(Organization, organization_id)
     if org is not None:
-        # The identity map holds objects weakly: without a reference the organization is
-        # read again by each caller of the same request (a create read it three times).
-        # Held for the session; an expired one (after a commit) is still read afresh.
-        session.info.setdefault(_HELD, {})[organization_id] = org
+        hold_organization(session, org)
     return dict(org.settings or {}) if org is not None else {}
+
+
+def hold_organization(session: AsyncSession, org: Organization) -> None:
+    """Keep ``org`` (read in ``session``) for the session's later :func:`organization_settings`.
+    The identity map holds objects weakly: without a reference the organization is read again
+    by each caller of the same request (a create read it three times). Held for the session;
+    an expired one (after a commit) is still read afresh."""
+    session.info.setdefault(_HELD, {})[org.id] = org
 
 
 def region_of(org_settings: dict[str, Any]) -> str:

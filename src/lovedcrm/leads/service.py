@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    Select,
     func,
     insert,
     select,
@@ -34,10 +35,10 @@ from lovedcrm.leads import activities, assignment, dedup
 from lovedcrm.leads.access import AUDITED_FIELDS as AUDITED_FIELDS
 from lovedcrm.leads.access import editable_lead as editable_lead
 from lovedcrm.leads.access import get_lead as get_lead
+from lovedcrm.leads.access import hold_organization, organization_settings, region_of
 from lovedcrm.leads.access import lead_json as lead_json
 from lovedcrm.leads.access import may_edit as may_edit
 from lovedcrm.leads.access import org_region as org_region
-from lovedcrm.leads.access import organization_settings, region_of
 from lovedcrm.leads.access import snapshot as snapshot
 from lovedcrm.leads.access import visible as visible
 from lovedcrm.leads.lists import DEFAULT_SORT as DEFAULT_SORT
@@ -54,6 +55,7 @@ from lovedcrm.leads.models import (
 )
 from lovedcrm.organizations import plans
 from lovedcrm.organizations.custom_fields import definitions_in
+from lovedcrm.organizations.models import Organization
 
 # --- validation -------------------------------------------------------------------------
 
@@ -269,17 +271,43 @@ async def _after_update(
 # --- operations -------------------------------------------------------------------------
 
 
-async def first_stage(session: AsyncSession, organization_id: uuid.UUID) -> PipelineStage:
-    result = await session.execute(
+def _first_stage_query(organization_id: Any) -> Select[PipelineStage]:
+    return (
         select(PipelineStage)
         .where(PipelineStage.organization_id == organization_id, PipelineStage.is_active.is_(True))
         .order_by(PipelineStage.stage_order)
         .limit(1)
     )
-    stage = result.scalar_one_or_none()
+
+
+def _no_stage() -> ValidationFailed:
+    return ValidationFailed("The organization has no active pipeline stage.", code="no_stage")
+
+
+async def first_stage(session: AsyncSession, organization_id: uuid.UUID) -> PipelineStage:
+    stage = (await session.execute(_first_stage_query(organization_id))).scalar_one_or_none()
     if stage is None:
-        raise ValidationFailed("The organization has no active pipeline stage.", code="no_stage")
+        raise _no_stage()
     return stage
+
+
+async def _first_stage_id_and_settings(
+    session: AsyncSession, organization_id: uuid.UUID
+) -> uuid.UUID:
+    """The id of the organization's first active stage, reading the organization (its
+    settings, for what follows in the unit of work) in the same statement."""
+    stage_id = _first_stage_query(Organization.id).with_only_columns(PipelineStage.id)
+    row = (
+        await session.execute(
+            select(Organization, stage_id.scalar_subquery()).where(
+                Organization.id == organization_id
+            )
+        )
+    ).first()
+    if row is None or row[1] is None:
+        raise _no_stage()
+    hold_organization(session, row[0])
+    return uuid.UUID(str(row[1]))
 
 
 async def _insert(
@@ -441,11 +469,16 @@ async def create_lead(session: AsyncSession, principal: Principal, data: dict[st
         data["assigned_to"] = principal.user_id
     allow_duplicate = bool(data.pop("allow_duplicate", False))
     data.setdefault("custom_fields", {})
+    stage_id = (
+        await _first_stage_id_and_settings(session, principal.org())
+        if data.get("stage_id") is None
+        else None
+    )
     data = await _clean(session, principal, data)
     if not allow_duplicate:
         await dedup.refuse_duplicates(session, principal, data)
     if data.get("stage_id") is None:
-        data["stage_id"] = (await first_stage(session, principal.org())).id
+        data["stage_id"] = stage_id or (await first_stage(session, principal.org())).id
     if "assigned_to" not in data:
         # Nobody named (null would be "nobody" on purpose): the organization's setting decides.
         data["assigned_to"] = await assignment.automatic_assignee(

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, String, text
+from sqlalchemy import CheckConstraint, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lovedcrm.db.base import (
@@ -34,5 +34,9 @@ class Organization(Base):
     )
     settings: Mapped[dict[str, Any] | None] = jsonb_object()
     features_enabled: Mapped[dict[str, Any] | None] = jsonb_object()
+    # Kept by a trigger on webhook_subscriptions (migration 0026): never written by the app.
+    active_webhooks: Mapped[int] = mapped_column(
+        Integer, server_default=text("0"), default=0, nullable=False
+    )
     created_at: Mapped[datetime | None] = created_at_col()
     updated_at: Mapped[datetime | None] = updated_at_col()
