@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from lovedcrm.core import clock
 from lovedcrm.jobs.periodic import period_start
 from lovedcrm.jobs.queue import BULK_PRIORITY, enqueue
-from lovedcrm.reports.models import ReportLeadFact, ReportStageSpan
+from lovedcrm.reports.models import AnalyticsEvent, ReportLeadFact, ReportStageSpan
 
 # --- lead facts ----------------------------------------------------------------------------
 
@@ -215,11 +215,16 @@ _NEW = "reports.new_leads"  # session.info: [(fact row, first stay row)]
 
 
 def add_new_lead(
-    session: AsyncSession, organization_id: uuid.UUID, lead: dict[str, Any], at: datetime
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    lead: dict[str, Any],
+    at: datetime,
+    history: dict[str, Any],
 ) -> None:
-    """A lead just created (its API shape, as ``lead.created`` carries it): its facts and its
-    first stay, written with every other new lead of the unit of work in one multi-row
-    INSERT per table -- before this module next reads them, or just before the commit."""
+    """A lead just created (its API shape, as ``lead.created`` carries it): its facts, its
+    first stay and its ``history`` row (the ``lead_created`` analytics event, its columns),
+    written with every other new lead of the unit of work in one statement (a multi-row
+    INSERT per table) -- before this module next reads them, or just before the commit."""
     lead_id = uuid.UUID(str(lead["id"]))
     stage_id = uuid.UUID(str(lead["stage_id"]))
     created = _moment(lead.get("created_at")) or at
@@ -250,22 +255,25 @@ def add_new_lead(
         "stage_id": stage_id,
         "entered_at": at,
     }
-    pending: list[tuple[dict[str, Any], dict[str, Any]]] | None = session.info.get(_NEW)
+    pending: list[tuple[dict[str, Any], ...]] | None = session.info.get(_NEW)
     if pending is None:
         pending = session.info[_NEW] = []
         sync = session.sync_session
         event.listen(sync, "before_commit", _write_new_leads_sync, once=True)
         event.listen(sync, "after_rollback", _drop_new_leads, once=True)
-    pending.append((fact, stay))
+    pending.append((fact, stay, history))
 
 
 def _new_lead_inserts(info: dict[Any, Any]) -> list[Any]:
-    pending: list[tuple[dict[str, Any], dict[str, Any]]] = info.pop(_NEW, None) or []
+    pending: list[tuple[dict[str, Any], ...]] = info.pop(_NEW, None) or []
     if not pending:
         return []
-    # One round trip for both tables: the facts' INSERT as a data-modifying CTE.
-    facts = insert(ReportLeadFact).values([fact for fact, _ in pending]).cte("new_facts")
-    return [insert(ReportStageSpan).values([stay for _, stay in pending]).add_cte(facts)]
+    # One round trip for the three tables: the facts' and the history's INSERTs as
+    # data-modifying CTEs.
+    facts = insert(ReportLeadFact).values([fact for fact, _, _ in pending]).cte("new_facts")
+    history = insert(AnalyticsEvent).values([row for _, _, row in pending]).cte("new_history")
+    spans = insert(ReportStageSpan).values([stay for _, stay, _ in pending])
+    return [spans.add_cte(facts, history)]
 
 
 async def _write_new_leads(session: AsyncSession) -> None:

@@ -4,6 +4,7 @@ event that feeds a report, in the transaction of the change."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,20 +24,33 @@ ANALYTICS = {
 }
 
 
+def _history(event: DomainEvent) -> dict[str, Any]:
+    """The event's ``analytics_events`` row (its columns)."""
+    return {
+        # An id made here: many rows of one unit of work go in as one INSERT (the ORM
+        # cannot match database-made UUIDs to its rows, so it would insert one by one).
+        "id": uuid.uuid4(),
+        "organization_id": event.organization_id,
+        "user_id": event.actor_id,
+        "event_type": ANALYTICS[event.type],
+        "event_data": {"event": event.type, **event.data},
+        "occurred_at": event.occurred_at,
+    }
+
+
+def _new_lead(event: DomainEvent) -> dict[str, Any] | None:
+    """The created lead an event carries whole (its API shape), if it does."""
+    lead = event.data.get("lead")
+    if event.type == "lead.created" and isinstance(lead, dict) and lead.get("id"):
+        return lead if lead.get("stage_id") else None
+    return None
+
+
 @subscriber(*ANALYTICS)
 async def record_analytics_event(session: AsyncSession, event: DomainEvent) -> None:
-    session.add(
-        AnalyticsEvent(
-            # An id made here: many rows of one unit of work go in as one INSERT (the ORM
-            # cannot match database-made UUIDs to its rows, so it would insert one by one).
-            id=uuid.uuid4(),
-            organization_id=event.organization_id,
-            user_id=event.actor_id,
-            event_type=ANALYTICS[event.type],
-            event_data={"event": event.type, **event.data},
-            occurred_at=event.occurred_at,
-        )
-    )
+    if _new_lead(event) is not None:
+        return  # written with the lead's aggregates, in their statement (below)
+    session.add(AnalyticsEvent(**_history(event)))
 
 
 # --- the reports' aggregates (``reports.aggregates``), after the analytics row above --------
@@ -47,9 +61,11 @@ _FACT_FIELDS = frozenset({"stage_id", "assigned_to", "source", "status", "estima
 
 @subscriber("lead.created")
 async def add_lead_aggregates(session: AsyncSession, event: DomainEvent) -> None:
-    lead = event.data.get("lead")
-    if isinstance(lead, dict) and lead.get("id") and lead.get("stage_id"):
-        aggregates.add_new_lead(session, event.organization_id, lead, event.occurred_at)
+    lead = _new_lead(event)
+    if lead is not None:
+        aggregates.add_new_lead(
+            session, event.organization_id, lead, event.occurred_at, _history(event)
+        )
     elif event.data.get("lead_id"):
         await aggregates.refresh_leads(
             session, event.organization_id, [uuid.UUID(str(event.data["lead_id"]))]
