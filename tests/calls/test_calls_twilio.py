@@ -4,6 +4,9 @@ calls and a missed one, and the bad input the issue names."""
 
 from __future__ import annotations
 
+import email
+import email.message
+import email.policy
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,6 +20,8 @@ from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, signed, stat
 from lovedcrm.calls.providers.twilio import TwilioProvider, signature
 from lovedcrm.config import Settings
 from lovedcrm.core.clock import ManualClock
+from lovedcrm.db.engine import Database
+from lovedcrm.jobs.engine import run_until_idle
 
 pytestmark = pytest.mark.usefixtures("manual_clock")
 
@@ -290,6 +295,7 @@ async def test_inbound_call_rings_the_ring_group_and_a_missed_one_makes_a_task(
     org: dict[str, Any],
     twilio: FakeTwilio,
     settings: Settings,
+    database: Database,
     calls_jobs: Any,
 ) -> None:
     h = org["headers"]
@@ -334,9 +340,66 @@ async def test_inbound_call_rings_the_ring_group_and_a_missed_one_makes_a_task(
     assert "task" in kinds and "call" in kinds
     task = next(a for a in activities if a["type"] == "task")
     assert task["metadata"]["done"] is False and task["metadata"]["due_at"]
-    mails = list((settings.data_dir / "mail").glob("*.eml"))
-    assert any(org["email"] in p.read_text() and "Missed call" in p.read_text() for p in mails)
+    # The owner is told by e-mail (the missed call's default channel), once…
+    prefs = (await client.get("/api/v1/notifications/preferences", headers=h)).json()
+    assert prefs["preferences"]["missed_call"] == "email"
+    await run_until_idle(database, settings, types=["notifications.email"], timeout=30)
+    assert len(_lead_mails(settings, org["email"], lead_id)) == 1
     # …and in the notification centre, pointing at the lead.
     notes = (await client.get("/api/v1/notifications", headers=h)).json()["items"]
     missed = [n for n in notes if n["notification_type"] == "missed_call"]
     assert len(missed) == 1 and missed[0]["lead_id"] == lead_id, notes
+
+
+def _lead_mails(settings: Settings, to: str, lead_id: str) -> list[str]:
+    """The bodies of the e-mails to ``to`` that link to the lead."""
+    found = []
+    for path in (settings.data_dir / "mail").glob("*.eml"):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        body = message.get_body()
+        text = body.get_content() if isinstance(body, email.message.EmailMessage) else ""
+        if to in str(message["To"]) and f"/leads/{lead_id}" in text:
+            found.append(text)
+    return found
+
+
+async def test_a_missed_call_is_not_mailed_to_a_member_who_chose_the_app_only(
+    client: httpx.AsyncClient,
+    org: dict[str, Any],
+    twilio: FakeTwilio,
+    settings: Settings,
+    database: Database,
+    calls_jobs: Any,
+) -> None:
+    h = org["headers"]
+    r = await client.put(
+        "/api/v1/notifications/preferences",
+        headers=h,
+        json={"preferences": {"missed_call": "in_app"}},
+    )
+    assert r.status_code == 200, r.text
+    cfg = await _config(client, org, twilio, ring_group=[org["user_id"]])
+    form = [
+        ("CallSid", "CA" + "9" * 32),
+        ("AccountSid", ACCOUNT_SID),
+        ("CallStatus", "ringing"),
+        ("Direction", "inbound"),
+        ("From", "+5521966664444"),
+        ("To", "+551130001000"),
+    ]
+    r = await client.post(f"/webhooks/calls/{cfg['id']}/voice", **signed(cfg["voice_url"], form))
+    assert r.status_code == 200, r.text
+    lead_id = (await client.get("/api/v1/leads?q=21966664444", headers=h)).json()["items"][0]["id"]
+    call_id = (await client.get(f"/api/v1/calls?lead_id={lead_id}", headers=h)).json()["items"][0][
+        "id"
+    ]
+    action = f"{cfg['webhook_url']}?call={call_id}"
+    result = [*form, ("DialCallStatus", "no-answer"), ("DialCallDuration", "0")]
+    r = await client.post(f"/webhooks/calls/{cfg['id']}?call={call_id}", **signed(action, result))
+    assert r.status_code == 200, r.text
+    await calls_jobs()
+    await calls_jobs()
+    await run_until_idle(database, settings, types=["notifications.email"], timeout=30)
+    notes = (await client.get("/api/v1/notifications", headers=h)).json()["items"]
+    assert [n["lead_id"] for n in notes if n["notification_type"] == "missed_call"] == [lead_id]
+    assert _lead_mails(settings, org["email"], lead_id) == []

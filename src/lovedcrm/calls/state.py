@@ -13,7 +13,6 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lovedcrm.auth.models import User
 from lovedcrm.calls.costs import call_cost
 from lovedcrm.calls.models import CallLog, VoipConfig
 from lovedcrm.calls.providers.base import MISSED, TERMINAL, CallUpdate, rank
@@ -21,8 +20,6 @@ from lovedcrm.calls.switching import config_for_call
 from lovedcrm.config import Settings
 from lovedcrm.core import clock
 from lovedcrm.core.events import DomainEvent, emit, notify_live
-from lovedcrm.core.mail import get_mailer
-from lovedcrm.db.tenant import after_commit
 from lovedcrm.jobs.queue import enqueue
 from lovedcrm.leads import activities
 from lovedcrm.leads.models import Lead, LeadActivity
@@ -230,7 +227,7 @@ async def finished_many(session: AsyncSession, settings: Settings, calls: list[C
         call.metadata_ = {**(call.metadata_ or {}), "finished": True}
         lead = leads.get(call.lead_id) if call.lead_id else None
         if lead is not None and call.direction == "inbound" and call.status in MISSED:
-            await _missed(session, settings, call, lead)
+            await _missed(session, call, lead)
         await _completed(session, call)
     await session.flush()
 
@@ -257,7 +254,8 @@ async def _completed(session: AsyncSession, call: CallLog) -> None:
 
 async def finished(session: AsyncSession, settings: Settings, call: CallLog) -> None:
     """A ``call`` activity on the lead's timeline and ``call.completed``; a missed inbound
-    call gives the owner a call-back task and an e-mail. Once per call."""
+    call gives the owner a call-back task (and, through ``call.completed``, a notification:
+    by e-mail unless they chose otherwise). Once per call."""
     if (call.metadata_ or {}).get("finished"):
         return
     call.metadata_ = {**(call.metadata_ or {}), "finished": True}
@@ -275,12 +273,12 @@ async def finished(session: AsyncSession, settings: Settings, call: CallLog) -> 
         )
         call.metadata_ = {**(call.metadata_ or {}), "activity_id": str(activity.id)}
         if call.direction == "inbound" and call.status in MISSED:
-            await _missed(session, settings, call, lead)
+            await _missed(session, call, lead)
     await session.flush()
     await _completed(session, call)
 
 
-async def _missed(session: AsyncSession, settings: Settings, call: CallLog, lead: Lead) -> None:
+async def _missed(session: AsyncSession, call: CallLog, lead: Lead) -> None:
     owner_id = lead.assigned_to or call.user_id
     due = clock.now() + timedelta(hours=1)
     await activities.record_activity(
@@ -292,18 +290,3 @@ async def _missed(session: AsyncSession, settings: Settings, call: CallLog, lead
         description=f"Missed call from {call.from_number or 'an unknown number'}.",
         metadata={"due_at": due.isoformat(), "done": False, "call_id": str(call.id)},
     )
-    owner = await session.get(User, owner_id) if owner_id else None
-    if owner is None or not owner.email:
-        return
-    to, name, number = owner.email, lead.full_name, call.from_number or "?"
-    url = f"{settings.base_url.rstrip('/')}/leads/{lead.id}"
-
-    async def mail() -> None:
-        await get_mailer(settings).send(
-            to,
-            f"Missed call from {name}",
-            f"{name} ({number}) called and nobody answered.\n"
-            f"A call-back task is on the lead: {url}\n",
-        )
-
-    after_commit(session, mail)

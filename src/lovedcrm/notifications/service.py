@@ -79,6 +79,16 @@ CHANNEL_LABELS = {
     "off": N_("Off"),
 }
 DEFAULT_CHANNEL = "in_app"
+# Where a member chose nothing, a missed call also reaches them by e-mail (issue 16: the
+# owner gets a call-back task and an e-mail); each member can change it like any other.
+DEFAULT_CHANNELS = {MISSED_CALL: "email"}
+
+
+def default_channel(notification_type: str) -> str:
+    """The channel of a type for a member who chose none."""
+    return DEFAULT_CHANNELS.get(notification_type, DEFAULT_CHANNEL)
+
+
 LIVE_KIND = "notification"
 
 
@@ -191,7 +201,10 @@ async def _recipient(
     found = (
         None
         if row is None
-        else (_principal(organization_id, user_id, row[0], row[1]), row[2] or DEFAULT_CHANNEL)
+        else (
+            _principal(organization_id, user_id, row[0], row[1]),
+            row[2] or default_channel(notification_type),
+        )
     )
     cache[key] = found
     return found
@@ -339,7 +352,7 @@ async def preferences(session: AsyncSession, principal: Principal) -> dict[str, 
         )
     ).all()
     chosen = {t: c for t, c in rows}
-    return {t: chosen.get(t, DEFAULT_CHANNEL) for t in TYPES}
+    return {t: chosen.get(t, default_channel(t)) for t in TYPES}
 
 
 async def set_preferences(
