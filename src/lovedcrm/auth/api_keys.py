@@ -49,6 +49,7 @@ from lovedcrm.auth.permissions import PERMISSIONS, SCOPE_DESCRIPTIONS
 from lovedcrm.core import security
 from lovedcrm.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from lovedcrm.core.lookup import get_in_org
+from lovedcrm.db import reads
 from lovedcrm.db.tenant import save_new, tenant_transaction
 
 if TYPE_CHECKING:
@@ -148,8 +149,8 @@ class AuthenticatedKey:
 # transaction at its organization. The tenant is set only when a key matched.
 _AUTH = text(
     """
-    SELECT k.*, set_config('app.organization_id', k.organization_id::text, true),
-           set_config('app.user_id', k.user_id::text, true)
+    SELECT k.*, set_config('app.organization_id', k.organization_id::text, true) AS org_set,
+           set_config('app.user_id', k.user_id::text, true) AS user_set
       FROM lovedcrm_api_key_auth(:prefix, :hash) AS k
     """
 )
@@ -162,7 +163,8 @@ async def authenticate(session: AsyncSession, raw: str) -> tuple[AuthenticatedKe
     if parsed is None:
         raise _invalid("The API key is not valid.")
     digest = security.token_hash(raw)
-    row = (await session.execute(_AUTH, {"prefix": parsed.prefix, "hash": digest})).first()
+    found = await reads.rows(session, _AUTH, {"prefix": parsed.prefix, "hash": digest})
+    row = found[0] if found else None
     if row is None or not hmac.compare_digest(row.api_key_hash, digest):
         raise _invalid("The API key is not valid.")
     if not row.is_active:

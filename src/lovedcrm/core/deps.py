@@ -19,6 +19,7 @@ request is counted against its key's or user's hourly rate limit (``core/ratelim
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
@@ -69,9 +70,11 @@ def roll_back_request(request: Request) -> None:
     request.state.rollback_only = True
 
 
-async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request's unit of work: commit when the route returns, roll back if it raises or
-    if it asked for a roll-back (:func:`roll_back_request`)."""
+@asynccontextmanager
+async def unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work: commit when the block ends, roll back if it raises or if
+    the route asked for a roll-back (:func:`roll_back_request`); then the after-commit
+    actions."""
     db = get_database(request)
     async with db.sessionmaker() as session:
         async with session.begin() as transaction:
@@ -81,6 +84,12 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
                 await transaction.rollback()
                 return
         await run_after_commit(session)
+
+
+async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
+    """:func:`unit_of_work` as a dependency (``SessionDep``)."""
+    async with unit_of_work(request) as session:
+        yield session
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
@@ -154,14 +163,28 @@ CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 AnyPrincipal = Annotated[Principal, Depends(authenticate)]
 
 
+def permitted(principal: Principal, permission: str) -> Principal:
+    """``principal`` if it acts in an organization and holds ``permission``; else 403."""
+    principal.org()
+    principal.require(permission)
+    return principal
+
+
+async def require_request(request: Request, session: AsyncSession, permission: str) -> Principal:
+    """What ``Depends(Require(permission))`` gives a route, for a handler that reads the
+    request itself (``core.lean``): the same credentials, authentication and checks."""
+    return permitted(
+        await authenticate(request, session, settings_of(request), await bearer(request)),
+        permission,
+    )
+
+
 def Require(permission: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
     """``Annotated[Principal, Depends(Require("leads:write"))]``: a member of an organization
     (or an API key) holding the permission (scope), else 403 naming it."""
 
     async def _dep(principal: AnyPrincipal) -> Principal:
-        principal.org()
-        principal.require(permission)
-        return principal
+        return permitted(principal, permission)
 
     _dep.__name__ = f"require_{permission.replace(':', '_')}"
     return _dep

@@ -36,13 +36,21 @@ def attribute_names(model: type[BaseModel]) -> dict[str, str]:
     return names
 
 
+FIELDS_MAX_LENGTH = 1000
+
+
+def fields_pattern(model: type[BaseModel]) -> str:
+    """The pattern a ``fields`` parameter of a list of ``model`` matches."""
+    one = "|".join(field_names(model))
+    return rf"^({one})(,({one}))*$"
+
+
 def fields_query(model: type[BaseModel], example: str) -> Any:
     """The ``fields`` query parameter of a list of ``model``."""
     names = field_names(model)
-    one = "|".join(names)
     return Query(
-        pattern=rf"^({one})(,({one}))*$",
-        max_length=1000,
+        pattern=fields_pattern(model),
+        max_length=FIELDS_MAX_LENGTH,
         description="Return only these fields of each item, comma-separated (the others are "
         "left out of the answer): " + ", ".join(f"`{n}`" for n in names) + ".",
         examples=[example],

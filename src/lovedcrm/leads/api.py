@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import uuid
-from typing import Annotated
+from typing import Annotated, Any, get_args
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from lovedcrm.core.deps import Require, SessionDep
-from lovedcrm.core.fields import fields_query, page_response, selected
+from lovedcrm.core.deps import Require, SessionDep, require_request, unit_of_work
+from lovedcrm.core.fields import (
+    FIELDS_MAX_LENGTH,
+    fields_pattern,
+    fields_query,
+    page_response,
+    selected,
+)
+from lovedcrm.core.lean import LeanRoute, lean, single_values
 from lovedcrm.core.openapi import problem_responses
 from lovedcrm.core.principal import Principal
 from lovedcrm.core.schemas import IsoDateTime
@@ -23,7 +32,7 @@ from lovedcrm.leads.schemas import (
     LeadUpdateIn,
 )
 
-router = APIRouter(prefix="/api/v1/leads", tags=["leads"])
+router = APIRouter(prefix="/api/v1/leads", tags=["leads"], route_class=LeanRoute)
 Reader = Annotated[Principal, Depends(Require("leads:read"))]
 Writer = Annotated[Principal, Depends(Require("leads:write"))]
 Deleter = Annotated[Principal, Depends(Require("leads:delete"))]
@@ -31,12 +40,69 @@ Deleter = Annotated[Principal, Depends(Require("leads:delete"))]
 
 LEAD_FIELDS = tuple(LeadOut.model_fields)
 
+# The list's common requests, read without FastAPI's per-parameter validation (core.lean):
+# every value is taken only in the form FastAPI would surely accept, else FastAPI answers.
+_LIST_PARAMETERS = frozenset(
+    {
+        "limit", "cursor", "stage_id", "assigned_to", "status", "source", "score_min",
+        "score_max", "created_after", "created_before", "q", "sort", "fields",
+    }
+)  # fmt: skip
+_LEAN_DECLINES = frozenset({"score_min", "score_max", "created_after", "created_before"})
+_LEAN_TEXT_LIMITS = {"cursor": 500, "source": 100, "q": 200, "fields": FIELDS_MAX_LENGTH}
+_LEAN_CHOICES = {"status": frozenset(get_args(LeadStatus)), "sort": frozenset(get_args(LeadSort))}
+_LIMIT = re.compile(r"[1-9][0-9]{0,2}")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_FIELDS = re.compile(fields_pattern(LeadOut))
+
+
+def _lean_arguments(request: Request) -> dict[str, Any] | None:
+    given = single_values(request, _LIST_PARAMETERS)
+    if given is None or not given.keys().isdisjoint(_LEAN_DECLINES):
+        return None
+    limit = given.pop("limit", "50")
+    if not _LIMIT.fullmatch(limit) or int(limit) > 200:
+        return None
+    for name, longest in _LEAN_TEXT_LIMITS.items():
+        if len(given.get(name, "")) > longest:
+            return None
+    if "fields" in given and not _FIELDS.fullmatch(given["fields"]):
+        return None
+    for name, choices in _LEAN_CHOICES.items():
+        if name in given and given[name] not in choices:
+            return None
+    arguments: dict[str, Any] = {**given, "limit": int(limit)}
+    for name in ("stage_id", "assigned_to"):
+        if name in given:
+            if not _UUID.fullmatch(given[name]):
+                return None
+            arguments[name] = uuid.UUID(given[name])
+    return arguments
+
+
+async def _lean_list(request: Request) -> Response | None:
+    arguments = _lean_arguments(request)
+    if arguments is None:
+        return None
+    async with unit_of_work(request) as session:
+        principal = await require_request(request, session, "leads:read")
+        return await _leads_page(session, principal, **arguments)
+
+
+async def _leads_page(
+    session: AsyncSession, principal: Principal, fields: str | None = None, **filters: Any
+) -> Response:
+    names = selected(fields) or list(LEAD_FIELDS)
+    page = await service.list_leads(session, principal, columns=names, **filters)
+    return page_response(page.items, names, page.next_cursor)
+
 
 @router.get(
     "",
     response_model=LeadPageOut | LeadFieldsPageOut,
     responses=problem_responses(400, 401, 403, 422),
 )
+@lean(_lean_list)
 async def list_leads(
     principal: Reader,
     session: SessionDep,
@@ -70,10 +136,10 @@ async def list_leads(
     fields: Annotated[str | None, fields_query(LeadOut, "id,full_name,phone")] = None,
 ) -> Response:
     """Leads you can see, newest first by default, one keyset page at a time."""
-    names = selected(fields) or list(LEAD_FIELDS)
-    page = await service.list_leads(
+    return await _leads_page(
         session,
         principal,
+        fields=fields,
         limit=limit,
         cursor=cursor,
         stage_id=stage_id,
@@ -86,9 +152,7 @@ async def list_leads(
         created_before=created_before,
         q=q,
         sort=sort,
-        columns=names,
     )
-    return page_response(page.items, names, page.next_cursor)
 
 
 @router.post(

@@ -35,6 +35,7 @@ from lovedcrm.core.errors import ValidationFailed
 from lovedcrm.core.pagination import KeyExpr, keyset_after, page_of
 from lovedcrm.core.phones import to_e164
 from lovedcrm.core.principal import Principal
+from lovedcrm.db import reads
 from lovedcrm.leads.access import org_region, visible
 from lovedcrm.leads.models import NEVER, SORT_KEYS, Lead, PipelineStage
 
@@ -176,14 +177,17 @@ _FILTERS: dict[str, ColumnElement[bool]] = {
     "created_after": Lead.created_at >= bindparam("created_after"),
     "created_before": Lead.created_at < bindparam("created_before"),
 }
-_PAGES: dict[tuple[Any, ...], Select[Any]] = {}
+# A first page's statement per shape, with its compiled form when ``db.reads`` can run it.
+_PAGES: dict[tuple[Any, ...], tuple[Select[Any], reads.Prepared | None]] = {}
 _PAGES_KEPT = 512
 
 
-def _remember_page(shape: tuple[Any, ...], statement: Select[Any]) -> None:
+def _remember_page(
+    shape: tuple[Any, ...], statement: Select[Any], prepared: reads.Prepared | None
+) -> None:
     if len(_PAGES) >= _PAGES_KEPT:
         _PAGES.pop(next(iter(_PAGES)))  # the oldest: a bound on per-member shapes
-    _PAGES[shape] = statement
+    _PAGES[shape] = (statement, prepared)
 
 
 def _page_statement(
@@ -310,18 +314,27 @@ async def list_leads(
         frozenset(params),
         None if principal.can("leads:read_all") else principal.user_id,
     )
-    statement = None if cursor else _PAGES.get(shape)
-    if statement is None:
+    known = None if cursor else _PAGES.get(shape)
+    if known is None:
         statement = _page_statement(principal, wanted, sort, frozenset(params), cursor)
+        prepared = None
         if not cursor:
-            _remember_page(shape, statement)
+            prepared = reads.prepare(statement, session.get_bind().dialect)
+            _remember_page(shape, statement, prepared)
+    else:
+        statement, prepared = known
     key_of: Callable[[Any], Any] = (
         attrgetter("sort_key")
         if sort.lstrip("-") == RELEVANCE or sort.lstrip("-") in _RELATED_SORTS
         else _SORTS[sort.lstrip("-")][2]
     )
-    # On the session's connection: plain columns need none of the ORM's execution machinery.
-    connection = await session.connection()
-    rows: list[Any] = list((await connection.execute(statement, params)).all())
+    # Plain columns need none of the ORM's execution machinery; a first page, none of
+    # SQLAlchemy's per execution either (db.reads).
+    rows: list[Any]
+    if prepared is not None:
+        rows = await reads.fetch(session, prepared, params)
+    else:
+        connection = await session.connection()
+        rows = list((await connection.execute(statement, params)).all())
     rows, cursor_out = page_of(rows, limit, sort=sort, key_of=key_of)
     return LeadPage(items=rows, next_cursor=cursor_out)
