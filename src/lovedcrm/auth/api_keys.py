@@ -44,11 +44,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lovedcrm.audit import security as audit_security
 from lovedcrm.audit import service as audit
-from lovedcrm.auth.models import ApiKey, User
+from lovedcrm.auth.models import ApiKey
 from lovedcrm.auth.permissions import PERMISSIONS, SCOPE_DESCRIPTIONS
 from lovedcrm.core import security
 from lovedcrm.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from lovedcrm.core.lookup import get_in_org
+from lovedcrm.core.principal import Person
 from lovedcrm.db import reads
 from lovedcrm.db.tenant import save_new, tenant_transaction
 
@@ -156,7 +157,7 @@ _AUTH = text(
 )
 
 
-async def authenticate(session: AsyncSession, raw: str) -> tuple[AuthenticatedKey, User]:
+async def authenticate(session: AsyncSession, raw: str) -> tuple[AuthenticatedKey, Person]:
     """The active key and its creator, with the transaction pointed at the key's
     organization; 401 ``invalid_api_key`` otherwise."""
     parsed = parse_key(raw)
@@ -173,8 +174,8 @@ async def authenticate(session: AsyncSession, raw: str) -> tuple[AuthenticatedKe
         raise _invalid("The API key has expired.")
     if not row.user_active or not row.member_active:
         raise _invalid("The API key's creator no longer has access to the organization.")
-    # The creator, as far as a key's principal needs it (not loaded into the session).
-    user = User(id=row.user_id, email=row.user_email, full_name=row.user_full_name, is_active=True)
+    # The creator, as far as a key's principal needs it (no ORM object: a plain value).
+    user = Person(id=row.user_id, email=row.user_email, full_name=row.user_full_name)
     key = AuthenticatedKey(
         id=row.id,
         organization_id=row.organization_id,

@@ -167,10 +167,10 @@ async def _from_cookie(
 
 
 async def _from_api_key(session: AsyncSession, raw: str) -> Authenticated:
-    key, user = await api_keys.authenticate(session, raw)
+    key, person = await api_keys.authenticate(session, raw)
     api_keys.record_usage(key.id, key.organization_id, request_meta_var.get().ip_address)
     principal = Principal(
-        user=person_of(user),
+        user=person,
         organization_id=key.organization_id,
         role=None,
         permissions=api_keys.key_permissions(key.scopes),

@@ -86,7 +86,10 @@ def page_response(
     row_fields = getattr(rows[0], "_fields", None) if rows else None
     if row_fields is not None:  # result rows: by position (a Row's getattr is slow)
         at = [row_fields.index(n) for n in names]
-        listed = [{f: row[i] for f, i in zip(fields, at, strict=True)} for row in rows]
+        if at == list(range(len(at))):  # the fields lead the row, in order
+            listed = [dict(zip(fields, row, strict=False)) for row in rows]
+        else:
+            listed = [{f: row[i] for f, i in zip(fields, at, strict=True)} for row in rows]
     else:
         listed = [{f: getattr(row, n) for f, n in zip(fields, names, strict=True)} for row in rows]
     body = {"items": listed, "next_cursor": next_cursor}

@@ -105,7 +105,7 @@ async def fetch(session: AsyncSession, prepared: Prepared, params: Mapping[str, 
     driver = raw.driver_connection
     assert driver is not None
     async with driver.cursor(row_factory=namedtuple_row) as cursor:
-        await cursor.execute(prepared.sql, values)
+        await cursor.execute(prepared.sql, values, binary=True)
         found: list[Any] = await cursor.fetchall()
         result = cursor.pgresult  # the column types, without building a description
         codes = tuple(result.ftype(i) for i in range(result.nfields)) if result else ()
