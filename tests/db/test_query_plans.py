@@ -485,3 +485,18 @@ def test_a_missing_index_is_caught(owner: sa.Engine, world: World) -> None:
         ).scalar_one()
         assert plan_problems(unindexed[0]["Plan"]) == ["Seq Scan on leads"]
         tx.rollback()
+
+
+# Called by every request of its kind: a SECURITY DEFINER function in SQL is never inlined,
+# and PostgreSQL 15 plans its query again at every call; in PL/pgSQL the plan is kept.
+PER_REQUEST_FUNCTIONS = ("lovedcrm_api_key_auth", "lovedcrm_search_leads")
+
+
+def test_functions_called_per_request_keep_their_plans(owner: sa.Engine) -> None:
+    rows = owner_sql(
+        owner,
+        "SELECT p.proname AS name, l.lanname AS language FROM pg_proc p"
+        " JOIN pg_language l ON l.oid = p.prolang WHERE p.proname = ANY(:names)",
+        names=list(PER_REQUEST_FUNCTIONS),
+    )
+    assert {r.name: r.language for r in rows} == dict.fromkeys(PER_REQUEST_FUNCTIONS, "plpgsql")

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     bindparam,
     cast,
+    event,
     literal,
     select,
     text,
@@ -135,3 +136,20 @@ async def test_a_page_of_leads_is_the_same_either_way(
     assert lean and all(not hasattr(row, "_mapping") for row in lean)  # the lean rows
     assert all(hasattr(row, "_mapping") for row in usual)
     _same(lean, usual)
+
+
+async def test_the_engine_listeners_see_the_statements(database: Database) -> None:
+    """The query-plan guard (tests/db/test_query_plans.py) and tracing listen to the engine."""
+    seen: list[str] = []
+
+    def grab(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    engine = database.app_engine.sync_engine
+    event.listen(engine, "before_cursor_execute", grab)
+    try:
+        lean, usual = await _both(database, select(literal(5).label("five")), {})
+    finally:
+        event.remove(engine, "before_cursor_execute", grab)
+    _same(lean, usual)
+    assert len(seen) == 2 and seen[0] == seen[1] and "five" in seen[0]

@@ -8,7 +8,8 @@ hand-off and a ``Row`` per row: on this kind of machine about a millisecond per 
 more than PostgreSQL spends on it. :func:`prepare` compiles a statement once for the engine's
 dialect; :func:`fetch` runs it on the driver connection under the session's transaction (same
 connection, same tenant settings, same row-level security), binding values by name as
-SQLAlchemy would and returning rows with the same attribute names and values.
+SQLAlchemy would and returning rows with the same attribute names and values. The engine's
+``before_cursor_execute`` listeners are told of each statement, as SQLAlchemy tells them.
 
 Values are converted both ways as SQLAlchemy would (its bind and result processors for the
 dialect). A statement this cannot run the same way (an expanding ``IN``, two result columns
@@ -100,11 +101,16 @@ async def fetch(session: AsyncSession, prepared: Prepared, params: Mapping[str, 
     for name, processor in prepared.processors.items():
         if values.get(name) is not None:
             values[name] = processor(values[name])
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver = raw.driver_connection
+    connection = await session.connection()  # checked out, in the session's transaction
+    sync = connection.sync_connection
+    assert sync is not None
+    driver = sync.connection.driver_connection
     assert driver is not None
     async with driver.cursor(row_factory=namedtuple_row) as cursor:
+        if sync._has_events or sync.engine._has_events:
+            # Listeners of the engine's statements (the query-plan guard, tracing) see
+            # these too, as SQLAlchemy would show them.
+            sync.dispatch.before_cursor_execute(sync, cursor, prepared.sql, values, None, False)
         await cursor.execute(prepared.sql, values, binary=True)
         found: list[Any] = await cursor.fetchall()
         result = cursor.pgresult  # the column types, without building a description
