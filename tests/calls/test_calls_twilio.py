@@ -300,36 +300,17 @@ async def test_inbound_call_rings_the_ring_group_and_a_missed_one_makes_a_task(
 ) -> None:
     h = org["headers"]
     cfg = await _config(client, org, twilio, ring_group=[org["user_id"]])
-    form = [
-        ("AccountSid", ACCOUNT_SID),
-        ("CallSid", "CAinbound000000000000000000000001"),
-        ("CallStatus", "ringing"),
-        ("Direction", "inbound"),
-        ("From", "+5521966665555"),
-        ("To", "+551130001000"),
-    ]
-    path = f"/webhooks/calls/{cfg['id']}/voice"
-    r = await client.post(path, **signed(cfg["voice_url"], form))
-    assert r.status_code == 200, r.text
-    assert r.headers["content-type"].startswith("text/xml")
-    assert f"<Number>{AGENT_PHONE}</Number>" in r.text and "action=" in r.text
-    # The unknown caller is now a lead (source "phone").
-    leads = (await client.get("/api/v1/leads?q=21966665555", headers=h)).json()["items"]
-    assert len(leads) == 1 and leads[0]["source"] == "phone"
-    lead_id = leads[0]["id"]
-    calls = (await client.get(f"/api/v1/calls?lead_id={lead_id}", headers=h)).json()["items"]
-    assert (
-        len(calls) == 1 and calls[0]["direction"] == "inbound" and calls[0]["status"] == "ringing"
+    voice, lead_id, call = await _missed_inbound_call(
+        client, h, cfg, "CAinbound000000000000000000000001", "+5521966665555"
     )
-    # Nobody answered: Twilio posts the <Dial> action with DialCallStatus.
-    action = f"{cfg['webhook_url']}?call={calls[0]['id']}"
-    result = [*form, ("DialCallStatus", "no-answer"), ("DialCallDuration", "0")]
-    r = await client.post(
-        f"/webhooks/calls/{cfg['id']}?call={calls[0]['id']}", **signed(action, result)
-    )
-    assert r.status_code == 200, r.text
+    assert voice.headers["content-type"].startswith("text/xml")
+    assert f"<Number>{AGENT_PHONE}</Number>" in voice.text and "action=" in voice.text
+    # The unknown caller is now a lead (source "phone"), and its call was ringing.
+    lead = (await client.get(f"/api/v1/leads/{lead_id}", headers=h)).json()
+    assert lead["source"] == "phone"
+    assert call["direction"] == "inbound" and call["status"] == "ringing"
     await calls_jobs()
-    got = (await client.get(f"/api/v1/calls/{calls[0]['id']}", headers=h)).json()
+    got = (await client.get(f"/api/v1/calls/{call['id']}", headers=h)).json()
     assert got["status"] == "no_answer"
     assert got["cost_amount"] == "0.00000"  # only completed calls are charged
     await calls_jobs()
@@ -349,6 +330,38 @@ async def test_inbound_call_rings_the_ring_group_and_a_missed_one_makes_a_task(
     notes = (await client.get("/api/v1/notifications", headers=h)).json()["items"]
     missed = [n for n in notes if n["notification_type"] == "missed_call"]
     assert len(missed) == 1 and missed[0]["lead_id"] == lead_id, notes
+
+
+async def _missed_inbound_call(
+    client: httpx.AsyncClient, h: dict[str, str], cfg: dict[str, Any], sid: str, caller: str
+) -> tuple[httpx.Response, str, dict[str, Any]]:
+    """An inbound call from ``caller`` that rings and is not answered (Twilio's voice webhook,
+    then its <Dial> action with ``no-answer``): the voice answer, the caller's lead id and
+    the call as listed while it rang."""
+    form = [
+        ("AccountSid", ACCOUNT_SID),
+        ("CallSid", sid),
+        ("CallStatus", "ringing"),
+        ("Direction", "inbound"),
+        ("From", caller),
+        ("To", "+551130001000"),
+    ]
+    voice = await client.post(
+        f"/webhooks/calls/{cfg['id']}/voice", **signed(cfg["voice_url"], form)
+    )
+    assert voice.status_code == 200, voice.text
+    found = (await client.get(f"/api/v1/leads?q={caller[3:]}", headers=h)).json()["items"]
+    assert len(found) == 1, found
+    lead_id = found[0]["id"]
+    calls = (await client.get(f"/api/v1/calls?lead_id={lead_id}", headers=h)).json()["items"]
+    assert len(calls) == 1, calls
+    action = f"{cfg['webhook_url']}?call={calls[0]['id']}"
+    result = [*form, ("DialCallStatus", "no-answer"), ("DialCallDuration", "0")]
+    r = await client.post(
+        f"/webhooks/calls/{cfg['id']}?call={calls[0]['id']}", **signed(action, result)
+    )
+    assert r.status_code == 200, r.text
+    return voice, lead_id, calls[0]
 
 
 def _lead_mails(settings: Settings, to: str, lead_id: str) -> list[str]:
@@ -379,24 +392,7 @@ async def test_a_missed_call_is_not_mailed_to_a_member_who_chose_the_app_only(
     )
     assert r.status_code == 200, r.text
     cfg = await _config(client, org, twilio, ring_group=[org["user_id"]])
-    form = [
-        ("CallSid", "CA" + "9" * 32),
-        ("AccountSid", ACCOUNT_SID),
-        ("CallStatus", "ringing"),
-        ("Direction", "inbound"),
-        ("From", "+5521966664444"),
-        ("To", "+551130001000"),
-    ]
-    r = await client.post(f"/webhooks/calls/{cfg['id']}/voice", **signed(cfg["voice_url"], form))
-    assert r.status_code == 200, r.text
-    lead_id = (await client.get("/api/v1/leads?q=21966664444", headers=h)).json()["items"][0]["id"]
-    call_id = (await client.get(f"/api/v1/calls?lead_id={lead_id}", headers=h)).json()["items"][0][
-        "id"
-    ]
-    action = f"{cfg['webhook_url']}?call={call_id}"
-    result = [*form, ("DialCallStatus", "no-answer"), ("DialCallDuration", "0")]
-    r = await client.post(f"/webhooks/calls/{cfg['id']}?call={call_id}", **signed(action, result))
-    assert r.status_code == 200, r.text
+    _, lead_id, _ = await _missed_inbound_call(client, h, cfg, "CA" + "9" * 32, "+5521966664444")
     await calls_jobs()
     await calls_jobs()
     await run_until_idle(database, settings, types=["notifications.email"], timeout=30)
