@@ -145,11 +145,17 @@ async def test_the_engine_listeners_see_the_statements(database: Database) -> No
     def grab(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         seen.append(statement)
 
+    def done(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        seen.append("after " + statement)
+
     engine = database.app_engine.sync_engine
     event.listen(engine, "before_cursor_execute", grab)
+    event.listen(engine, "after_cursor_execute", done)
     try:
         lean, usual = await _both(database, select(literal(5).label("five")), {})
     finally:
         event.remove(engine, "before_cursor_execute", grab)
+        event.remove(engine, "after_cursor_execute", done)
     _same(lean, usual)
-    assert len(seen) == 2 and seen[0] == seen[1] and "five" in seen[0]
+    assert len(seen) == 4 and seen[0] == seen[2] and "five" in seen[0]
+    assert seen[1] == seen[3] == "after " + seen[0]

@@ -9,7 +9,8 @@ more than PostgreSQL spends on it. :func:`prepare` compiles a statement once for
 dialect; :func:`fetch` runs it on the driver connection under the session's transaction (same
 connection, same tenant settings, same row-level security), binding values by name as
 SQLAlchemy would and returning rows with the same attribute names and values. The engine's
-``before_cursor_execute`` listeners are told of each statement, as SQLAlchemy tells them.
+``before_cursor_execute`` and ``after_cursor_execute`` listeners are told of each statement,
+as SQLAlchemy tells them.
 
 Values are converted both ways as SQLAlchemy would (its bind and result processors for the
 dialect). A statement this cannot run the same way (an expanding ``IN``, two result columns
@@ -107,11 +108,14 @@ async def fetch(session: AsyncSession, prepared: Prepared, params: Mapping[str, 
     driver = sync.connection.driver_connection
     assert driver is not None
     async with driver.cursor(row_factory=namedtuple_row) as cursor:
-        if sync._has_events or sync.engine._has_events:
+        told = sync._has_events or sync.engine._has_events
+        if told:
             # Listeners of the engine's statements (the query-plan guard, tracing) see
-            # these too, as SQLAlchemy would show them.
+            # these too, before and after, as SQLAlchemy would show them.
             sync.dispatch.before_cursor_execute(sync, cursor, prepared.sql, values, None, False)
         await cursor.execute(prepared.sql, values, binary=True)
+        if told:
+            sync.dispatch.after_cursor_execute(sync, cursor, prepared.sql, values, None, False)
         found: list[Any] = await cursor.fetchall()
         result = cursor.pgresult  # the column types, without building a description
         codes = tuple(result.ftype(i) for i in range(result.nfields)) if result else ()
