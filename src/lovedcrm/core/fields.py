@@ -7,16 +7,17 @@ The documented answer is either the full page or the page of partial items
 (:func:`partial_model`: the same fields, none required).
 
 Lists are answered without building a pydantic model per item: rows (already only the
-columns asked for) become plain dicts serialised by pydantic-core, which writes UUIDs,
-dates, decimals and JSON exactly as the item model would (``tests/leads/test_leads_api.py``
-compares the two).
+columns asked for) become plain dicts, written as the item model would write them
+(``tests/leads/test_leads_api.py`` compares the two) by :func:`dumps`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
+import orjson
 import pydantic_core
 from fastapi import Query, Response
 from pydantic import BaseModel, Field, create_model
@@ -93,4 +94,29 @@ def page_response(
     else:
         listed = [{f: getattr(row, n) for f, n in zip(fields, names, strict=True)} for row in rows]
     body = {"items": listed, "next_cursor": next_cursor}
-    return Response(pydantic_core.to_json(body), media_type="application/json")
+    return Response(dumps(body), media_type="application/json")
+
+
+class _Unlike(Exception):
+    """A value orjson would write otherwise than pydantic-core, or not at all."""
+
+
+def _decimal(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return str(value)  # as pydantic-core writes a Decimal: the string of its value
+    raise _Unlike
+
+
+def dumps(body: Any) -> bytes:
+    """``body`` as JSON as ``pydantic_core.to_json`` writes it, in about a third of the time
+    (orjson: writing a page of 50 leads was the list's largest cost in Python). UUIDs,
+    strings (the same escapes), integers, floats, dates with ``Z`` for UTC, decimals as the
+    string of their value, dicts and lists come out byte for byte the same; what orjson
+    refuses (an integer past 64 bits, a type it does not know) is written by pydantic-core
+    instead. One difference is left: a time zone offset with seconds (local mean time, in a
+    non-UTC session, before about 1900) is rounded to the minute by orjson where pydantic
+    truncates it. ``tests/core/test_fields.py`` compares both on awkward values."""
+    try:
+        return orjson.dumps(body, default=_decimal, option=orjson.OPT_UTC_Z)
+    except (orjson.JSONEncodeError, _Unlike):
+        return pydantic_core.to_json(body)
