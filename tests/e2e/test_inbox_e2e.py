@@ -143,9 +143,12 @@ async def test_a_template_reply_and_its_ticks_advance_without_a_reload(
         await expect(reply.locator(".ticks-read")).to_be_visible()
         seen = await page.evaluate("() => window.__seen")
         order = ["pending", "sent", "delivered", "read"]
-        assert seen[0] in ("pending", "sent"), seen
-        assert "delivered" in seen and seen[-1] == "read", seen
-        assert seen == sorted(seen, key=order.index), seen  # never backwards
+        # The bubble advanced live (no reload), in order, to read. "delivered" may not be
+        # shown on its own: its receipt is due a second after the send and read's two
+        # seconds later, and a worker running late (a loaded machine) handles both in one
+        # batch, so the page goes from sent straight to read.
+        assert seen[0] in ("pending", "sent") and seen[-1] == "read", seen
+        assert len(seen) >= 2 and seen == sorted(seen, key=order.index), seen  # never backwards
 
         # The list says it too: the last message is ours, read.
         item = page.locator("#conversation-list li.conv", has_text="Paulo Mendes")
