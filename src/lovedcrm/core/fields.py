@@ -97,14 +97,10 @@ def page_response(
     return Response(dumps(body), media_type="application/json")
 
 
-class _Unlike(Exception):
-    """A value orjson would write otherwise than pydantic-core, or not at all."""
-
-
 def _decimal(value: Any) -> str:
     if isinstance(value, Decimal):
         return str(value)  # as pydantic-core writes a Decimal: the string of its value
-    raise _Unlike
+    raise TypeError  # orjson raises JSONEncodeError: pydantic-core writes the body
 
 
 def dumps(body: Any) -> bytes:
@@ -113,10 +109,12 @@ def dumps(body: Any) -> bytes:
     strings (the same escapes), integers, floats, dates with ``Z`` for UTC, decimals as the
     string of their value, dicts and lists come out byte for byte the same; what orjson
     refuses (an integer past 64 bits, a type it does not know) is written by pydantic-core
-    instead. One difference is left: a time zone offset with seconds (local mean time, in a
-    non-UTC session, before about 1900) is rounded to the minute by orjson where pydantic
-    truncates it. ``tests/core/test_fields.py`` compares both on awkward values."""
+    instead. Two differences are left (``docs/decisions/0014-lean-hot-reads.md``): a float
+    NaN or infinity is written ``null`` (pydantic writes ``NaN``, which is not JSON), and a
+    time zone offset with seconds (local mean time, in a non-UTC session, before about 1900)
+    is rounded to the minute where pydantic truncates it. ``tests/core/test_fields.py``
+    compares both on awkward values."""
     try:
         return orjson.dumps(body, default=_decimal, option=orjson.OPT_UTC_Z)
-    except (orjson.JSONEncodeError, _Unlike):
+    except orjson.JSONEncodeError:
         return pydantic_core.to_json(body)
