@@ -17,15 +17,18 @@ and errors it raises are answered by the same exception handlers. See
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
 
 LeanHandler = Callable[[Request], Awaitable[Response | None]]
 _LEAN = "__lovedcrm_lean__"
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+Model = TypeVar("Model", bound=BaseModel)
 
 
 def lean(handler: LeanHandler) -> Callable[[Endpoint], Endpoint]:
@@ -67,3 +70,16 @@ def single_values(request: Request, known: frozenset[str]) -> dict[str, str] | N
             return None
         values[name] = value
     return values
+
+
+async def json_body(request: Request, model: type[Model]) -> Model | None:
+    """The request's body as ``model``, read as FastAPI reads a body parameter (the body's
+    JSON, ``json.loads``, validated in Python mode); None when it is not plainly JSON (no
+    ``Content-Type: application/json`` exactly, not UTF-8 JSON) or not valid, so that FastAPI
+    answers with its own error. The body stays cached on the request for FastAPI."""
+    if request.headers.get("content-type") != "application/json":
+        return None
+    try:
+        return model.model_validate(json.loads(await request.body()))
+    except (ValueError, ValidationError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None

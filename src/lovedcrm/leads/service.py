@@ -10,6 +10,7 @@ A new lead that names no assignee is assigned by the organization's ``assignment
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import date
@@ -18,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import (
     Select,
+    bindparam,
     func,
     insert,
     select,
@@ -291,18 +293,23 @@ async def first_stage(session: AsyncSession, organization_id: uuid.UUID) -> Pipe
     return stage
 
 
+@functools.cache
+def _organization_and_first_stage() -> Select[Organization, uuid.UUID]:
+    """The organization and the id of its first active stage (built once: each create runs
+    it)."""
+    stage_id = _first_stage_query(Organization.id).with_only_columns(PipelineStage.id)
+    return select(Organization, stage_id.scalar_subquery()).where(
+        Organization.id == bindparam("organization_id")
+    )
+
+
 async def _first_stage_id_and_settings(
     session: AsyncSession, organization_id: uuid.UUID
 ) -> uuid.UUID:
     """The id of the organization's first active stage, reading the organization (its
     settings, for what follows in the unit of work) in the same statement."""
-    stage_id = _first_stage_query(Organization.id).with_only_columns(PipelineStage.id)
     row = (
-        await session.execute(
-            select(Organization, stage_id.scalar_subquery()).where(
-                Organization.id == organization_id
-            )
-        )
+        await session.execute(_organization_and_first_stage(), {"organization_id": organization_id})
     ).first()
     if row is None or row[1] is None:
         raise _no_stage()

@@ -24,10 +24,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import event, insert, text
+from sqlalchemy import Table, event, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -264,15 +264,27 @@ def add_new_lead(
     pending.append((fact, stay, history))
 
 
+def _table(model: Any) -> Table:
+    """The model's table: Core INSERTs, without the ORM's bulk-insert work (no RETURNING)."""
+    return cast(Table, model.__table__)
+
+
 def _new_lead_inserts(info: dict[Any, Any]) -> list[Any]:
     pending: list[tuple[dict[str, Any], ...]] = info.pop(_NEW, None) or []
     if not pending:
         return []
+
     # One round trip for the three tables: the facts' and the history's INSERTs as
-    # data-modifying CTEs.
-    facts = insert(ReportLeadFact).values([fact for fact, _, _ in pending]).cte("new_facts")
-    history = insert(AnalyticsEvent).values([row for _, _, row in pending]).cte("new_history")
-    spans = insert(ReportStageSpan).values([stay for _, stay, _ in pending])
+    # data-modifying CTEs. One lead (a lead made by hand or through the API) gives each
+    # INSERT one set of values, a statement SQLAlchemy compiles once and caches; several
+    # give multi-row VALUES, which it compiles each time.
+    def rows(n: int) -> Any:
+        found = [row[n] for row in pending]
+        return found[0] if len(found) == 1 else found
+
+    facts = insert(_table(ReportLeadFact)).values(rows(0)).cte("new_facts")
+    history = insert(_table(AnalyticsEvent)).values(rows(2)).cte("new_history")
+    spans = insert(_table(ReportStageSpan)).values(rows(1))
     return [spans.add_cte(facts, history)]
 
 
