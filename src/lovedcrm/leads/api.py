@@ -163,9 +163,9 @@ async def _lean_create(request: Request) -> Response | None:
         return None
     async with unit_of_work(request) as session:
         principal = await require_request(request, session, "leads:write")
-        lead = await _create(session, principal, body)
+        created = await _create(session, principal, body)
     return Response(
-        lead.model_dump_json(by_alias=True), status_code=201, media_type="application/json"
+        created.model_dump_json(by_alias=True), status_code=201, media_type="application/json"
     )
 
 

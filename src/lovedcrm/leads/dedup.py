@@ -177,7 +177,7 @@ async def find_duplicates(
                 break
     if not matched:
         return []
-    whole = select(Lead).where(Lead.organization_id == organization_id, Lead.id.in_(matched))
+    whole = select(Lead).where(Lead.organization_id == organization_id, Lead.id.in_(list(matched)))
     leads = (await session.execute(whole)).scalars()
     by_id = {lead.id: lead for lead in leads}
     # In the candidates' order; a lead deleted meanwhile is no duplicate.

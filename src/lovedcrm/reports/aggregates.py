@@ -264,28 +264,26 @@ def add_new_lead(
     pending.append((fact, stay, history))
 
 
-def _table(model: Any) -> Table:
-    """The model's table: Core INSERTs, without the ORM's bulk-insert work (no RETURNING)."""
-    return cast(Table, model.__table__)
+# Core INSERTs on the tables: no RETURNING, none of the ORM's bulk-insert work.
+_FACTS = cast(Table, ReportLeadFact.__table__)
+_HISTORY = cast(Table, AnalyticsEvent.__table__)
+_SPANS = cast(Table, ReportStageSpan.__table__)
 
 
 def _new_lead_inserts(info: dict[Any, Any]) -> list[Any]:
     pending: list[tuple[dict[str, Any], ...]] = info.pop(_NEW, None) or []
     if not pending:
         return []
-
     # One round trip for the three tables: the facts' and the history's INSERTs as
-    # data-modifying CTEs. One lead (a lead made by hand or through the API) gives each
-    # INSERT one set of values, a statement SQLAlchemy compiles once and caches; several
-    # give multi-row VALUES, which it compiles each time.
-    def rows(n: int) -> Any:
-        found = [row[n] for row in pending]
-        return found[0] if len(found) == 1 else found
-
-    facts = insert(_table(ReportLeadFact)).values(rows(0)).cte("new_facts")
-    history = insert(_table(AnalyticsEvent)).values(rows(2)).cte("new_history")
-    spans = insert(_table(ReportStageSpan)).values(rows(1))
-    return [spans.add_cte(facts, history)]
+    # data-modifying CTEs. One lead (made by hand or through the API) gives each INSERT one
+    # set of values, a statement SQLAlchemy compiles once and caches; several give multi-row
+    # VALUES, which it compiles each time.
+    facts, stays, history = ([row[n] for row in pending] for n in range(3))
+    one = len(pending) == 1
+    new_facts = insert(_FACTS).values(facts[0] if one else facts).cte("new_facts")
+    new_history = insert(_HISTORY).values(history[0] if one else history).cte("new_history")
+    spans = insert(_SPANS).values(stays[0] if one else stays)
+    return [spans.add_cte(new_facts, new_history)]
 
 
 async def _write_new_leads(session: AsyncSession) -> None:
